@@ -1,0 +1,173 @@
+"""The stage graph: frozen values describing a checked pipeline definition.
+
+A ``StageGraph`` is what ``Pipeline.check()`` produces and what a built instance runs.
+It holds plain functions and facts about them (name, ``file:line``, parameters); it runs
+no user code and knows nothing of configs or preprocessors beyond their types.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "INJECTABLE_BUILTINS",
+    "STAGE_KINDS",
+    "FunctionInfo",
+    "Initializer",
+    "Stage",
+    "StageGraph",
+    "StageKind",
+    "describe_function",
+]
+
+
+class StageKind(str, enum.Enum):
+    """The stages a pipeline may have, in the order they run."""
+
+    TRANSFORM_INPUTS = "transform_inputs"
+    EXECUTE = "execute"
+    TRANSFORM_OUTPUTS = "transform_outputs"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STAGE_KINDS: tuple[StageKind, ...] = tuple(StageKind)
+
+#: Names that can always be injected, whatever the initializers.
+INJECTABLE_BUILTINS: tuple[str, ...] = ("config", "logger")
+
+
+@attrs.frozen
+class FunctionInfo:
+    """Where a user function lives and what parameters it takes."""
+
+    func: Callable[..., Any] = attrs.field(eq=False, repr=False)
+    name: str
+    qualname: str
+    location: str
+    params: tuple[str, ...]
+    #: Parameters that cannot be passed by name (``*args``, positional-only, ``**kw``).
+    odd_params: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"`{self.name}` ({self.location})"
+
+
+@attrs.frozen
+class Stage:
+    """One stage: its kind and the function that implements it.
+
+    ``data_param`` is the name of the parameter that receives the data; ``injected``
+    are the remaining parameters, wired by name.
+    """
+
+    kind: StageKind
+    info: FunctionInfo
+    data_param: str
+    injected: tuple[str, ...]
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        return self.info.func
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def location(self) -> str:
+        return self.info.location
+
+
+@attrs.frozen
+class Initializer:
+    """An initializer: ``name`` is the resource it provides; ``requires`` are injected."""
+
+    info: FunctionInfo
+    requires: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        return self.info.func
+
+
+@attrs.frozen
+class StageGraph:
+    """A checked pipeline: initializers in dependency order, stages in run order."""
+
+    name: str
+    config_model: type[Any]
+    initializers: tuple[Initializer, ...]
+    stages: tuple[Stage, ...]
+
+    def stage(self, kind: StageKind | str) -> Stage | None:
+        """The stage of ``kind``, or ``None`` when the pipeline has none."""
+        kind = StageKind(kind)
+        for stage in self.stages:
+            if stage.kind is kind:
+                return stage
+        return None
+
+    @property
+    def resource_names(self) -> tuple[str, ...]:
+        return tuple(init.name for init in self.initializers)
+
+
+def _location(func: Callable[..., Any]) -> str:
+    target = inspect.unwrap(func)
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        return f"{code.co_filename}:{code.co_firstlineno}"
+    try:
+        filename = inspect.getsourcefile(target) or "<unknown>"
+        _, line = inspect.getsourcelines(target)
+    except (OSError, TypeError):
+        return "<unknown>:0"
+    return f"{filename}:{line}"
+
+
+def describe_function(func: Callable[..., Any]) -> FunctionInfo:
+    """Collect a function's name, location and parameter names without calling it.
+
+    Raises
+    ------
+    TypeError
+        When ``func`` is not callable or has no inspectable signature.
+    """
+    if not callable(func):
+        raise TypeError(f"expected a function, got {type(func).__name__} {func!r}")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot read the signature of {func!r}: {exc}") from exc
+    params: list[str] = []
+    odd: list[str] = []
+    for param in signature.parameters.values():
+        if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            params.append(param.name)
+        elif param.kind is param.POSITIONAL_ONLY and not params:
+            # A positional-only first parameter can still receive the data.
+            params.append(param.name)
+        else:
+            odd.append(param.name)
+    name = getattr(func, "__name__", type(func).__name__)
+    qualname = getattr(func, "__qualname__", name)
+    module = getattr(func, "__module__", None) or ""
+    return FunctionInfo(
+        func=func,
+        name=name,
+        qualname=f"{module}.{qualname}" if module else qualname,
+        location=_location(func),
+        params=tuple(params),
+        odd_params=tuple(odd),
+    )
