@@ -17,6 +17,7 @@ import attrs
 __all__ = [
     "INJECTABLE_BUILTINS",
     "STAGE_KINDS",
+    "CheckedPipeline",
     "FunctionInfo",
     "Initializer",
     "Stage",
@@ -171,3 +172,19 @@ def describe_function(func: Callable[..., Any]) -> FunctionInfo:
         params=tuple(params),
         odd_params=tuple(odd),
     )
+
+
+@attrs.frozen
+class CheckedPipeline:
+    """A stage graph that passed ``check()``, with the config it was checked against.
+
+    ``preprocessor`` is the built preprocessor for ``config``; ``input_type`` is the type
+    it hands to the first stage; ``report`` is the type checker's report (edges with
+    their types, notes).
+    """
+
+    graph: StageGraph
+    config: Any
+    preprocessor: Callable[[Any], Any] = attrs.field(eq=False)
+    input_type: Any
+    report: Any = None

@@ -1,0 +1,254 @@
+"""The built pipeline: config resolved, resources initialized, ready for calls.
+
+A ``BuiltPipeline`` is what ``Pipeline.build()`` returns. It holds no global state: its
+resources, metrics and config belong to it alone, so several instances (one per worker,
+one per test) can live side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from types import MappingProxyType
+from typing import Any
+
+from packflow.exceptions import (
+    InferenceBackendInitializationError,
+    InferenceBackendRuntimeError,
+    InferenceBackendValidationError,
+    PackflowError,
+    PreprocessorRuntimeError,
+    StageError,
+)
+from packflow.graph import CheckedPipeline, Initializer, Stage, StageGraph
+from packflow.log import get_logger
+from packflow.metrics import Metrics, MetricsRecorder
+from packflow.outputs import find_invalid_value
+
+__all__ = ["BuiltPipeline", "run_initializers"]
+
+Step = tuple[str, Callable[[Any], Any], Stage | None]
+
+
+def run_initializers(
+    graph: StageGraph,
+    *,
+    config: Any,
+    logger: logging.Logger,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the graph's initializers in dependency order and return the resources.
+
+    ``overrides`` supplies resources by name instead of running their initializers
+    (used by tests that replace a model with a fake).
+
+    Raises
+    ------
+    InferenceBackendInitializationError
+        When an initializer raises; the original exception is chained.
+    """
+    available: dict[str, Any] = {"config": config, "logger": logger}
+    resources: dict[str, Any] = {}
+    given = dict(overrides or {})
+    for init in graph.initializers:
+        if init.name in given:
+            value = given.pop(init.name)
+        else:
+            value = _call_initializer(init, available, graph.name)
+        available[init.name] = value
+        resources[init.name] = value
+    return resources
+
+
+def _call_initializer(init: Initializer, available: Mapping[str, Any], pipeline: str) -> Any:
+    kwargs = {name: available[name] for name in init.requires}
+    try:
+        return init.func(**kwargs)
+    except Exception as exc:
+        raise InferenceBackendInitializationError(
+            f"pipeline {pipeline!r}: initializer `{init.name}` ({init.info.location}) "
+            f"raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _bind(stage: Stage, available: Mapping[str, Any]) -> Callable[[Any], Any]:
+    if not stage.injected:
+        return stage.func
+    return functools.partial(stage.func, **{name: available[name] for name in stage.injected})
+
+
+class BuiltPipeline:
+    """A ready pipeline instance: call it with one record (a dict) or a list of them.
+
+    Made by :meth:`packflow.Pipeline.build`; not meant to be constructed by hand.
+    """
+
+    def __init__(
+        self,
+        checked: CheckedPipeline,
+        resources: Mapping[str, Any],
+        *,
+        logger: logging.Logger | None = None,
+        stage_wrappers: Mapping[str, Callable[[Callable[[Any], Any]], Callable[[Any], Any]]]
+        | None = None,
+    ) -> None:
+        self._checked = checked
+        self.graph: StageGraph = checked.graph
+        self.config: Any = checked.config
+        self.logger: logging.Logger = logger or get_logger(checked.graph.name)
+        self.resources: Mapping[str, Any] = MappingProxyType(dict(resources))
+        self.report: Any = checked.report
+        available = {"config": self.config, "logger": self.logger, **self.resources}
+        steps: list[Step] = [("preprocess", checked.preprocessor, None)]
+        for stage in self.graph.stages:
+            fn = _bind(stage, available)
+            wrapper = (stage_wrappers or {}).get(stage.kind.value)
+            if wrapper is not None:
+                fn = wrapper(fn)
+            steps.append((stage.kind.value, fn, stage))
+        self._steps: tuple[Step, ...] = tuple(steps)
+        self._metrics = MetricsRecorder([label for label, _, _ in steps])
+        self._verbose = bool(getattr(self.config, "verbose", False))
+        self._last_stage = self.graph.stages[-1]
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    def __repr__(self) -> str:
+        stages = " -> ".join(label for label, _, _ in self._steps)
+        return f"<BuiltPipeline {self.name!r}: {stages}>"
+
+    def ready(self) -> bool:
+        """Whether the instance can serve calls (initialized; always true once built)."""
+        return True
+
+    def __call__(self, inputs: Any) -> Any:
+        """Run one record (a dict, returns a dict) or a batch (a list, returns a list).
+
+        Raises
+        ------
+        InferenceBackendRuntimeError
+            When the input is neither a dict nor a list of dicts, or the output is not a
+            list with one element per input.
+        StageError
+            When a stage raises; the original exception is chained.
+        """
+        start = perf_counter()
+        kind = type(inputs)
+        if kind is dict:
+            batch: list[Any] = [inputs]
+            single = True
+        elif kind is list or isinstance(inputs, list):
+            if not inputs:
+                self._metrics.record(0, (), perf_counter() - start)
+                return []
+            if type(inputs[0]) is not dict or len(set(map(type, inputs))) != 1:
+                _reject_rows(inputs)
+            batch = inputs
+            single = False
+        elif isinstance(inputs, dict):
+            batch = [inputs]
+            single = True
+        else:
+            raise _bad_input(inputs)
+        data: Any = batch
+        durations: list[float] = []
+        mark = start
+        for label, fn, stage in self._steps:
+            try:
+                data = fn(data)
+            except PackflowError:
+                raise
+            except Exception as exc:
+                raise _stage_error(label, stage, exc) from exc
+            now = perf_counter()
+            durations.append(now - mark)
+            mark = now
+        if type(data) is not list or len(data) != len(batch):
+            raise self._misaligned(data, len(batch))
+        self._metrics.record(len(batch), durations, mark - start)
+        if self._verbose:
+            self.logger.info("%s", self._metrics.last().as_dict())
+        return data[0] if single else data
+
+    def get_metrics(self) -> Metrics:
+        """The metrics of this thread's last completed call.
+
+        Raises
+        ------
+        InferenceBackendRuntimeError
+            When this thread has not completed a call yet.
+        """
+        return self._metrics.last()
+
+    def validate(self, sample: Any) -> Any:
+        """Run ``sample`` and check that the outputs are JSON-ready records.
+
+        Returns the outputs, like a call.
+
+        Raises
+        ------
+        InferenceBackendValidationError
+            When an output row is not a dict or holds a value JSON cannot represent;
+            the message names the record index and the key path.
+        """
+        outputs = self(sample)
+        rows = [outputs] if isinstance(sample, dict) else outputs
+        problem = find_invalid_value(rows)
+        if problem is not None:
+            index, path, reason = problem
+            where = f" at {path}" if path else ""
+            raise InferenceBackendValidationError(
+                f"pipeline {self.name!r}: output record {index}{where}: {reason}",
+                index=index,
+                path=path,
+            )
+        return outputs
+
+    def _misaligned(self, data: Any, expected: int) -> InferenceBackendRuntimeError:
+        stage = self._last_stage
+        who = f"{stage.kind.value} `{stage.name}` ({stage.location})"
+        if type(data) is not list:
+            hint = (
+                "add a transform_outputs stage that returns list[dict]"
+                if stage.kind.value == "execute"
+                else "return a list with one record per input"
+            )
+            return InferenceBackendRuntimeError(
+                f"pipeline {self.name!r}: {who} returned {type(data).__name__}; the last "
+                f"stage must return a list of {expected} record(s), one per input ({hint})"
+            )
+        return InferenceBackendRuntimeError(
+            f"pipeline {self.name!r}: {who} returned {len(data)} record(s) for a batch of "
+            f"{expected}; outputs must line up one to one with inputs"
+        )
+
+
+def _reject_rows(inputs: list[Any]) -> None:
+    for index, row in enumerate(inputs):
+        if type(row) is not dict and not isinstance(row, dict):
+            raise InferenceBackendRuntimeError(
+                f"input record {index} is {type(row).__name__}, expected a dict "
+                "(a batch must be a list of dicts)"
+            )
+
+
+def _bad_input(inputs: Any) -> InferenceBackendRuntimeError:
+    return InferenceBackendRuntimeError(
+        f"inputs must be a dict (one record) or a list of dicts (a batch), "
+        f"got {type(inputs).__name__}"
+    )
+
+
+def _stage_error(label: str, stage: Stage | None, exc: Exception) -> PackflowError:
+    if stage is None:
+        return PreprocessorRuntimeError(f"preprocess failed with {type(exc).__name__}: {exc}")
+    return StageError(
+        f"stage {label} `{stage.name}` ({stage.location}) raised {type(exc).__name__}: {exc}",
+        stage=label,
+        function=stage.name,
+        location=stage.location,
+    )
