@@ -127,9 +127,7 @@ class InferenceBackendValidationError(PackflowError):
     ``index`` is the record index and ``path`` the key path of the first offending value.
     """
 
-    def __init__(
-        self, message: str, *, index: int | None = None, path: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, index: int | None = None, path: str | None = None) -> None:
         super().__init__(message)
         self.index = index
         self.path = path
