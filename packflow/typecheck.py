@@ -1,0 +1,1164 @@
+"""Type compatibility between what one stage produces and what the next consumes.
+
+This module knows nothing of pipelines. It answers one question: may a value of the
+*produced* type be handed to a parameter annotated with the *consumed* type? The rules
+follow mypy (PEP 484) with one deliberate departure: containers are read covariantly,
+because data handed down a pipeline is never written back (``list[int]`` fits
+``list[float]``). See ``docs/type-rules.md`` for the full table.
+
+Public functions:
+
+- :func:`is_compatible` and :func:`explain` for users who want to test their own types;
+- :func:`check` returns a :class:`Verdict` (compatible, incompatible with an explanation,
+  or unknown with a note) together with the solved ``TypeVar`` bindings;
+- :func:`substitute` applies such bindings to an annotation;
+- :func:`format_type` renders a type the way the reports show it.
+
+Where the engine cannot decide (an exotic construct), the verdict is ``UNKNOWN``:
+callers treat it as compatible and log the note. It never raises on a strange type.
+"""
+
+from __future__ import annotations
+
+import collections
+import collections.abc as cabc
+import contextlib
+import enum
+import functools
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import typing_extensions as te
+
+__all__ = [
+    "Status",
+    "Verdict",
+    "check",
+    "explain",
+    "format_type",
+    "is_compatible",
+    "substitute",
+]
+
+
+class Status(enum.Enum):
+    """The outcome of one compatibility check."""
+
+    COMPATIBLE = "compatible"
+    INCOMPATIBLE = "incompatible"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class Verdict:
+    """What :func:`check` found.
+
+    ``reason`` explains an ``INCOMPATIBLE`` verdict (which sub-type failed) or notes why
+    the verdict is ``UNKNOWN``; it is ``None`` when compatible. ``bindings`` maps each
+    ``TypeVar`` of the consumed type to the type it was solved to.
+    """
+
+    status: Status
+    reason: str | None = None
+    bindings: Mapping[Any, Any] = attrs.field(factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """``True`` unless the verdict is ``INCOMPATIBLE`` (unknown counts as fitting)."""
+        return self.status is not Status.INCOMPATIBLE
+
+
+# --------------------------------------------------------------------------------------
+# Normalized type nodes. Every annotation is turned into one of these (cached), so the
+# rules below deal with one spelling of each type whatever alias the user wrote.
+
+
+class _Node:
+    __slots__ = ()
+    raw: Any
+
+
+@attrs.frozen
+class _AnyT(_Node):
+    raw: Any = attrs.field(default=Any, eq=False)
+
+    def __str__(self) -> str:
+        return "Any"
+
+
+@attrs.frozen
+class _NeverT(_Node):
+    raw: Any = attrs.field(default=te.Never, eq=False)
+
+    def __str__(self) -> str:
+        return "Never"
+
+
+@attrs.frozen
+class _ClsT(_Node):
+    """A class, possibly with type arguments (bare generics carry ``Any`` arguments)."""
+
+    origin: Any
+    args: tuple[_Node, ...] = ()
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        if self.origin is type(None):
+            return "None"
+        np = sys.modules.get("numpy")
+        if np is not None and self.origin is np.ndarray:
+            if not self.args or isinstance(self.args[0], _AnyT):
+                return "ndarray"
+            return f"NDArray[{self.args[0]}]"
+        name = _class_name(self.origin)
+        if not self.args:
+            return name
+        return f"{name}[{', '.join(map(str, self.args))}]"
+
+
+@attrs.frozen
+class _UnionT(_Node):
+    members: tuple[_Node, ...]
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        literals = [m for m in self.members if isinstance(m, _LiteralT)]
+        others = [str(m) for m in self.members if not isinstance(m, _LiteralT)]
+        parts = []
+        if literals:
+            parts.append(f"Literal[{', '.join(repr(m.value) for m in literals)}]")
+        # None reads best last, as in ``int | None``.
+        parts.extend(sorted(others, key=lambda s: s == "None"))
+        return " | ".join(parts)
+
+
+@attrs.frozen
+class _LiteralT(_Node):
+    value: Any
+    kind: type
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return f"Literal[{self.value!r}]"
+
+
+@attrs.frozen
+class _TupleT(_Node):
+    items: tuple[_Node, ...]
+    variadic: bool
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        if self.variadic:
+            return f"tuple[{self.items[0]}, ...]"
+        if not self.items:
+            return "tuple[()]"
+        return f"tuple[{', '.join(map(str, self.items))}]"
+
+    def element(self) -> _Node:
+        if self.variadic:
+            return self.items[0]
+        if not self.items:
+            return _NeverT()
+        return _make_union(self.items)
+
+
+@attrs.frozen
+class _CallableT(_Node):
+    params: tuple[_Node, ...] | None  # None: any parameters (``...``)
+    ret: _Node
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        params = "..." if self.params is None else f"[{', '.join(map(str, self.params))}]"
+        return f"Callable[{params}, {self.ret}]"
+
+
+@attrs.frozen
+class _TypedDictT(_Node):
+    cls: Any
+    fields: tuple[tuple[str, _Node, bool], ...]  # (key, type, required)
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return _class_name(self.cls)
+
+    def field_map(self) -> dict[str, tuple[_Node, bool]]:
+        return {key: (node, required) for key, node, required in self.fields}
+
+
+@attrs.frozen
+class _NewTypeT(_Node):
+    newtype: Any
+    supertype: _Node
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return str(getattr(self.newtype, "__name__", self.newtype))
+
+
+@attrs.frozen
+class _TypeVarT(_Node):
+    var: Any
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return str(self.var.__name__)
+
+
+@attrs.frozen
+class _UnknownT(_Node):
+    why: str
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return _fallback_repr(self.raw)
+
+
+def _fallback_repr(tp: Any) -> str:
+    if isinstance(tp, str):
+        return tp
+    if isinstance(tp, type):
+        return _class_name(tp)
+    text = repr(tp)
+    return text.replace("typing.", "").replace("typing_extensions.", "")
+
+
+def _class_name(cls: Any) -> str:
+    if cls is type(None):
+        return "None"
+    name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", None)
+    if name is None:
+        return _fallback_repr(cls)
+    # Reports are read next to the code, where a local class's qualname carries noise.
+    return str(name).rsplit("<locals>.", 1)[-1]
+
+
+def _to_annotation(node: _Node) -> Any:
+    """An annotation for ``node``: its original spelling, or one rebuilt from its parts."""
+    if isinstance(node, _ClsT) and node.origin is type(None):
+        return None
+    if node.raw is not None:
+        return node.raw
+    if isinstance(node, _ClsT):
+        if not node.args:
+            return node.origin
+        try:
+            return node.origin[tuple(_to_annotation(a) for a in node.args)]
+        except TypeError:
+            return node.origin
+    if isinstance(node, _TupleT):
+        if node.variadic:
+            return tuple[_to_annotation(node.items[0]), ...]  # type: ignore[misc]
+        if not node.items:
+            return tuple[()]
+        return tuple[tuple(_to_annotation(i) for i in node.items)]  # type: ignore[misc]
+    if isinstance(node, _UnionT):
+        return typing.Union[tuple(_to_annotation(m) for m in node.members)]  # noqa: UP007
+    return Any
+
+
+# --------------------------------------------------------------------------------------
+# Normalization
+
+# Number of type arguments of the standard generics (bare use means all ``Any``).
+_ARITY: dict[Any, int] = {
+    list: 1,
+    set: 1,
+    frozenset: 1,
+    dict: 2,
+    type: 1,
+    collections.deque: 1,
+    collections.defaultdict: 2,
+    collections.OrderedDict: 2,
+    collections.Counter: 1,
+    collections.ChainMap: 2,
+    cabc.Iterable: 1,
+    cabc.Iterator: 1,
+    cabc.Reversible: 1,
+    cabc.Container: 1,
+    cabc.Collection: 1,
+    cabc.Sequence: 1,
+    cabc.MutableSequence: 1,
+    cabc.Set: 1,
+    cabc.MutableSet: 1,
+    cabc.Mapping: 2,
+    cabc.MutableMapping: 2,
+    cabc.MappingView: 1,
+    cabc.KeysView: 1,
+    cabc.ValuesView: 1,
+    cabc.ItemsView: 2,
+    cabc.Generator: 3,
+    cabc.AsyncIterable: 1,
+    cabc.AsyncIterator: 1,
+    cabc.AsyncGenerator: 2,
+    cabc.Awaitable: 1,
+    cabc.Coroutine: 3,
+    contextlib.AbstractContextManager: 1,
+    contextlib.AbstractAsyncContextManager: 1,
+    re.Pattern: 1,
+    re.Match: 1,
+}
+
+# Classes whose instances hold elements: the element type is their first argument.
+_ELEMENT_CONTAINERS = frozenset(
+    {
+        list,
+        set,
+        frozenset,
+        tuple,
+        collections.deque,
+        collections.Counter,
+        cabc.Iterable,
+        cabc.Iterator,
+        cabc.Reversible,
+        cabc.Container,
+        cabc.Collection,
+        cabc.Sequence,
+        cabc.MutableSequence,
+        cabc.Set,
+        cabc.MutableSet,
+        cabc.KeysView,
+        cabc.ValuesView,
+        cabc.Generator,
+        cabc.AsyncIterable,
+        cabc.AsyncIterator,
+        cabc.AsyncGenerator,
+    }
+)
+_MAPPINGS = frozenset(
+    {
+        dict,
+        collections.defaultdict,
+        collections.OrderedDict,
+        collections.ChainMap,
+        cabc.Mapping,
+        cabc.MutableMapping,
+    }
+)
+# Targets a producer can be viewed as through its element type alone.
+_ELEMENT_VIEWS = frozenset(
+    {
+        cabc.Iterable,
+        cabc.Iterator,
+        cabc.Reversible,
+        cabc.Container,
+        cabc.Collection,
+        cabc.Sequence,
+        cabc.MutableSequence,
+        cabc.Set,
+        cabc.MutableSet,
+        cabc.AsyncIterable,
+        cabc.AsyncIterator,
+    }
+)
+# Builtins that are sequences of a fixed element type.
+_FIXED_ELEMENTS: dict[Any, Any] = {
+    str: str,
+    bytes: int,
+    bytearray: int,
+    memoryview: int,
+    range: int,
+}
+
+# The numeric tower of PEP 484: an int is accepted where a float is expected, and so on.
+_PROMOTIONS: dict[Any, frozenset[Any]] = {
+    int: frozenset({float, complex}),
+    float: frozenset({complex}),
+}
+
+_NONE_TYPES = (None, type(None))
+_UNION_ORIGINS = (typing.Union, types.UnionType)
+_LITERAL_ORIGINS = (typing.Literal, te.Literal)
+_ANNOTATED_ORIGINS = (typing.Annotated, te.Annotated)
+
+
+def _special_forms(*names: str) -> tuple[Any, ...]:
+    # The same form may exist in typing and typing_extensions as different objects, and
+    # some (Required, Never, ReadOnly) only in newer versions of typing.
+    found: list[Any] = []
+    for module in (typing, te):
+        for name in names:
+            form = getattr(module, name, None)
+            if form is not None and not any(form is seen for seen in found):
+                found.append(form)
+    return tuple(found)
+
+
+_WRAPPERS = _special_forms("ClassVar", "Final", "Required", "NotRequired", "ReadOnly")
+_NEVERS = _special_forms("NoReturn", "Never")
+_LITERAL_STRINGS = _special_forms("LiteralString")
+_TYPE_GUARDS = _special_forms("TypeGuard", "TypeIs")
+_TYPEVAR_TYPES: tuple[type, ...] = tuple({typing.TypeVar, te.TypeVar})
+_PARAMSPEC_TYPES: tuple[type, ...] = tuple({typing.ParamSpec, te.ParamSpec})
+
+
+def _normalize(tp: Any) -> _Node:
+    if isinstance(tp, _Node):
+        return tp
+    try:
+        return _normalize_cached(tp)
+    except TypeError:
+        # Unhashable annotations (e.g. Annotated with a dict) cannot be cached.
+        return _normalize_uncached(tp)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize_cached(tp: Any) -> _Node:
+    return _normalize_uncached(tp)
+
+
+def _normalize_uncached(tp: Any) -> _Node:
+    try:
+        return _normalize_inner(tp)
+    except Exception as exc:  # an exotic annotation must never crash a check
+        return _UnknownT(f"cannot interpret {_fallback_repr(tp)} ({exc})", raw=tp)
+
+
+def _normalize_inner(tp: Any) -> _Node:
+    if tp is Any or tp is te.Any:
+        return _AnyT(raw=tp)
+    if tp in _NONE_TYPES:
+        return _ClsT(type(None), (), raw=None)
+    if any(tp is never for never in _NEVERS):
+        return _NeverT(raw=tp)
+    if any(tp is form for form in _LITERAL_STRINGS):
+        return _ClsT(str, (), raw=tp)
+    if isinstance(tp, str | typing.ForwardRef):
+        name = tp if isinstance(tp, str) else tp.__forward_arg__
+        return _UnknownT(f"the forward reference {name!r} was not resolved", raw=tp)
+    if isinstance(tp, _TYPEVAR_TYPES):
+        return _TypeVarT(tp, raw=tp)
+    if hasattr(tp, "__supertype__") and callable(tp):
+        return _NewTypeT(tp, _normalize(tp.__supertype__), raw=tp)
+    if isinstance(tp, te.TypeAliasType) or type(tp).__name__ == "TypeAliasType":
+        return _normalize(tp.__value__)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        numpy_node = _normalize_numpy(tp, np)
+        if numpy_node is not None:
+            return numpy_node
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in _ANNOTATED_ORIGINS:
+        return _normalize(args[0])
+    if any(origin is form or tp is form for form in _WRAPPERS):
+        return _normalize(args[0]) if args else _AnyT(raw=tp)
+    if origin in _UNION_ORIGINS:
+        return _make_union([_normalize(a) for a in args], raw=tp)
+    if origin in _LITERAL_ORIGINS:
+        return _make_union([_normalize_literal(v) for v in args], raw=tp)
+    if any(origin is form for form in _TYPE_GUARDS):
+        return _ClsT(bool, (), raw=tp)
+    if te.is_typeddict(tp):
+        return _normalize_typeddict(tp)
+    if tp is tuple or origin is tuple:
+        return _normalize_tuple(tp, args)
+    if tp is cabc.Callable or origin is cabc.Callable:
+        return _normalize_callable(tp, args)
+    if origin is None and tp is typing.Callable:
+        return _CallableT(None, _AnyT(), raw=tp)
+    if origin is not None:
+        if origin is typing.Generic or origin is typing.Protocol:
+            return _UnknownT(f"{_fallback_repr(tp)} is not a type", raw=tp)
+        if not isinstance(origin, type):
+            return _UnknownT(f"unsupported construct {_fallback_repr(tp)}", raw=tp)
+        if origin is tuple:
+            return _normalize_tuple(tp, args)
+        return _ClsT(origin, _fill_args(origin, [_normalize(a) for a in args]), raw=tp)
+    if isinstance(tp, type):
+        return _ClsT(tp, _fill_args(tp, []), raw=tp)
+    if tp is Ellipsis:
+        return _UnknownT("`...` outside Callable or tuple", raw=tp)
+    return _UnknownT(f"unsupported construct {_fallback_repr(tp)}", raw=tp)
+
+
+def _fill_args(origin: type, args: list[_Node]) -> tuple[_Node, ...]:
+    arity = _ARITY.get(origin)
+    if arity is None:
+        params = getattr(origin, "__parameters__", ())
+        arity = len(params) if isinstance(params, tuple) else 0
+    if not args:
+        return tuple(_AnyT() for _ in range(arity))
+    return tuple(args)
+
+
+def _make_union(members: typing.Iterable[_Node], raw: Any = None) -> _Node:
+    flat: list[_Node] = []
+    for member in members:
+        parts = member.members if isinstance(member, _UnionT) else (member,)
+        for part in parts:
+            if isinstance(part, _NeverT):
+                continue
+            if part not in flat:
+                flat.append(part)
+    if not flat:
+        return _NeverT(raw=raw)
+    if len(flat) == 1:
+        return flat[0]
+    if raw is None:
+        raw = typing.Union[tuple(_to_annotation(m) for m in flat)]  # noqa: UP007
+    return _UnionT(tuple(flat), raw=raw)
+
+
+def _normalize_literal(value: Any) -> _Node:
+    if value is None:
+        return _ClsT(type(None), (), raw=None)
+    return _LiteralT(value, type(value), raw=typing.Literal[value])
+
+
+def _normalize_tuple(tp: Any, args: tuple[Any, ...]) -> _Node:
+    if tp is tuple or tp is typing.Tuple:  # noqa: UP006
+        return _TupleT((_AnyT(),), variadic=True, raw=tp)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return _TupleT((_normalize(args[0]),), variadic=True, raw=tp)
+    if not args or args == ((),):
+        # ``tuple[()]``: Python 3.10 spells its arguments ``((),)``, later versions ``()``.
+        return _TupleT((), variadic=False, raw=tp)
+    if any(a is Ellipsis for a in args):
+        return _UnknownT(f"malformed tuple {_fallback_repr(tp)}", raw=tp)
+    return _TupleT(tuple(_normalize(a) for a in args), variadic=False, raw=tp)
+
+
+def _normalize_callable(tp: Any, args: tuple[Any, ...]) -> _Node:
+    if not args:
+        return _CallableT(None, _AnyT(), raw=tp)
+    params, ret = args[0], args[-1]
+    if len(args) != 2:
+        params, ret = list(args[:-1]), args[-1]
+    if params is Ellipsis or isinstance(params, _PARAMSPEC_TYPES):
+        return _CallableT(None, _normalize(ret), raw=tp)
+    if isinstance(params, list | tuple):
+        return _CallableT(tuple(_normalize(p) for p in params), _normalize(ret), raw=tp)
+    # Concatenate[...] and friends: keep the return type, give up on the parameters.
+    return _CallableT(None, _normalize(ret), raw=tp)
+
+
+def _normalize_typeddict(tp: Any) -> _Node:
+    hints = te.get_type_hints(tp)
+    required = getattr(tp, "__required_keys__", frozenset(hints))
+    fields = tuple((key, _normalize(hint), key in required) for key, hint in hints.items())
+    return _TypedDictT(tp, fields, raw=tp)
+
+
+_PY_DTYPES = {"bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128"}
+
+
+def _normalize_numpy(tp: Any, np: Any) -> _Node | None:
+    try:
+        from numpy.typing import NDArray
+    except ImportError:  # pragma: no cover - numpy always ships numpy.typing
+        return None
+    if tp is NDArray or tp is np.ndarray:
+        return _ClsT(np.ndarray, (_AnyT(),), raw=tp)
+    if typing.get_origin(tp) is not np.ndarray:
+        if isinstance(tp, type) and issubclass(tp, np.ndarray):
+            return _ClsT(tp, (_AnyT(),), raw=tp)
+        return None
+    args = typing.get_args(tp)
+    dtype = args[-1] if args else Any
+    return _ClsT(np.ndarray, (_normalize_dtype(dtype, np),), raw=tp)
+
+
+def _normalize_dtype(dtype: Any, np: Any) -> _Node:
+    if typing.get_origin(dtype) is np.dtype:
+        inner = typing.get_args(dtype)
+        dtype = inner[0] if inner else Any
+    if dtype is Any or dtype is te.Any:
+        return _AnyT()
+    if isinstance(dtype, _TYPEVAR_TYPES):
+        return _TypeVarT(dtype, raw=dtype)
+    origin = typing.get_origin(dtype)
+    if isinstance(origin, type) and issubclass(origin, np.generic):
+        dtype = origin  # np.floating[Any]: the bit-width argument says nothing at run time
+    if isinstance(dtype, type) and dtype.__name__ in _PY_DTYPES and dtype.__module__ == "builtins":
+        dtype = getattr(np, _PY_DTYPES[dtype.__name__])
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):
+        return _ClsT(dtype, (), raw=dtype)
+    return _UnknownT(f"unsupported numpy dtype {_fallback_repr(dtype)}", raw=dtype)
+
+
+# --------------------------------------------------------------------------------------
+# The rules. ``_Check`` threads the TypeVar bindings through one check.
+
+_OK = Verdict(Status.COMPATIBLE)
+
+
+def _fail(reason: str) -> Verdict:
+    return Verdict(Status.INCOMPATIBLE, reason)
+
+
+def _unknown(note: str) -> Verdict:
+    return Verdict(Status.UNKNOWN, note)
+
+
+def _prefix(verdict: Verdict, where: str) -> Verdict:
+    if verdict.status is Status.COMPATIBLE or verdict.reason is None:
+        return verdict
+    return Verdict(verdict.status, f"{where}: {verdict.reason}", verdict.bindings)
+
+
+def _is_not(produced: _Node, consumed: _Node) -> Verdict:
+    return _fail(f"{produced} is not {consumed}")
+
+
+class _Check:
+    """One run of the rules; ``bindings`` are the TypeVars solved so far."""
+
+    __slots__ = ("bindings", "depth")
+
+    def __init__(self, bindings: Mapping[Any, Any]) -> None:
+        self.bindings: dict[Any, Any] = dict(bindings)
+        self.depth = 0
+
+    def all_of(self, checks: typing.Iterable[Callable[[], Verdict]]) -> Verdict:
+        """Compatible when every check is; the first failure wins over unknowns."""
+        unknown: Verdict | None = None
+        for run in checks:
+            verdict = run()
+            if verdict.status is Status.INCOMPATIBLE:
+                return verdict
+            if verdict.status is Status.UNKNOWN and unknown is None:
+                unknown = verdict
+        return unknown or _OK
+
+    def run(self, p: _Node, c: _Node) -> Verdict:
+        self.depth += 1
+        try:
+            if self.depth > 60:
+                return _unknown(f"types nest too deeply to compare ({p} -> {c})")
+            return self._rules(p, c)
+        finally:
+            self.depth -= 1
+
+    def _rules(self, p: _Node, c: _Node) -> Verdict:
+        if isinstance(c, _AnyT) or isinstance(p, _AnyT | _NeverT):
+            return _OK
+        if isinstance(c, _TypeVarT):
+            return self._solve(p, c)
+        if isinstance(p, _TypeVarT):
+            return self.run(self._producer_typevar(p), c)
+        if isinstance(p, _UnionT):
+            return self.all_of(functools.partial(self._member, m, p, c) for m in p.members)
+        if isinstance(c, _UnionT):
+            return self._into_union(p, c)
+        if isinstance(c, _ClsT) and c.origin is object:
+            return _OK
+        if isinstance(p, _UnknownT):
+            return _unknown(p.why)
+        if isinstance(c, _UnknownT):
+            return _unknown(c.why)
+        if isinstance(c, _NeverT):
+            return _fail(f"{p} is not Never (nothing fits Never)")
+        if isinstance(c, _NewTypeT):
+            return self._into_newtype(p, c)
+        if isinstance(p, _NewTypeT):
+            return self.run(p.supertype, c)
+        if isinstance(p, _LiteralT):
+            if isinstance(c, _LiteralT):
+                if (p.kind, p.value) == (c.kind, c.value):
+                    return _OK
+                return _is_not(p, c)
+            return _prefix(self.run(_normalize(p.kind), c), f"value {p.value!r}")
+        if isinstance(c, _LiteralT):
+            return _fail(f"{p} is not {c} (only the literal value itself fits)")
+        if isinstance(c, _TypedDictT):
+            return self._into_typeddict(p, c)
+        if isinstance(p, _TypedDictT):
+            return self._from_typeddict(p, c)
+        if isinstance(c, _TupleT):
+            return self._into_tuple(p, c)
+        if isinstance(c, _CallableT):
+            return self._into_callable(p, c)
+        if isinstance(p, _TupleT):
+            return self.run(_ClsT(tuple, (p.element(),), raw=p.raw), c)
+        if isinstance(p, _CallableT):
+            return _fail(f"a callable {p} is not {c}")
+        if isinstance(p, _ClsT) and isinstance(c, _ClsT):
+            return self._classes(p, c)
+        return _unknown(f"no rule relates {p} to {c}")
+
+    def _member(self, member: _Node, union: _UnionT, c: _Node) -> Verdict:
+        verdict = self.run(member, c)
+        if verdict.status is Status.INCOMPATIBLE:
+            return _fail(f"{verdict.reason} (a member of the union {union})")
+        return verdict
+
+    # -- TypeVars -----------------------------------------------------------------
+
+    def _producer_typevar(self, p: _TypeVarT) -> _Node:
+        if p.var in self.bindings:
+            return _normalize(self.bindings[p.var])
+        # An unsolved TypeVar on the producing side is gradual: nothing is known of it.
+        return _AnyT()
+
+    def _solve(self, p: _Node, c: _TypeVarT) -> Verdict:
+        var = c.var
+        constraints = getattr(var, "__constraints__", ())
+        bound = getattr(var, "__bound__", None)
+        if constraints:
+            for constraint in constraints:
+                trial = _Check(self.bindings)
+                if trial.run(p, _normalize(constraint)).ok:
+                    return self._bind(var, _normalize(constraint))
+            options = ", ".join(format_type(x) for x in constraints)
+            return _fail(f"{p} fits none of the constraints of {var.__name__} ({options})")
+        if bound is not None:
+            verdict = self.run(p, _normalize(bound))
+            if verdict.status is Status.INCOMPATIBLE:
+                return _fail(f"{p} is outside the bound of {var.__name__}: {verdict.reason}")
+        return self._bind(var, p)
+
+    def _bind(self, var: Any, node: _Node) -> Verdict:
+        if isinstance(node, _AnyT):
+            self.bindings.setdefault(var, Any)
+            return _OK
+        previous = self.bindings.get(var)
+        if previous is None or previous is Any:
+            self.bindings[var] = _to_annotation(node)
+            return _OK
+        old = _normalize(previous)
+        if _Check({}).run(node, old).status is Status.COMPATIBLE:
+            return _OK
+        if _Check({}).run(old, node).status is Status.COMPATIBLE:
+            self.bindings[var] = _to_annotation(node)
+            return _OK
+        # Two unrelated solutions: like mypy's join, the variable becomes wide enough
+        # for both (a union is the most precise such type).
+        joined = _make_union([old, node])
+        bound = getattr(var, "__bound__", None)
+        if bound is not None and not _Check({}).run(joined, _normalize(bound)).ok:
+            return _fail(f"{var.__name__} cannot be both {old} and {node}")
+        self.bindings[var] = _to_annotation(joined)
+        return _OK
+
+    # -- unions, NewType, TypedDict ---------------------------------------------------
+
+    def _into_union(self, p: _Node, c: _UnionT) -> Verdict:
+        unknown: Verdict | None = None
+        failures: list[Verdict] = []
+        for member in c.members:
+            trial = _Check(self.bindings)
+            verdict = trial.run(p, member)
+            if verdict.status is Status.COMPATIBLE:
+                self.bindings = trial.bindings
+                return _OK
+            if verdict.status is Status.UNKNOWN:
+                unknown = unknown or verdict
+            else:
+                failures.append(verdict)
+        if unknown is not None:
+            return unknown
+        non_none = [m for m in c.members if not (isinstance(m, _ClsT) and m.origin is type(None))]
+        if len(non_none) == 1 and len(failures) == len(c.members):
+            # Optional[X]: the reason X failed is the interesting one.
+            index = c.members.index(non_none[0])
+            reason = failures[index].reason
+            if reason and reason != f"{p} is not {non_none[0]}":
+                return _fail(f"{p} is not {c}: {reason}")
+        return _fail(f"{p} is not {c} (it fits none of the union's members)")
+
+    def _into_newtype(self, p: _Node, c: _NewTypeT) -> Verdict:
+        node = p
+        while isinstance(node, _NewTypeT):
+            if node.newtype is c.newtype:
+                return _OK
+            node = node.supertype
+        return _fail(f"{p} is not {c} (a NewType: wrap the value with {c}(...))")
+
+    def _into_typeddict(self, p: _Node, c: _TypedDictT) -> Verdict:
+        if isinstance(p, _TypedDictT):
+            theirs = p.field_map()
+            checks: list[Callable[[], Verdict]] = []
+            for key, node, required in c.fields:
+                if key not in theirs:
+                    return _fail(f"{p} has no key {key!r} that {c} declares")
+                their_node, their_required = theirs[key]
+                if required and not their_required:
+                    return _fail(f"key {key!r} is required in {c} but not in {p}")
+                checks.append(_keyed(self, their_node, node, f"key {key!r} of {c}"))
+            return self.all_of(checks)
+        if isinstance(p, _ClsT) and _is_mapping_class(p.origin):
+            key_type, value_type = self._mapping_args(p)
+            verdict = self.run(key_type, _ClsT(str))
+            if verdict.status is Status.INCOMPATIBLE:
+                return _fail(f"{p} has keys of type {key_type}, {c} has str keys")
+            # The keys of a dict are not known statically, so any mapping with str keys
+            # may hold the TypedDict; only a value type that cannot overlap a field fails.
+            for key, node, _ in c.fields:
+                if not self._overlaps(value_type, node):
+                    return _fail(
+                        f"value type of {_class_name(p.origin)}: {value_type} cannot be "
+                        f"{node} (key {key!r} of {c})"
+                    )
+            return _OK
+        return _fail(f"{p} is not {c} (a TypedDict is a dict with declared keys)")
+
+    def _overlaps(self, a: _Node, b: _Node) -> bool:
+        members = a.members if isinstance(a, _UnionT) else (a,)
+        for member in members:
+            if _Check(self.bindings).run(member, b).ok or _Check({}).run(b, member).ok:
+                return True
+        return False
+
+    def _from_typeddict(self, p: _TypedDictT, c: _Node) -> Verdict:
+        if isinstance(c, _ClsT) and (_is_mapping_class(c.origin) or c.origin is dict):
+            key_type, value_type = c.args if len(c.args) == 2 else (_AnyT(), _AnyT())
+            verdict = self.run(_ClsT(str), key_type)
+            if verdict.status is Status.INCOMPATIBLE:
+                return _fail(f"key type of {c}: the keys of {p} are str, not {key_type}")
+            return self.all_of(
+                _keyed(self, node, value_type, f"key {key!r} of {p}") for key, node, _ in p.fields
+            )
+        return self.run(_ClsT(dict, (_ClsT(str), _AnyT())), c)
+
+    def _mapping_args(self, p: _ClsT) -> tuple[_Node, _Node]:
+        args = self._view_as(p, cabc.Mapping)
+        if args is None or len(args) != 2:
+            return _AnyT(), _AnyT()
+        return args[0], args[1]
+
+    # -- tuples and callables ---------------------------------------------------------
+
+    def _into_tuple(self, p: _Node, c: _TupleT) -> Verdict:
+        if isinstance(p, _ClsT) and isinstance(p.origin, type) and issubclass(p.origin, tuple):
+            fields = _namedtuple_items(p.origin)
+            if fields is None:
+                return self.run(_TupleT((_AnyT(),), variadic=True), c)
+            p = _TupleT(fields, variadic=False, raw=p.raw)
+        if not isinstance(p, _TupleT):
+            return _is_not(p, c)
+        if c.variadic:
+            return self.all_of(
+                _keyed(self, item, c.items[0], f"item {i} of tuple")
+                for i, item in enumerate(p.items)
+            )
+        if p.variadic:
+            return _fail(f"{p} has no fixed length; {c} needs exactly {len(c.items)} items")
+        if len(p.items) != len(c.items):
+            return _fail(f"{p} has {len(p.items)} items, {c} needs {len(c.items)}")
+        return self.all_of(
+            _keyed(self, a, b, f"item {i} of tuple")
+            for i, (a, b) in enumerate(zip(p.items, c.items, strict=True))
+        )
+
+    def _into_callable(self, p: _Node, c: _CallableT) -> Verdict:
+        if isinstance(p, _ClsT) and p.origin is type:
+            # A class is a callable returning its instances.
+            verdict = self.run(p.args[0] if p.args else _AnyT(), c.ret)
+            if verdict.status is not Status.COMPATIBLE or c.params is None:
+                return _prefix(verdict, "return type of Callable")
+            return _unknown(f"constructor parameters of {p} are not compared with {c}")
+        if isinstance(p, _ClsT) and isinstance(p.origin, type):
+            if not issubclass(p.origin, cabc.Callable):  # type: ignore[arg-type]
+                return _fail(f"{p} is not callable")
+            if c.params is None and isinstance(c.ret, _AnyT):
+                return _OK
+            return _unknown(f"the call signature of {p} is not compared with {c}")
+        if not isinstance(p, _CallableT):
+            return _is_not(p, c)
+        ret = _prefix(self.run(p.ret, c.ret), "return type of Callable")
+        if ret.status is Status.INCOMPATIBLE or p.params is None or c.params is None:
+            return ret
+        if len(p.params) != len(c.params):
+            return _fail(
+                f"{p} takes {len(p.params)} argument{'s' if len(p.params) != 1 else ''}, "
+                f"{c} passes {len(c.params)}"
+            )
+        # Parameters are contravariant: the consumer's argument must fit the producer's.
+        params = self.all_of(
+            _keyed(self, b, a, f"parameter {i + 1} of Callable")
+            for i, (a, b) in enumerate(zip(p.params, c.params, strict=True))
+        )
+        return params if params.status is not Status.COMPATIBLE else ret
+
+    # -- classes and generics ---------------------------------------------------------
+
+    def _classes(self, p: _ClsT, c: _ClsT) -> Verdict:
+        po, co = p.origin, c.origin
+        if po is co:
+            return self._arguments(p, c, p.args)
+        if any(co in _PROMOTIONS.get(base, ()) for base in _mro(po)):
+            return _OK
+        if getattr(co, "_is_protocol", False):
+            return self._protocol(p, c)
+        try:
+            nominal = issubclass(po, co)
+        except TypeError as exc:
+            return _unknown(f"cannot compare {p} with {c} ({exc})")
+        if not nominal:
+            return self._not_subclass(p, c)
+        if not c.args or all(isinstance(a, _AnyT) for a in c.args):
+            return _OK
+        args = self._view_as(p, co)
+        if args is None:
+            return _unknown(f"cannot relate the type arguments of {p} to {c}")
+        return self._arguments(p, c, args)
+
+    def _not_subclass(self, p: _ClsT, c: _ClsT) -> Verdict:
+        np = sys.modules.get("numpy")
+        if np is not None and c.origin is np.ndarray and p.origin in (list, tuple):
+            return _fail(f"{p} is not {c} (a list is not a numpy array)")
+        return _is_not(p, c)
+
+    def _arguments(self, p: _ClsT, c: _ClsT, args: tuple[_Node, ...]) -> Verdict:
+        if len(args) != len(c.args):
+            if all(isinstance(a, _AnyT) for a in c.args):
+                return _OK
+            return _unknown(f"cannot relate the type arguments of {p} to {c}")
+        variances = _variances(c.origin)
+        checks: list[Callable[[], Verdict]] = []
+        for index, (a, b) in enumerate(zip(args, c.args, strict=True)):
+            where = _argument_name(c.origin, index)
+            if variances[index] == "contra":
+                checks.append(_keyed(self, b, a, where))
+            else:
+                checks.append(_keyed(self, a, b, where))
+        return self.all_of(checks)
+
+    def _protocol(self, p: _ClsT, c: _ClsT) -> Verdict:
+        try:
+            members = te.get_protocol_members(c.origin)
+        except TypeError as exc:
+            return _unknown(f"cannot read protocol {c} ({exc})")
+        missing = sorted(m for m in members if not hasattr(p.origin, m))
+        if missing:
+            return _fail(f"{p} lacks {', '.join(missing)} required by protocol {c}")
+        if c.args and not all(isinstance(a, _AnyT) for a in c.args):
+            return _unknown(f"type arguments of protocol {c} are not compared")
+        return _OK
+
+    def _view_as(self, p: _ClsT, target: Any) -> tuple[_Node, ...] | None:
+        """The type arguments of ``p`` seen as an instance of the generic ``target``."""
+        return _view_as(p.origin, p.args, target)
+
+
+def _keyed(check: _Check, a: _Node, b: _Node, where: str) -> Callable[[], Verdict]:
+    return lambda: _prefix(check.run(a, b), where)
+
+
+def _mro(cls: Any) -> tuple[Any, ...]:
+    return getattr(cls, "__mro__", ()) if isinstance(cls, type) else ()
+
+
+def _is_mapping_class(cls: Any) -> bool:
+    return isinstance(cls, type) and issubclass(cls, cabc.Mapping)
+
+
+def _namedtuple_items(cls: type) -> tuple[_Node, ...] | None:
+    fields = getattr(cls, "_fields", None)
+    if fields is None:
+        return None
+    try:
+        hints = te.get_type_hints(cls)
+    except Exception:
+        hints = {}
+    return tuple(_normalize(hints.get(name, Any)) for name in fields)
+
+
+def _variances(origin: Any) -> list[str]:
+    params = getattr(origin, "__parameters__", ())
+    if origin in _ARITY or not isinstance(params, tuple):
+        if origin is cabc.Generator or origin is cabc.Coroutine:
+            # Generator[Yield, Send, Return]: the send type flows in.
+            return ["co", "contra", "co"]
+        if origin is cabc.AsyncGenerator:
+            return ["co", "contra"]
+        return ["co"] * 8
+    return [
+        "contra" if getattr(param, "__contravariant__", False) else "co" for param in params
+    ] + ["co"] * 8
+
+
+_ARGUMENT_NAMES: dict[Any, tuple[str, ...]] = {
+    dict: ("key type", "value type"),
+    collections.defaultdict: ("key type", "value type"),
+    collections.OrderedDict: ("key type", "value type"),
+    collections.ChainMap: ("key type", "value type"),
+    cabc.Mapping: ("key type", "value type"),
+    cabc.MutableMapping: ("key type", "value type"),
+    cabc.ItemsView: ("key type", "value type"),
+    type: ("class",),
+}
+
+
+def _argument_name(origin: Any, index: int) -> str:
+    name = _class_name(origin)
+    np = sys.modules.get("numpy")
+    if np is not None and origin is np.ndarray:
+        return "dtype of ndarray"
+    names = _ARGUMENT_NAMES.get(origin)
+    if names is not None and index < len(names):
+        return f"{names[index]} of {name}"
+    if origin in _ELEMENT_CONTAINERS and index == 0:
+        return f"element type of {name}"
+    return f"type argument {index + 1} of {name}"
+
+
+def _view_as(origin: Any, args: tuple[_Node, ...], target: Any) -> tuple[_Node, ...] | None:
+    if origin is target:
+        return args
+    if origin in _FIXED_ELEMENTS and target in _ELEMENT_VIEWS:
+        return (_ClsT(_FIXED_ELEMENTS[origin]),)
+    if origin in _MAPPINGS or origin is collections.Counter:
+        key = args[0] if args else _AnyT()
+        value: _Node = _ClsT(int) if origin is collections.Counter else _AnyT()
+        if origin is not collections.Counter and len(args) == 2:
+            value = args[1]
+        if target in _MAPPINGS:
+            return (key, value)
+        if target in _ELEMENT_VIEWS:
+            return (key,)
+        return None
+    if origin in _ELEMENT_CONTAINERS and target in _ELEMENT_VIEWS:
+        return (args[0] if args else _AnyT(),)
+    if origin is cabc.ItemsView and target in _ELEMENT_VIEWS:
+        pair = _TupleT(tuple(args) if len(args) == 2 else (_AnyT(), _AnyT()), variadic=False)
+        return (pair,)
+    if origin in _ARITY:
+        return None
+    return _view_through_bases(origin, args, target)
+
+
+def _view_through_bases(
+    origin: Any, args: tuple[_Node, ...], target: Any
+) -> tuple[_Node, ...] | None:
+    params = getattr(origin, "__parameters__", None) or ()
+    env = dict(zip(params, (_to_annotation(a) for a in args), strict=False))
+    bases: tuple[Any, ...] = (
+        getattr(origin, "__orig_bases__", None) or getattr(origin, "__bases__", None) or ()
+    )
+    for base in bases:
+        base_origin = typing.get_origin(base) or base
+        if base_origin is typing.Generic or not isinstance(base_origin, type):
+            continue
+        try:
+            if not issubclass(base_origin, target):
+                continue
+        except TypeError:
+            continue
+        base_args = tuple(_normalize(substitute(a, env)) for a in typing.get_args(base))
+        if base_origin is tuple:
+            element = _normalize_tuple(base, typing.get_args(base))
+            if isinstance(element, _TupleT):
+                return _view_as(tuple, (element.element(),), target)
+        return _view_as(base_origin, _fill_args(base_origin, list(base_args)), target)
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+
+
+def check(produced: Any, consumed: Any, bindings: Mapping[Any, Any] | None = None) -> Verdict:
+    """Check that a value of type ``produced`` may be passed where ``consumed`` is expected.
+
+    Parameters
+    ----------
+    produced
+        The type handed over (e.g. a stage's return annotation).
+    consumed
+        The type expected (e.g. the next stage's data parameter annotation). Its
+        ``TypeVar``\\ s are solved from ``produced``.
+    bindings
+        ``TypeVar`` solutions already known; the verdict carries them plus the new ones.
+
+    Returns
+    -------
+    Verdict
+        ``COMPATIBLE``; ``INCOMPATIBLE`` with ``reason`` saying which sub-type failed; or
+        ``UNKNOWN`` with ``reason`` saying what could not be decided.
+
+    Examples
+    --------
+    >>> from typing import TypeVar
+    >>> T = TypeVar("T")
+    >>> verdict = check(list[int], list[T])
+    >>> verdict.status, verdict.bindings[T]
+    (<Status.COMPATIBLE: 'compatible'>, <class 'int'>)
+    """
+    run = _Check(bindings or {})
+    try:
+        verdict = run.run(_normalize(produced), _normalize(consumed))
+    except Exception as exc:  # a check must never crash on an exotic type
+        return _unknown(
+            f"cannot compare {format_type(produced)} with {format_type(consumed)}: {exc}"
+        )
+    return Verdict(verdict.status, verdict.reason, run.bindings)
+
+
+def is_compatible(produced: Any, consumed: Any) -> bool:
+    """``True`` when a value of type ``produced`` fits a parameter annotated ``consumed``.
+
+    Undecidable (exotic) cases count as compatible; use :func:`check` to tell them apart.
+
+    Examples
+    --------
+    >>> is_compatible(list[int], list[float])
+    True
+    >>> is_compatible(list[str], list[int])
+    False
+    """
+    return check(produced, consumed).ok
+
+
+def explain(produced: Any, consumed: Any) -> str | None:
+    """Why ``produced`` does not fit ``consumed``, or ``None`` when it does.
+
+    Examples
+    --------
+    >>> explain(list[str], list[int])
+    'element type of list: str is not int'
+    >>> explain(int, float) is None
+    True
+    """
+    verdict = check(produced, consumed)
+    if verdict.status is Status.INCOMPATIBLE:
+        return verdict.reason
+    return None
+
+
+def substitute(tp: Any, bindings: Mapping[Any, Any]) -> Any:
+    """Replace the ``TypeVar``\\ s in annotation ``tp`` by their ``bindings``.
+
+    Unbound variables stay as they are; a type that cannot be re-parameterized is
+    returned unchanged.
+
+    Examples
+    --------
+    >>> from typing import TypeVar
+    >>> T = TypeVar("T")
+    >>> substitute(dict[str, T], {T: int})
+    dict[str, int]
+    """
+    if not bindings:
+        return tp
+    if isinstance(tp, _TYPEVAR_TYPES):
+        return bindings.get(tp, tp)
+    if typing.get_origin(tp) is None:
+        return tp
+    params = getattr(tp, "__parameters__", ())
+    if not params or not isinstance(params, tuple):
+        return tp
+    try:
+        return tp[tuple(bindings.get(p, p) for p in params)]
+    except TypeError:
+        return tp
+
+
+def format_type(tp: Any) -> str:
+    """Render a type the way reports show it (``list[int]``, ``int | None``, ``NDArray[float32]``).
+
+    Examples
+    --------
+    >>> format_type(dict[str, list[int]])
+    'dict[str, list[int]]'
+    """
+    if tp is Any:
+        return "Any"
+    return str(_normalize(tp))

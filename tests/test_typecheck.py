@@ -1,0 +1,513 @@
+"""The type-compatibility engine: every rule, both verdicts, and the laws it obeys."""
+
+# The old spellings (Optional, Union, typing.List) are part of what is under test.
+# ruff: noqa: UP006, UP007, UP045
+
+from __future__ import annotations
+
+import collections
+import typing
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    NamedTuple,
+    NewType,
+    Optional,
+    Protocol,
+    TypeVar,
+    Union,
+)
+
+import attrs
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+from typing_extensions import NotRequired, Required, TypedDict
+
+from packflow.typecheck import Status, check, explain, format_type, is_compatible, substitute
+
+UserId = NewType("UserId", int)
+AdminId = NewType("AdminId", UserId)
+T = TypeVar("T")
+Num = TypeVar("Num", bound=float)
+Text = TypeVar("Text", str, bytes)
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Movie(TypedDict):
+    name: str
+    year: int
+
+
+class MovieDraft(TypedDict, total=False):
+    name: Required[str]
+    year: int
+
+
+class Film(TypedDict):
+    name: str
+    year: int
+    rating: NotRequired[float]
+
+
+class Scores(TypedDict):
+    low: float
+    high: float
+
+
+@attrs.frozen
+class Point:
+    x: float
+    y: float
+
+
+@attrs.frozen
+class Point3(Point):
+    z: float
+
+
+@attrs.frozen
+class Label:
+    text: str
+
+
+class Box(Generic[T]):
+    pass
+
+
+class IntBox(Box[int]):
+    pass
+
+
+class Pair(Generic[K, V]):
+    pass
+
+
+class KeyedPair(Pair[str, T]):
+    pass
+
+
+class Coordinate(NamedTuple):
+    x: int
+    y: str
+
+
+class Readable(Protocol):
+    def read(self) -> bytes: ...
+
+
+class File:
+    def read(self) -> bytes:
+        return b""
+
+
+class Animal:
+    pass
+
+
+class Dog(Animal):
+    pass
+
+
+def _case(produced: Any, consumed: Any, expected: bool, rule: str) -> Any:
+    return pytest.param(produced, consumed, expected, id=f"{rule}: {produced!r}->{consumed!r}")
+
+
+RULES = [
+    # Any and object
+    _case(Any, int, True, "any"),
+    _case(int, Any, True, "any"),
+    _case(list[Any], list[int], True, "any"),
+    _case(int, object, True, "object"),
+    _case(list[int], object, True, "object"),
+    _case(object, int, False, "object"),
+    # nominal classes and the numeric tower
+    _case(Dog, Animal, True, "nominal"),
+    _case(Animal, Dog, False, "nominal"),
+    _case(int, str, False, "nominal"),
+    _case(bool, int, True, "tower"),
+    _case(int, float, True, "tower"),
+    _case(bool, float, True, "tower"),
+    _case(int, complex, True, "tower"),
+    _case(float, complex, True, "tower"),
+    _case(float, int, False, "tower"),
+    _case(complex, float, False, "tower"),
+    _case(int, bool, False, "tower"),
+    # None
+    _case(None, None, True, "none"),
+    _case(type(None), None, True, "none"),
+    _case(None, int, False, "none"),
+    _case(int, None, False, "none"),
+    # unions and Optional
+    _case(int, Optional[int], True, "union"),
+    _case(int, int | None, True, "union"),
+    _case(None, Optional[int], True, "union"),
+    _case(Optional[int], int, False, "union"),
+    _case(int | str, int, False, "union"),
+    _case(int | str, float | str, True, "union"),
+    _case(bool | int, float, True, "union"),
+    _case(Union[int, str], str | int, True, "union"),
+    _case(int | str, int | bytes, False, "union"),
+    _case(list[int] | None, Sequence[float] | None, True, "union"),
+    # generics: aliases, bare = Any, covariance
+    _case(typing.List[int], list[int], True, "alias"),
+    _case(list[int], typing.List[int], True, "alias"),
+    _case(typing.Sequence[int], Sequence[int], True, "alias"),
+    _case(typing.Dict[str, int], dict[str, int], True, "alias"),
+    _case(list, list[int], True, "bare"),
+    _case(list[int], list, True, "bare"),
+    _case(typing.Sequence, Sequence[int], True, "bare"),
+    _case(dict, Mapping[str, int], True, "bare"),
+    _case(list[int], Sequence[float], True, "covariant"),
+    _case(list[int], list[float], True, "covariant"),
+    _case(dict[str, int], dict[str, float], True, "covariant"),
+    _case(list[str], list[int], False, "covariant"),
+    _case(Sequence[int], list[int], False, "covariant"),
+    _case(list[int], set[int], False, "covariant"),
+    _case(list[int], MutableSequence[int], True, "covariant"),
+    _case(list[list[dict[str, int]]], list[list[dict[str, float]]], True, "nested"),
+    _case(list[list[dict[str, int]]], list[list[dict[str, str]]], False, "nested"),
+    _case(collections.deque[int], Sequence[int], True, "abc"),
+    _case(collections.Counter[str], Mapping[str, int], True, "abc"),
+    _case(frozenset[int], Iterable[float], True, "abc"),
+    _case(set[int], Sequence[int], False, "abc"),
+    _case(IntBox, Box[float], True, "user generic"),
+    _case(IntBox, Box[str], False, "user generic"),
+    _case(Box[int], Box[float], True, "user generic"),
+    _case(Box[str], Box[int], False, "user generic"),
+    _case(KeyedPair[int], Pair[str, float], True, "user generic"),
+    _case(KeyedPair[int], Pair[str, str], False, "user generic"),
+    # mypy's reference semantics where the design is silent
+    _case(str, Sequence[str], True, "str"),
+    _case(str, Iterable[str], True, "str"),
+    _case(str, Sequence[int], False, "str"),
+    _case(bytes, Sequence[int], True, "bytes"),
+    _case(dict[str, int], Iterable[str], True, "mapping keys"),
+    _case(dict[str, int], Iterable[int], False, "mapping keys"),
+    _case(dict[str, int], Mapping[str, float], True, "mapping"),
+    _case(Mapping[str, int], dict[str, int], False, "mapping"),
+    _case(dict[int, str], Mapping[str, str], False, "mapping"),
+    # tuples
+    _case(tuple[int, str], tuple[int, str], True, "tuple"),
+    _case(tuple[int, int], tuple[float, float], True, "tuple"),
+    _case(tuple[int, str], tuple[int], False, "tuple"),
+    _case(tuple[int, str], tuple[str, int], False, "tuple"),
+    _case(tuple[int, int], tuple[int, ...], True, "tuple"),
+    _case(tuple[int, str], tuple[int, ...], False, "tuple"),
+    _case(tuple[int, ...], tuple[int, int], False, "tuple"),
+    _case(tuple[int, ...], tuple[float, ...], True, "tuple"),
+    _case(tuple[()], tuple[int, ...], True, "tuple"),
+    _case(tuple[()], tuple[int], False, "tuple"),
+    _case(tuple, tuple[int, int], False, "tuple"),
+    _case(tuple[int, str], tuple, True, "tuple"),
+    _case(tuple[int, str], Sequence[int | str], True, "tuple"),
+    _case(tuple[int, str], Sequence[int], False, "tuple"),
+    _case(typing.Tuple[int, ...], Sequence[float], True, "tuple"),
+    _case(Coordinate, tuple[int, str], True, "namedtuple"),
+    _case(Coordinate, tuple[int, int], False, "namedtuple"),
+    _case(list[int], tuple[int, ...], False, "tuple"),
+    # Literal
+    _case(Literal["a"], str, True, "literal"),
+    _case(Literal["a", "b"], str, True, "literal"),
+    _case(Literal[1], float, True, "literal"),
+    _case(Literal["a"], Literal["a", "b"], True, "literal"),
+    _case(Literal["a", "b"], Literal["a"], False, "literal"),
+    _case(str, Literal["a"], False, "literal"),
+    _case(Literal["a"], int, False, "literal"),
+    _case(Literal[1], Literal[True], False, "literal"),
+    # Annotated and NewType
+    _case(Annotated[int, "meta"], int, True, "annotated"),
+    _case(int, Annotated[int, "meta"], True, "annotated"),
+    _case(Annotated[str, "meta"], int, False, "annotated"),
+    _case(UserId, int, True, "newtype"),
+    _case(UserId, float, True, "newtype"),
+    _case(int, UserId, False, "newtype"),
+    _case(AdminId, UserId, True, "newtype"),
+    _case(UserId, AdminId, False, "newtype"),
+    _case(list[UserId], list[int], True, "newtype"),
+    # TypedDict
+    _case(Movie, Movie, True, "typeddict"),
+    _case(Film, Movie, True, "typeddict"),
+    _case(Movie, Film, False, "typeddict"),  # mypy: a missing optional key could hold anything
+    _case(Movie, MovieDraft, True, "typeddict"),
+    _case(MovieDraft, Movie, False, "typeddict"),
+    _case(Movie, Scores, False, "typeddict"),
+    _case(Movie, dict[str, Any], True, "typeddict"),
+    _case(Movie, Mapping[str, object], True, "typeddict"),
+    _case(Movie, dict, True, "typeddict"),
+    _case(Scores, Mapping[str, float], True, "typeddict"),
+    _case(Movie, Mapping[str, int], False, "typeddict"),
+    _case(Movie, dict[int, Any], False, "typeddict"),
+    _case(dict[str, Any], Movie, True, "typeddict"),
+    _case(dict, Movie, True, "typeddict"),
+    _case(dict[str, int | str], Movie, True, "typeddict"),
+    _case(dict[str, int], Movie, False, "typeddict"),
+    _case(dict[int, Any], Movie, False, "typeddict"),
+    _case(list[dict[str, Any]], list[Movie], True, "typeddict"),
+    _case(str, Movie, False, "typeddict"),
+    # TypeVars
+    _case(int, T, True, "typevar"),
+    _case(list[int], list[T], True, "typevar"),
+    _case(int, Num, True, "typevar bound"),
+    _case(str, Num, False, "typevar bound"),
+    _case(str, Text, True, "typevar constraints"),
+    _case(int, Text, False, "typevar constraints"),
+    _case(tuple[int, str], tuple[T, T], True, "typevar join"),
+    _case(tuple[int, str], tuple[Num, Num], False, "typevar join"),
+    # numpy
+    _case(NDArray[np.float64], NDArray[np.float64], True, "numpy"),
+    _case(NDArray[np.float64], NDArray[np.float32], False, "numpy"),
+    _case(NDArray[np.float32], NDArray[np.floating], True, "numpy"),
+    _case(NDArray[np.float32], NDArray[np.floating[Any]], True, "numpy"),
+    _case(NDArray[np.int64], NDArray[np.floating], False, "numpy"),
+    _case(NDArray[np.int64], NDArray[np.integer], True, "numpy"),
+    _case(NDArray[np.float64], NDArray[np.generic], True, "numpy"),
+    _case(NDArray[np.float64], np.ndarray, True, "numpy"),
+    _case(NDArray[np.float64], NDArray[Any], True, "numpy"),
+    _case(NDArray[np.float64], NDArray, True, "numpy"),
+    _case(np.ndarray, NDArray[np.float64], True, "numpy"),
+    _case(NDArray[Any], NDArray[np.float32], True, "numpy"),
+    _case(NDArray[np.float64], np.ndarray[Any, np.dtype[np.float64]], True, "numpy"),
+    _case(list[float], NDArray[np.float64], False, "numpy"),
+    _case(list[dict[str, Any]], np.ndarray, False, "numpy"),
+    _case(NDArray[np.float64], list[float], False, "numpy"),
+    _case(NDArray[np.float64], Iterable[Any], True, "numpy"),
+    # attrs classes
+    _case(Point, Point, True, "attrs"),
+    _case(Point3, Point, True, "attrs"),
+    _case(Point, Point3, False, "attrs"),
+    _case(Point, Label, False, "attrs"),
+    _case(list[Point3], Sequence[Point], True, "attrs"),
+    _case(dict[str, Any], Point, False, "attrs"),
+    # Callable
+    _case(Callable[[int], str], Callable[[int], str], True, "callable"),
+    _case(Callable[[int], str], Callable[[int], object], True, "callable"),
+    _case(Callable[[float], str], Callable[[int], str], True, "callable"),
+    _case(Callable[[int], str], Callable[[float], str], False, "callable"),
+    _case(Callable[[int], str], Callable[[int], int], False, "callable"),
+    _case(Callable[[int], str], Callable[[int, int], str], False, "callable"),
+    _case(Callable[..., str], Callable[[int], str], True, "callable"),
+    _case(Callable[[int], str], Callable[..., str], True, "callable"),
+    _case(Callable[[int], str], Callable, True, "callable"),
+    _case(type[int], Callable[..., int], True, "callable"),
+    _case(type[int], Callable[..., str], False, "callable"),
+    _case(int, Callable[..., Any], False, "callable"),
+    _case(Callable[[int], str], int, False, "callable"),
+    # type[...]
+    _case(type[bool], type[int], True, "type"),
+    _case(type[int], type[str], False, "type"),
+    # Protocols (structural)
+    _case(File, Readable, True, "protocol"),
+    _case(int, Readable, False, "protocol"),
+    _case(int, typing.SupportsFloat, True, "protocol"),
+]
+
+
+@pytest.mark.parametrize(("produced", "consumed", "expected"), RULES)
+def test_rule_table(produced: Any, consumed: Any, expected: bool) -> None:
+    assert is_compatible(produced, consumed) is expected
+    assert (explain(produced, consumed) is None) is expected
+
+
+@pytest.mark.parametrize(
+    ("produced", "consumed", "explanation"),
+    [
+        (list[str], list[int], "element type of list: str is not int"),
+        (
+            dict[str, list[str]],
+            dict[str, list[int]],
+            "value type of dict: element type of list: str is not int",
+        ),
+        (NDArray[np.float64], NDArray[np.float32], "dtype of ndarray: float64 is not float32"),
+        (tuple[int, str], tuple[int, int], "item 1 of tuple: str is not int"),
+        (tuple[int, str], tuple[int], "tuple[int, str] has 2 items, tuple[int] needs 1"),
+        (Optional[int], int, "None is not int (a member of the union int | None)"),
+        (MovieDraft, Movie, "key 'name' is required in Movie but not in MovieDraft"),
+        (Callable[[int], str], Callable[[int], int], "return type of Callable: str is not int"),
+        (str, Num, "str is outside the bound of Num: str is not float"),
+        (int, Text, "int fits none of the constraints of Text (str, bytes)"),
+    ],
+)
+def test_explain_names_the_failing_sub_type(
+    produced: Any, consumed: Any, explanation: str
+) -> None:
+    assert explain(produced, consumed) == explanation
+
+
+def test_explain_says_why_an_optional_consumer_rejects() -> None:
+    assert explain(list[int], Optional[list[str]]) == (
+        "list[int] is not list[str] | None: element type of list: int is not str"
+    )
+
+
+def test_explain_suggests_wrapping_a_newtype() -> None:
+    assert explain(int, UserId) == "int is not UserId (a NewType: wrap the value with UserId(...))"
+
+
+def test_explain_names_the_missing_protocol_member() -> None:
+    assert explain(int, Readable) == "int lacks read required by protocol Readable"
+
+
+def test_typevar_solution_is_returned_in_bindings() -> None:
+    verdict = check(NDArray[np.float32], T)
+    assert verdict.status is Status.COMPATIBLE
+    assert verdict.bindings[T] == NDArray[np.float32]
+
+
+def test_typevar_is_solved_inside_a_container() -> None:
+    assert check(dict[str, list[int]], Mapping[K, Sequence[V]]).bindings == {K: str, V: int}
+
+
+def test_typevar_already_bound_must_still_fit() -> None:
+    verdict = check(str, Num, {Num: int})
+    assert verdict.status is Status.INCOMPATIBLE
+
+
+def test_typevar_constraint_is_the_solution() -> None:
+    class Name(str):
+        pass
+
+    assert check(Name, Text).bindings[Text] is str
+
+
+def test_typevar_widens_to_cover_two_solutions() -> None:
+    assert check(tuple[int, float], tuple[T, T]).bindings[T] is float
+
+
+def test_unsolved_typevar_on_the_producing_side_is_unknown_and_passes() -> None:
+    assert is_compatible(T, int)
+
+
+def test_substitute_replaces_bound_typevars() -> None:
+    assert substitute(dict[str, list[T]], {T: int}) == dict[str, list[int]]
+    assert substitute(T, {T: NDArray[np.float32]}) == NDArray[np.float32]
+
+
+def test_substitute_keeps_unbound_typevars() -> None:
+    assert substitute(list[T], {K: int}) == list[T]
+
+
+def test_unresolved_forward_reference_is_unknown_not_incompatible() -> None:
+    verdict = check("Missing", int)
+    assert verdict.status is Status.UNKNOWN
+    assert verdict.reason is not None
+    assert "Missing" in verdict.reason
+
+
+@pytest.mark.parametrize("exotic", [3, "x[", typing.Generic, Ellipsis, object()])
+def test_exotic_construct_gives_unknown_never_a_crash(exotic: Any) -> None:
+    assert check(exotic, int).status is Status.UNKNOWN
+    assert check(int, exotic).status is Status.UNKNOWN
+    assert is_compatible(exotic, int)
+
+
+def test_unhashable_annotation_metadata_is_fine() -> None:
+    assert is_compatible(Annotated[int, {"unit": "m"}], float)
+
+
+@pytest.mark.parametrize(
+    ("tp", "text"),
+    [
+        (dict[str, list[int]], "dict[str, list[int]]"),
+        (Optional[int], "int | None"),
+        (NDArray[np.float32], "NDArray[float32]"),
+        (np.ndarray, "ndarray"),
+        (Literal["a", "b"], "Literal['a', 'b']"),
+        (tuple[int, ...], "tuple[int, ...]"),
+        (Callable[[int], str], "Callable[[int], str]"),
+        (Movie, "Movie"),
+        (UserId, "UserId"),
+        (Any, "Any"),
+        (None, "None"),
+    ],
+)
+def test_format_type_is_readable(tp: Any, text: str) -> None:
+    assert format_type(tp) == text
+
+
+# --------------------------------------------------------------------------------------
+# Laws, on generated types
+
+_leaves = st.sampled_from(
+    [
+        int,
+        float,
+        bool,
+        str,
+        bytes,
+        complex,
+        Point,
+        Label,
+        UserId,
+        Movie,
+        Literal["a"],
+        NDArray[np.float32],
+        NDArray[np.int64],
+    ]
+)
+
+
+def _compound(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        inner.map(lambda t: list[t]),  # type: ignore[valid-type]
+        inner.map(lambda t: Sequence[t]),  # type: ignore[valid-type]
+        inner.map(lambda t: frozenset[t]),  # type: ignore[valid-type]
+        st.tuples(inner, inner).map(lambda kv: dict[kv[0], kv[1]]),  # type: ignore[misc]
+        st.tuples(inner, inner).map(lambda ab: tuple[ab[0], ab[1]]),  # type: ignore[misc]
+        inner.map(lambda t: tuple[t, ...]),  # type: ignore[valid-type]
+        st.tuples(inner, inner).map(lambda ab: Union[ab[0], ab[1]]),
+        st.tuples(inner, inner).map(lambda ab: Callable[[ab[0]], ab[1]]),
+    )
+
+
+# Types that None does not fit: no Any, object or None anywhere at the top level.
+types_without_none = st.recursive(_leaves, _compound, max_leaves=6)
+any_types = st.recursive(
+    st.one_of(_leaves, st.sampled_from([Any, object, None])), _compound, max_leaves=6
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(any_types)
+def test_every_type_fits_itself(tp: Any) -> None:
+    assert check(tp, tp).status is Status.COMPATIBLE
+
+
+@settings(max_examples=100, deadline=None)
+@given(any_types)
+def test_any_fits_both_ways(tp: Any) -> None:
+    assert is_compatible(Any, tp)
+    assert is_compatible(tp, Any)
+    assert is_compatible(tp, object)
+
+
+@settings(max_examples=100, deadline=None)
+@given(any_types, any_types)
+def test_a_type_fits_any_union_containing_it(a: Any, b: Any) -> None:
+    assert is_compatible(a, Union[a, b])
+    assert is_compatible(b, Union[a, b])
+
+
+@settings(max_examples=100, deadline=None)
+@given(any_types, any_types, any_types)
+def test_a_union_fits_exactly_when_every_member_fits(a: Any, b: Any, c: Any) -> None:
+    both = is_compatible(a, c) and is_compatible(b, c)
+    assert is_compatible(Union[a, b], c) is both
+
+
+@settings(max_examples=100, deadline=None)
+@given(types_without_none)
+def test_optional_never_fits_the_bare_type(tp: Any) -> None:
+    assert not is_compatible(Optional[tp], tp)
+
+
+@settings(max_examples=100, deadline=None)
+@given(any_types, any_types)
+def test_explain_agrees_with_is_compatible(a: Any, b: Any) -> None:
+    assert (explain(a, b) is None) is is_compatible(a, b)
