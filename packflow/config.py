@@ -1,18 +1,44 @@
-"""Backend configuration: the ``BackendConfig`` model and its resolution."""
+"""Backend configuration: the ``BackendConfig`` model and its resolution.
+
+A config is resolved from three layers, lowest to highest: the class defaults, the
+keyword arguments given in code, and the ``"configs"`` object of the JSON file named by
+the ``BACKEND_CONFIG_FILE_PATH`` environment variable (deep-merged: objects merge key by
+key, lists and scalars replace). The merged values are structured with the package's
+cattrs converter, with strict scalar hooks so that ``"false"`` never becomes ``True``.
+Every problem is collected and raised at once as one ``ConfigError``.
+"""
 
 from __future__ import annotations
 
+import difflib
 import enum
-from collections.abc import Mapping
-from typing import Any, TypeVar
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
+from cattrs.cols import (
+    is_mapping,
+    is_sequence,
+    list_structure_factory,
+    mapping_structure_factory,
+)
+from cattrs.errors import (
+    AttributeValidationNote,
+    ForbiddenExtraKeysError,
+    IterableValidationNote,
+)
 
 from packflow.converter import converter
 from packflow.exceptions import ConfigError
 
-__all__ = ["BackendConfig", "InputFormat", "resolve_config"]
+__all__ = ["CONFIG_FILE_ENV_VAR", "BackendConfig", "InputFormat", "resolve_config"]
+
+#: The environment variable naming the JSON override file.
+CONFIG_FILE_ENV_VAR = "BACKEND_CONFIG_FILE_PATH"
 
 
 class InputFormat(str, enum.Enum):
@@ -26,19 +52,49 @@ class InputFormat(str, enum.Enum):
         return self.value
 
 
+def _suggestion(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _to_input_format(value: Any) -> InputFormat:
     if isinstance(value, InputFormat):
         return value
-    try:
+    choices = [f.value for f in InputFormat]
+    if isinstance(value, str) and value in choices:
         return InputFormat(value)
-    except ValueError:
-        choices = ", ".join(repr(f.value) for f in InputFormat)
-        raise ValueError(f"{value!r} is not an input format; choose one of {choices}") from None
+    listed = ", ".join(repr(c) for c in choices)
+    hint = _suggestion(value, choices) if isinstance(value, str) else ""
+    raise ValueError(f"{value!r} is not an input format (choose one of {listed}){hint}")
 
 
 @attrs.frozen(kw_only=True)
 class BackendConfig:
-    """The settings every pipeline has; subclass it (with attrs) to add your own."""
+    """The settings every pipeline has; subclass it (with attrs) to add your own.
+
+    Attributes
+    ----------
+    verbose
+        Log per-call metrics at INFO level.
+    input_format
+        The preprocessor: ``"passthrough"``, ``"records"`` (default) or ``"numpy"``.
+    rename_fields
+        ``{"old": "new"}``: the value moves to the new key, the old key is gone.
+    feature_names
+        Keep only these fields, in this order (the columns, for ``numpy``).
+    flatten_nested_inputs
+        Flatten nested dicts into delimiter-joined keys (``{"a": {"b": 1}}`` ->
+        ``{"a.b": 1}``).
+    flatten_lists
+        When flattening, also flatten lists (``{"a": [5]}`` -> ``{"a.0": 5}``).
+    nested_field_delimiter
+        The delimiter of nested paths and flattened keys.
+    ignore_delimiter_collisions
+        Do not report keys that contain the delimiter when nested paths are requested.
+    numpy_dtype
+        The dtype of the ``numpy`` preprocessor's array (e.g. ``"float64"``); values are
+        cast to it. ``None`` infers the dtype and refuses mixed types.
+    """
 
     verbose: bool = False
     input_format: InputFormat = attrs.field(
@@ -58,15 +114,317 @@ converter.register_structure_hook(InputFormat, lambda value, _: _to_input_format
 C = TypeVar("C", bound=BackendConfig)
 
 
-def resolve_config(model: type[C], overrides: Mapping[str, Any]) -> C:
-    """Structure ``overrides`` over the defaults of ``model``.
+def resolve_config(
+    model: type[C],
+    overrides: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> C:
+    """Resolve a config of class ``model`` from defaults, ``overrides`` and the file.
+
+    Layers, lowest to highest: the class defaults, ``overrides`` (each key replaces a
+    whole field), then the ``"configs"`` object of the JSON file named by
+    ``environ["BACKEND_CONFIG_FILE_PATH"]``, deep-merged over the result (objects merge
+    key by key, including into dict and attrs defaults; lists and scalars replace).
+
+    Parameters
+    ----------
+    model
+        ``BackendConfig`` or an attrs subclass of it.
+    overrides
+        Field values given in code (e.g. keyword arguments of ``Pipeline(...)``).
+    environ
+        Where to look up ``BACKEND_CONFIG_FILE_PATH``; ``os.environ`` by default. An
+        unset or empty variable means no override file.
+
+    Returns
+    -------
+    C
+        The validated, frozen config.
 
     Raises
     ------
     ConfigError
-        When a key is unknown or a value has the wrong type.
+        Listing every problem at once in ``.problems``: unknown keys (with a "did you
+        mean" suggestion), values of the wrong type, missing required fields of a
+        custom config, and an override file that is missing, unreadable, not valid JSON
+        or without a ``"configs"`` object. ``.field`` names the first offending field
+        and ``.path`` the override file when it is involved.
+
+    Examples
+    --------
+    >>> resolve_config(BackendConfig, {"feature_names": ["a"]}, environ={}).feature_names
+    ['a']
     """
+    if not (isinstance(model, type) and attrs.has(model)):
+        raise ConfigError(f"config model {model!r} is not an attrs class")
+    env = os.environ if environ is None else environ
+    path = env.get(CONFIG_FILE_ENV_VAR) or None
+    values: dict[str, Any] = {key: _plain(value) for key, value in overrides.items()}
+    from_file: set[str] = set()
+    if path is not None:
+        file_configs = _read_override_file(path)
+        from_file = set(file_configs)
+        for key, value in file_configs.items():
+            base = values[key] if key in values else _default_of(model, key)
+            values[key] = _deep_merge(base, value)
+
+    def source(name: str) -> str:
+        return f" (from {path})" if name in from_file else ""
+
+    fields = {a.name: a for a in attrs.fields(model) if a.init}
+    problems: list[tuple[str, str]] = []
+    for key in values:
+        if key not in fields:
+            problems.append(
+                (
+                    str(key),
+                    f"{key}: unknown config key for {model.__name__}{source(key)}"
+                    f"{_suggestion(str(key), list(fields))}",
+                )
+            )
+    known = {key: value for key, value in values.items() if key in fields}
     try:
-        return converter.structure(dict(overrides), model)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid config for {model.__name__}: {exc}") from exc
+        config = cast(C, _strict_converter().structure(known, model))
+    except cattrs.BaseValidationError as exc:
+        for where, message in _walk(exc, ()):
+            name = str(where[0]) if where else ""
+            location = _format_location(where)
+            problems.append((name, f"{location}: {message}{source(name)}"))
+    except (ValueError, TypeError) as exc:
+        # Raised by the class itself after structuring: an attrs validator or converter.
+        name = _attribute_name(exc, model)
+        label = f"{name}: " if name else ""
+        problems.append((name, f"{label}{exc}{source(name)}"))
+    else:
+        if not problems:
+            return config
+    raise _config_error(model, problems, path if from_file else None)
+
+
+def _config_error(
+    model: type[Any], problems: list[tuple[str, str]], path: str | None
+) -> ConfigError:
+    count = len(problems)
+    header = f"invalid config for {model.__name__} ({count} problem{'s' if count != 1 else ''})"
+    lines = [header + ":"] + [f"  - {text}" for _, text in problems]
+    first_field = next((name for name, _ in problems if name), None)
+    return ConfigError(
+        "\n".join(lines),
+        field=first_field,
+        path=path,
+        problems=[text for _, text in problems],
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Unstructure attrs instances given in code so that they merge and structure."""
+    if attrs.has(type(value)):
+        return converter.unstructure(value)
+    return value
+
+
+def _default_of(model: type[Any], key: str) -> Any:
+    """The unstructured class default of ``key``, or ``None`` when it has none."""
+    field = getattr(attrs.fields(model), key, None) if key.isidentifier() else None
+    if field is None or field.default is attrs.NOTHING:
+        return None
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        if default.takes_self:
+            return None
+        default = default.factory()
+    return converter.unstructure(default)
+
+
+def _deep_merge(base: Any, top: Any) -> Any:
+    if not (isinstance(base, Mapping) and isinstance(top, Mapping)):
+        return top
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _deep_merge(merged[key], value) if key in merged else value
+    return merged
+
+
+def _read_override_file(path: str) -> dict[str, Any]:
+    origin = f"config override file {path!r} (named by {CONFIG_FILE_ENV_VAR})"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{origin} does not exist", path=path) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{origin} is a directory, not a file", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"{origin} cannot be read: {exc.strerror}", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{origin} is not UTF-8 text: {exc.reason}", path=path) from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{origin} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            path=path,
+        ) from exc
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f'{origin} must hold a JSON object with a "configs" object, '
+            f"found {_json_type(document)}",
+            path=path,
+        )
+    if "configs" not in document:
+        found = ", ".join(repr(k) for k in document) or "none"
+        raise ConfigError(f'{origin} has no "configs" object (top-level keys: {found})', path=path)
+    configs = document["configs"]
+    if not isinstance(configs, dict):
+        raise ConfigError(
+            f'{origin}: "configs" must be a JSON object, found {_json_type(configs)}',
+            path=path,
+        )
+    return configs
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+# --- strict structuring -------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _strict_bool(value: Any, _: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected bool, got {_describe(value)}")
+
+
+def _strict_int(value: Any, _: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected int, got {_describe(value)}")
+
+
+def _strict_float(value: Any, _: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected float, got {_describe(value)}")
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected str, got {_describe(value)}")
+
+
+def _checked_sequence(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    inner = list_structure_factory(tp, conv)
+
+    def structure(value: Any, cl: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {_describe(value)}")
+        return inner(value, cl)
+
+    return structure
+
+
+def _checked_mapping(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    inner = mapping_structure_factory(tp, conv)
+
+    def structure(value: Any, cl: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping (JSON object), got {_describe(value)}")
+        return inner(value, cl)
+
+    return structure
+
+
+def _strict_converter() -> cattrs.Converter:
+    """A copy of the package converter whose scalar and container hooks never coerce.
+
+    Copied on each resolution so that hooks registered on the package converter since
+    import (e.g. for a custom config's field types) are honoured. Resolution happens at
+    build time, not per call, so the copy's cost does not matter.
+    """
+    strict = converter.copy()
+    strict.register_structure_hook(bool, _strict_bool)
+    strict.register_structure_hook(int, _strict_int)
+    strict.register_structure_hook(float, _strict_float)
+    strict.register_structure_hook(str, _strict_str)
+    strict.register_structure_hook_factory(is_sequence, _checked_sequence)
+    strict.register_structure_hook_factory(is_mapping, _checked_mapping)
+    return strict
+
+
+# --- reading cattrs' exception groups -----------------------------------------------
+
+_Step = str | int
+
+
+def _walk(exc: BaseException, where: tuple[_Step, ...]) -> list[tuple[tuple[_Step, ...], str]]:
+    """Flatten a cattrs exception tree into ``(location, message)`` pairs."""
+    found: list[tuple[tuple[_Step, ...], str]] = []
+    if isinstance(exc, ForbiddenExtraKeysError):
+        choices = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        for key in sorted(exc.extra_fields):
+            found.append(
+                (
+                    (*where, key),
+                    f"unknown key for {exc.cl.__name__}{_suggestion(key, choices)}",
+                )
+            )
+        return found
+    if isinstance(exc, cattrs.BaseValidationError):
+        for child in exc.exceptions:
+            step: _Step | None = None
+            for note in getattr(child, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    step = note.name
+                elif isinstance(note, IterableValidationNote):
+                    step = note.index
+            cl = getattr(exc, "cl", None)
+            if (
+                step is None
+                and not isinstance(child, cattrs.BaseValidationError)
+                and isinstance(cl, type)
+                and attrs.has(cl)
+            ):
+                # An attrs validator failed in __init__, after cattrs structured the fields.
+                step = _attribute_name(child, cl) or None
+            found.extend(_walk(child, where if step is None else (*where, step)))
+        return found
+    if isinstance(exc, KeyError) and where:
+        return [(where, "missing required field")]
+    return [(where, str(exc))]
+
+
+def _format_location(where: tuple[_Step, ...]) -> str:
+    if not where:
+        return "config"
+    text = str(where[0])
+    for step in where[1:]:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return text
+
+
+def _attribute_name(exc: BaseException, model: type[Any]) -> str:
+    """The field an attrs validator error is about, or ``""`` when it cannot be told.
+
+    ``instance_of`` and friends pass the ``Attribute`` as ``args[1]``; the comparison
+    validators only quote the name at the start of their message.
+    """
+    if len(exc.args) > 1 and isinstance(exc.args[1], attrs.Attribute):
+        return str(exc.args[1].name)
+    quoted = re.match(r"'([^']+)'", str(exc))
+    names = {a.name for a in attrs.fields(model)}
+    return quoted.group(1) if quoted and quoted.group(1) in names else ""
