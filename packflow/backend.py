@@ -1,0 +1,256 @@
+"""The class-based front end: ``class Backend(InferenceBackend)``.
+
+This is the API of the original Packflow: a subclass defines ``execute`` (and optionally
+``initialize``, ``transform_inputs``, ``transform_outputs``); ``Backend(**config)``
+resolves the config, type-checks the methods' annotations, runs ``initialize`` and is
+then ready for calls. Underneath it is the same thing as the functional API: the methods
+the subclass defines are registered, bound, as the stages of a :class:`Pipeline`, and
+calls go through the same :class:`~packflow.runtime.BuiltPipeline` (same run-time
+contract, metrics and errors).
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from packflow.config import BackendConfig
+from packflow.exceptions import (
+    ConfigError,
+    InferenceBackendInitializationError,
+    PipelineDefinitionError,
+)
+from packflow.graph import STAGE_KINDS, CheckedPipeline, describe_function
+from packflow.metrics import Metrics
+from packflow.pipeline import Pipeline
+from packflow.runtime import BuiltPipeline
+
+__all__ = ["BackendLogger", "InferenceBackend", "backend_pipeline", "built_pipeline"]
+
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:  # LoggerAdapter is subscriptable at run time only from Python 3.11 on
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class BackendLogger(_LoggerAdapter):
+    """A class backend's ``self.logger``: a standard logger that can also be called.
+
+    ``self.logger.info(...)`` and friends work as usual; ``self.logger("message")`` logs
+    at INFO, as the original Packflow's logger allowed.
+    """
+
+    def __call__(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.info(msg, *args, **kwargs)
+
+
+class InferenceBackend:
+    """Base class of class-based backends.
+
+    Define ``execute(self, inputs)`` (required) and, when needed, ``initialize(self)``,
+    ``transform_inputs(self, inputs)`` and ``transform_outputs(self, outputs)``. Set
+    ``backend_config_model`` to an attrs subclass of :class:`packflow.BackendConfig` to
+    add config fields. ``Backend(**config)`` then:
+
+    1. resolves the config (class defaults < keyword arguments < the JSON file named
+       by ``BACKEND_CONFIG_FILE_PATH``), raising :class:`~packflow.ConfigError`;
+    2. type-checks the annotations of the methods against each other and against the
+       preprocessor, raising :class:`~packflow.PipelineTypeError` (no user code runs);
+    3. runs ``initialize()``, wrapping any exception in
+       :class:`~packflow.InferenceBackendInitializationError`.
+
+    An intermediate base class that leaves ``execute`` to its subclasses says so with
+    ``class TorchBackend(InferenceBackend, abstract=True)``.
+
+    Examples
+    --------
+    >>> class Echo(InferenceBackend):
+    ...     def execute(self, inputs):
+    ...         return inputs
+    >>> Echo()({"x": 1})
+    {'x': 1}
+    """
+
+    backend_config_model: ClassVar[type[BackendConfig]] = BackendConfig
+    #: Set by ``__init__``; ``None`` until then.
+    config: Any = None
+    logger: BackendLogger
+    _packflow_runtime: BuiltPipeline | None = None
+    _packflow_overrides: dict[str, Any]
+    _packflow_abstract: ClassVar[bool] = True
+
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._packflow_abstract = abstract
+        model = cls.__dict__.get("backend_config_model")
+        if model is not None:
+            _check_config_model(cls, model)
+        if abstract:
+            return
+        if not callable(getattr(cls, "execute", None)):
+            raise PipelineDefinitionError(
+                f"class {cls.__qualname__}({_base_names(cls)}) has no execute method; "
+                "an InferenceBackend must define `def execute(self, inputs): ...` "
+                f"(or be declared `class {cls.__name__}(..., abstract=True)` when a "
+                "subclass will define it)"
+            )
+        for kind in STAGE_KINDS:
+            method = cls.__dict__.get(kind.value)
+            if method is not None and isinstance(method, (staticmethod, classmethod)):
+                raise PipelineDefinitionError(
+                    f"{cls.__qualname__}.{kind.value} is a {type(method).__name__}; "
+                    f"define it as a plain method: `def {kind.value}(self, inputs): ...`"
+                )
+
+    def __init__(self, **config: Any) -> None:
+        cls = type(self)
+        if cls._packflow_abstract:
+            what = (
+                "InferenceBackend itself"
+                if cls is InferenceBackend
+                else (f"{cls.__qualname__}, declared abstract=True,")
+            )
+            raise PipelineDefinitionError(
+                f"cannot instantiate {what}; subclass it and define execute(self, inputs)"
+            )
+        self._packflow_overrides = dict(config)
+        built = backend_pipeline(self).build(**config)
+        self.config = built.config
+        self.logger = BackendLogger(built.logger, None)
+        self._packflow_runtime = built
+        self._run_initialize()
+
+    def _run_initialize(self) -> None:
+        method = self.initialize
+        start = perf_counter()
+        try:
+            method()
+        except Exception as exc:
+            where = describe_function(method).location
+            raise InferenceBackendInitializationError(
+                f"{type(self).__qualname__}.initialize ({where}) raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if type(self).initialize is not InferenceBackend.initialize:
+            elapsed = (perf_counter() - start) * 1000.0
+            self.logger.debug("%s initialized in %.1f ms", type(self).__qualname__, elapsed)
+
+    def __repr__(self) -> str:
+        runtime = self._packflow_runtime
+        stages = " -> ".join(s.kind.value for s in runtime.graph.stages) if runtime else "?"
+        return f"<{type(self).__qualname__} (InferenceBackend): {stages}>"
+
+    # -- the user's hooks ----------------------------------------------------------------
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        """Override to load model weights and other one-time setup; runs at construction.
+
+        ``self.config`` and ``self.logger`` are available.
+        """
+
+    # -- the runtime surface --------------------------------------------------------------
+
+    def _runtime(self) -> BuiltPipeline:
+        runtime = self._packflow_runtime
+        if runtime is None:
+            raise InferenceBackendInitializationError(
+                f"{type(self).__qualname__} was not initialized: an __init__ that overrides "
+                "InferenceBackend.__init__ must call super().__init__(**kwargs)"
+            )
+        return runtime
+
+    def __call__(self, inputs: Any) -> Any:
+        """Run one record (a dict, returns a dict) or a batch (a list, returns a list).
+
+        Raises
+        ------
+        InferenceBackendRuntimeError
+            When the input is neither a dict nor a list of dicts, or the output is not
+            a list with one element per input.
+        StageError
+            When a method raises; the original exception is chained.
+        """
+        return self._runtime()(inputs)
+
+    def validate(self, sample: Any) -> Any:
+        """Run ``sample`` and check that the outputs are JSON-ready records.
+
+        Returns the outputs.
+
+        Raises
+        ------
+        InferenceBackendValidationError
+            Naming the record index and key path of the first invalid value.
+        """
+        return self._runtime().validate(sample)
+
+    def get_metrics(self) -> Metrics:
+        """The metrics of this thread's last call (batch size, milliseconds per stage)."""
+        return self._runtime().get_metrics()
+
+    def ready(self) -> bool:
+        """Whether the backend can serve calls; override to check external resources."""
+        return self._runtime().ready()
+
+
+def _base_names(cls: type) -> str:
+    return ", ".join(base.__name__ for base in cls.__bases__)
+
+
+def _check_config_model(cls: type, model: Any) -> None:
+    if isinstance(model, type) and attrs.has(model) and issubclass(model, BackendConfig):
+        return
+    hint = ""
+    if isinstance(model, type) and issubclass(model, BackendConfig):
+        hint = (
+            "; decorate it with @attrs.frozen(kw_only=True), as BackendConfig is "
+            "(packflow config models are attrs classes, not pydantic models)"
+        )
+    raise ConfigError(
+        f"{cls.__qualname__}.backend_config_model must be an attrs subclass of "
+        f"packflow.BackendConfig, got {model!r}{hint}",
+        field="backend_config_model",
+    )
+
+
+def backend_pipeline(backend: InferenceBackend | type[InferenceBackend]) -> Pipeline:
+    """The :class:`Pipeline` whose stages are the methods a backend class defines.
+
+    Given a class, the methods are bound to a bare instance on which ``__init__`` has not
+    run, so that the pipeline can be checked (``backend_pipeline(Backend).check()``)
+    without running any user code. Such a pipeline is for checking only: building it
+    would call methods on an instance that was never initialized.
+    """
+    if isinstance(backend, type):
+        cls = backend
+        instance: InferenceBackend = object.__new__(cls)
+    else:
+        cls = type(backend)
+        instance = backend
+    pipeline = Pipeline(cls.__qualname__, config_model=cls.backend_config_model)
+    for kind in STAGE_KINDS:
+        if callable(getattr(cls, kind.value, None)):
+            pipeline.add_stage(kind, getattr(instance, kind.value))
+    return pipeline
+
+
+def built_pipeline(backend: InferenceBackend | BuiltPipeline) -> BuiltPipeline:
+    """The built instance that serves a backend's calls (the backend itself if built)."""
+    if isinstance(backend, BuiltPipeline):
+        return backend
+    return backend._runtime()
+
+
+def check_backend(backend: type[InferenceBackend], **config: Any) -> CheckedPipeline:
+    """Type-check a backend class's methods without running any of its code.
+
+    Raises
+    ------
+    ConfigError, PipelineDefinitionError, PipelineTypeError
+        As :meth:`Pipeline.check`.
+    """
+    pipeline = backend_pipeline(backend)
+    return pipeline.check(config=pipeline.resolve_config(**config))
