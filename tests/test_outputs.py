@@ -1,0 +1,240 @@
+"""Output helpers: ``ensure_native_types`` and ``ensure_valid_output``."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from packflow import InferenceBackendValidationError, ensure_native_types, ensure_valid_output
+
+NATIVE_SCALARS = (bool, int, float, str, type(None))
+
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+
+numpy_scalars = st.one_of(
+    st.booleans().map(np.bool_),
+    st.integers(-(2**7), 2**7 - 1).map(np.int8),
+    st.integers(-(2**63), 2**63 - 1).map(np.int64),
+    st.integers(0, 2**64 - 1).map(np.uint64),
+    st.floats(width=16, allow_nan=False, allow_infinity=False).map(np.float16),
+    st.floats(width=32, allow_nan=False, allow_infinity=False).map(np.float32),
+    finite_floats.map(np.float64),
+    st.text(max_size=5).map(np.str_),
+)
+
+numpy_arrays = hnp.arrays(
+    dtype=st.sampled_from([np.dtype("int32"), np.dtype("float64"), np.dtype("bool")]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3),
+    elements={"allow_nan": False, "allow_infinity": False},
+)
+
+leaves = st.one_of(
+    numpy_scalars,
+    numpy_arrays,
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    finite_floats,
+    st.text(max_size=5),
+)
+
+nested = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.tuples(children, children),
+        st.dictionaries(st.text(max_size=5), children, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+def assert_same_value(converted: Any, original: Any) -> None:
+    """``converted`` holds the same values as ``original``, in JSON's shapes."""
+    if isinstance(original, dict):
+        assert type(converted) is dict
+        assert list(converted) == list(original)
+        for key, value in original.items():
+            assert_same_value(converted[key], value)
+    elif isinstance(original, (list, tuple)) or (
+        isinstance(original, np.ndarray) and original.ndim > 0
+    ):
+        assert type(converted) is list
+        assert len(converted) == len(original)
+        for item, value in zip(converted, original, strict=True):
+            assert_same_value(item, value)
+    else:
+        scalar = original.item() if isinstance(original, np.ndarray) else original
+        assert isinstance(converted, NATIVE_SCALARS)
+        assert isinstance(converted, bool) == isinstance(scalar, (bool, np.bool_))
+        assert converted == scalar
+
+
+@settings(max_examples=75)
+@given(nested)
+def test_ensure_native_types_gives_json_ready_data_of_equal_value(value: Any) -> None:
+    converted = ensure_native_types(value)
+    text = json.dumps(converted, allow_nan=False)
+    assert json.loads(text) == converted
+    assert_same_value(converted, value)
+
+
+@settings(max_examples=50)
+@given(nested)
+def test_ensure_native_types_is_idempotent(value: Any) -> None:
+    once = ensure_native_types(value)
+    assert ensure_native_types(once) == once
+
+
+@pytest.mark.parametrize(
+    ("value", "expected_type"),
+    [
+        (np.float64(1.5), float),
+        (np.float32(1.5), float),
+        (np.float16(0.5), float),
+        (np.int64(2), int),
+        (np.int8(-3), int),
+        (np.uint64(2**64 - 1), int),
+        (np.bool_(True), bool),
+        (np.str_("a"), str),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, type) else v.__name__,
+)
+def test_numpy_scalars_become_builtin_scalars(value: Any, expected_type: type) -> None:
+    converted = ensure_native_types(value)
+    assert type(converted) is expected_type
+    assert converted == value
+
+
+def test_numpy_datetime64_becomes_a_json_ready_iso_string() -> None:
+    converted = ensure_native_types({"at": np.datetime64("2024-05-06T07:08:09")})
+    assert json.loads(json.dumps(converted)) == {"at": "2024-05-06T07:08:09"}
+
+
+def test_numpy_arrays_become_nested_lists() -> None:
+    assert ensure_native_types(np.arange(3)) == [0, 1, 2]
+    assert ensure_native_types(np.array([[1.5, 2.0], [3.0, 4.5]], dtype=np.float32)) == [
+        [1.5, 2.0],
+        [3.0, 4.5],
+    ]
+    assert ensure_native_types(np.array([True, False])) == [True, False]
+
+
+def test_a_zero_dimensional_array_becomes_a_scalar() -> None:
+    converted = ensure_native_types(np.array(2.5))
+    assert type(converted) is float
+    assert converted == 2.5
+
+
+def test_nested_containers_are_converted_and_tuples_become_lists() -> None:
+    value = {
+        "scores": (np.float32(0.25), np.float32(0.75)),
+        "top": {"ids": np.array([3, 1]), "label": "cat", "n": np.int32(2)},
+        "flags": [np.bool_(False), None],
+    }
+    assert ensure_native_types(value) == {
+        "scores": [0.25, 0.75],
+        "top": {"ids": [3, 1], "label": "cat", "n": 2},
+        "flags": [False, None],
+    }
+
+
+def test_ensure_native_types_does_not_mutate_its_input() -> None:
+    value = {"scores": [np.int64(1)], "arr": np.arange(2)}
+    ensure_native_types(value)
+    assert type(value["scores"][0]) is np.int64
+    assert isinstance(value["arr"], np.ndarray)
+
+
+def test_native_values_are_returned_as_they_are() -> None:
+    for value in (1, 2.5, "a", True, None):
+        assert ensure_native_types(value) is value
+
+
+def test_values_of_unknown_types_are_returned_unchanged() -> None:
+    marker = object()
+    assert ensure_native_types({"x": marker})["x"] is marker
+
+
+# -- ensure_valid_output -------------------------------------------------------------------
+
+
+def test_ensure_valid_output_converts_a_batch_of_records() -> None:
+    outputs = [{"score": np.float32(0.5), "ids": np.arange(2)}, {"score": 1.0, "ids": []}]
+    assert ensure_valid_output(outputs) == [
+        {"score": 0.5, "ids": [0, 1]},
+        {"score": 1.0, "ids": []},
+    ]
+
+
+def test_ensure_valid_output_treats_a_dict_as_a_batch_of_one() -> None:
+    assert ensure_valid_output({"label": np.str_("cat")}) == [{"label": "cat"}]
+
+
+def test_ensure_valid_output_of_an_empty_batch_is_empty() -> None:
+    assert ensure_valid_output([]) == []
+
+
+@settings(max_examples=50)
+@given(st.lists(st.dictionaries(st.text(max_size=5), nested, max_size=3), max_size=3))
+def test_ensure_valid_output_accepts_any_batch_of_numpy_valued_records(
+    outputs: list[dict[str, Any]],
+) -> None:
+    valid = ensure_valid_output(outputs)
+    assert len(valid) == len(outputs)
+    json.dumps(valid, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "type_name"),
+    [("label", "str"), (3, "int"), (None, "NoneType")],
+    ids=["str", "int", "None"],
+)
+def test_ensure_valid_output_rejects_outputs_that_are_not_records(
+    outputs: Any, type_name: str
+) -> None:
+    with pytest.raises(InferenceBackendValidationError, match=f"got {type_name}"):
+        ensure_valid_output(outputs)
+
+
+def test_ensure_valid_output_names_a_row_that_is_not_a_dict() -> None:
+    with pytest.raises(InferenceBackendValidationError) as err:
+        ensure_valid_output([{"a": 1}, {"a": 2}, 0.5])
+    assert err.value.index == 2
+    assert err.value.path is None
+    assert "output record 2" in str(err.value)
+
+
+def test_ensure_valid_output_rejects_a_bare_array_of_rows() -> None:
+    with pytest.raises(InferenceBackendValidationError) as err:
+        ensure_valid_output(np.zeros((2, 3)))
+    assert err.value.index == 0
+    assert "expected a dict" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "index", "path"),
+    [
+        ([{"a": 1}, {"score": math.nan}], 1, "score"),
+        ([{"scores": np.array([1.0, np.inf])}], 0, "scores[1]"),
+        ([{"deep": {"er": [{"x": {1, 2}}]}}], 0, "deep.er[0].x"),
+        ([{"meta": {("a", "b"): 1}}], 0, "meta[('a', 'b')]"),
+        ([{"blob": b"bytes"}], 0, "blob"),
+    ],
+    ids=["nan", "inf-in-array", "set-deep", "tuple-key", "bytes"],
+)
+def test_ensure_valid_output_names_the_record_and_key_path_of_a_bad_value(
+    outputs: Any, index: int, path: str
+) -> None:
+    with pytest.raises(InferenceBackendValidationError) as err:
+        ensure_valid_output(outputs)
+    assert err.value.index == index
+    assert err.value.path == path
+    assert f"output record {index} at {path}" in str(err.value)
