@@ -1,0 +1,438 @@
+"""The ``packflow`` command line: a thin shell over projects, loaders and the runtime.
+
+Every user mistake (a missing path, a bad name, a broken ``packflow.yaml``, a backend
+that does not load) ends in one readable message on stderr and a non-zero exit code;
+tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+from packflow.exceptions import PackflowError, PipelineDefinitionError
+from packflow.log import LOGGER_NAME
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: ``run`` prints progress on stderr once this many records went through.
+PROGRESS_AFTER = 1000
+PROGRESS_INTERVAL = 1.0
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (reported like argparse's own errors)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _target(path: str) -> Any:
+    """A project folder's loader, or a loader for a ``module:attribute`` spec."""
+    from packflow.loaders import InferenceBackendLoader, LocalLoader, ModuleLoader
+
+    given = Path(path)
+    if given.is_dir():
+        return InferenceBackendLoader.for_project(given)
+    if ":" in path and not given.exists():
+        local = LocalLoader(path)
+        return local if local.path.is_file() else ModuleLoader(path)
+    if not given.exists():
+        raise UsageError(
+            f"{path}: no such project folder (give a folder holding packflow.yaml, or "
+            "module:attribute)"
+        )
+    raise UsageError(
+        f"{path} is a file; give the project folder that holds packflow.yaml, or module:attribute"
+    )
+
+
+def _project_root(path: str) -> Path | None:
+    given = Path(path)
+    return given if given.is_dir() else None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    from packflow.project import create_project
+
+    target = create_project(
+        args.name,
+        args.directory,
+        description=args.description,
+        version=args.project_version,
+        maintainers=args.maintainer,
+        force=args.force,
+    )
+    shown = os.path.relpath(target) if not os.path.relpath(target).startswith("..") else target
+    _out(f"created project {args.name!r} in {shown}")
+    _out("next steps:")
+    _out(f"  packflow check {shown}")
+    _out(f"  packflow validate {shown}")
+    _out(f"  packflow run {shown} --input {Path(shown) / 'sample.jsonl'}")
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from packflow.render import render_text
+
+    loader = _target(args.path)
+    try:
+        checked = loader.check()
+    except PipelineDefinitionError as exc:
+        _err(f"packflow: check failed for {loader.spec!r}:")
+        _err(str(exc))
+        return EXIT_FAILURE
+    _out(render_text(checked))
+    for note in getattr(checked.report, "notes", ()) or ():
+        _out(f"note: {note}")
+    stages = len(checked.graph.stages)
+    _out("")
+    _out(
+        f"ok: {loader.spec} type-checks "
+        f"({stages} stage{'s' if stages != 1 else ''}, "
+        f"{len(checked.graph.initializers)} initializer"
+        f"{'s' if len(checked.graph.initializers) != 1 else ''})"
+    )
+    return EXIT_OK
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from packflow.render import render_mermaid, render_text
+
+    checked = _target(args.path).check()
+    _out(render_mermaid(checked) if args.format == "mermaid" else render_text(checked))
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from packflow.project import validate_project
+
+    report = validate_project(args.path)
+    for finding in report.findings:
+        _out(f"  {finding}")
+    errors, warnings = len(report.errors), len(report.warnings)
+    failed = errors > 0 or (args.strict and warnings > 0)
+    summary = (
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}"
+    )
+    if report.samples_validated is not None:
+        summary += f"; {report.samples_validated} sample records passed validate()"
+    _out(f"{'FAILED' if failed else 'ok'}: {args.path}: {summary}")
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from packflow.project import export_project
+
+    result = export_project(args.path, args.output_dir)
+    for finding in result.report.warnings if result.report else ():
+        _err(f"  {finding}")
+    shown = os.path.relpath(result.archive)
+    count = len(result.files)
+    _out(f"wrote {shown} ({count} file{'s' if count != 1 else ''})")
+    return EXIT_OK
+
+
+class _Progress:
+    """Progress on stderr for long inputs: at most one line per interval."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, done: int, failed: int) -> None:
+        now = time.monotonic()
+        if done < PROGRESS_AFTER or now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        self.shown = True
+        rate = done / max(now - self.start, 1e-9)
+        failures = f", {failed} failed" if failed else ""
+        self.stream.write(f"packflow: {done} records processed{failures} ({rate:.0f}/s)\n")
+        self.stream.flush()
+
+
+def _run_lines(
+    backend: Any,
+    lines: Iterable[str],
+    write: Callable[[str], None],
+    batch_size: int,
+    report: Callable[[str], None],
+    progress: _Progress,
+) -> tuple[int, list[int]]:
+    """Run JSON Lines through ``backend``; return (records written, failed line numbers)."""
+    from packflow.outputs import ensure_native_types
+
+    failed: list[int] = []
+    written = 0
+    pending: list[tuple[int, dict[str, Any]]] = []
+
+    def emit(number: int, output: Any) -> None:
+        nonlocal written
+        try:
+            text = json.dumps(ensure_native_types(output), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            report(f"line {number}: the output is not JSON-serializable: {exc}")
+            failed.append(number)
+            return
+        write(text)
+        written += 1
+
+    def flush() -> None:
+        if not pending:
+            return
+        batch = [record for _, record in pending]
+        try:
+            outputs = backend(batch)
+        except Exception as exc:
+            if len(pending) == 1:
+                report(f"line {pending[0][0]}: {_one_line(exc)}")
+                failed.append(pending[0][0])
+            else:
+                # Find the bad records one by one so that the good ones still come out.
+                for number, record in pending:
+                    try:
+                        emit(number, backend([record])[0])
+                    except Exception as single:
+                        report(f"line {number}: {_one_line(single)}")
+                        failed.append(number)
+        else:
+            for (number, _), output in zip(pending, outputs, strict=True):
+                emit(number, output)
+        pending.clear()
+        progress.update(written + len(failed), len(failed))
+
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})")
+            failed.append(number)
+            continue
+        if not isinstance(value, dict):
+            report(f"line {number}: expected a JSON object, got {type(value).__name__}")
+            failed.append(number)
+            continue
+        pending.append((number, value))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return written, sorted(failed)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    name = type(exc).__name__
+    return f"{name}: {first}" if not isinstance(exc, PackflowError) else first or name
+
+
+def _input_path(given: str, project: Path | None) -> Path:
+    path = Path(given)
+    if path.exists() or path.is_absolute() or project is None:
+        return path
+    # `packflow run x --input sample.jsonl` finds the project's own sample file.
+    inside = project / path
+    return inside if inside.exists() else path
+
+
+def _read_lines(stream: IO[str]) -> Iterator[str]:
+    yield from stream
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    loader = _target(args.path)
+    with ExitStack() as stack:
+        if args.input == "-":
+            source: IO[str] = sys.stdin
+        else:
+            path = _input_path(args.input, _project_root(args.path))
+            if not path.is_file():
+                raise UsageError(f"--input {args.input}: no such file")
+            source = stack.enter_context(open(path, encoding="utf-8"))
+        backend = loader.load()
+        if args.output == "-":
+            sink: IO[str] = sys.stdout
+        else:
+            sink = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+
+        def write(text: str) -> None:
+            sink.write(text + "\n")
+
+        progress = _Progress(sys.stderr)
+        written, failed = _run_lines(
+            backend, _read_lines(source), write, args.batch_size, _err, progress
+        )
+        sink.flush()
+    total = written + len(failed)
+    if failed:
+        shown = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
+        _err(f"packflow: {len(failed)} of {total} lines failed (lines {shown})")
+        return EXIT_FAILURE
+    if progress.shown:
+        _err(f"packflow: done, {written} records")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _version() -> str:
+    from packflow import __version__
+
+    return str(__version__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``packflow`` command."""
+    parser = argparse.ArgumentParser(
+        prog="packflow",
+        description="Create, check, validate, run and export packflow projects.",
+    )
+    parser.add_argument("--version", action="version", version=f"packflow {_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logs on errors"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    path_help = "project folder (default: the working directory) or module:attribute"
+
+    create = commands.add_parser("create", help="scaffold a new project folder")
+    create.add_argument("name", help="letters, digits, - and _, starting with a letter")
+    create.add_argument("--directory", "-d", default=None, help="where to create it")
+    create.add_argument("--description", default="", help="one line about the project")
+    create.add_argument("--project-version", default="0.1.0", help="default: 0.1.0")
+    create.add_argument(
+        "--maintainer", action="append", default=[], help="e-mail of a maintainer (repeatable)"
+    )
+    create.add_argument("--force", action="store_true", help="write into an existing folder")
+    create.add_argument(
+        "--no-input", action="store_true", help="accepted for compatibility; create never asks"
+    )
+    create.set_defaults(handler=_cmd_create)
+
+    check = commands.add_parser("check", help="type-check the stages and print the graph")
+    check.add_argument("path", nargs="?", default=".", help=path_help)
+    check.set_defaults(handler=_cmd_check)
+
+    validate = commands.add_parser("validate", help="check files, metadata and the backend")
+    validate.add_argument("path", nargs="?", default=".", help="project folder")
+    validate.add_argument("--strict", action="store_true", help="fail on warnings too")
+    validate.set_defaults(handler=_cmd_validate)
+
+    run = commands.add_parser("run", help="run JSON Lines through the pipeline")
+    run.add_argument("path", nargs="?", default=".", help=path_help)
+    run.add_argument("--input", "-i", required=True, help="JSON Lines file, or - for stdin")
+    run.add_argument("--output", "-o", default="-", help="JSON Lines file, or - for stdout")
+    run.add_argument("--batch-size", "-b", type=int, default=64, help="records per call")
+    run.set_defaults(handler=_cmd_run)
+
+    export = commands.add_parser("export", help="zip the project for distribution")
+    export.add_argument("path", nargs="?", default=".", help="project folder")
+    export.add_argument(
+        "--output-dir", default=None, help="where to write the zip (default: here)"
+    )
+    export.set_defaults(handler=_cmd_export)
+
+    graph = commands.add_parser("graph", help="print the stage graph")
+    graph.add_argument("path", nargs="?", default=".", help=path_help)
+    graph.add_argument("--format", choices=("text", "mermaid"), default="text")
+    graph.set_defaults(handler=_cmd_graph)
+    return parser
+
+
+def _configure_logging(debug: bool) -> Callable[[], None]:
+    """Show packflow's log records on stderr for this command; return the undo."""
+    logger = logging.getLogger(LOGGER_NAME)
+    previous = logger.level
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    if debug:
+        logger.setLevel(logging.DEBUG)
+    elif "PACKFLOW_LOG_LEVEL" not in os.environ:
+        logger.setLevel(logging.WARNING)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    return undo
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``packflow`` command; return the exit code.
+
+    0: success; 1: a failure (a user mistake, a failed check, failed lines in ``run``);
+    2: a command-line usage error; 130: interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    restore_logging = _configure_logging(args.debug)
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        _err(f"packflow {args.command}: error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("packflow: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`packflow run ... | head`): stop quietly.
+        _silence_stdout()
+        return EXIT_FAILURE
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, (PackflowError, OSError)):
+            _err(f"packflow {args.command}: error: {exc}")
+        else:
+            _err(
+                f"packflow {args.command}: unexpected {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)"
+            )
+        return EXIT_FAILURE
+    finally:
+        restore_logging()
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
