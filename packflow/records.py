@@ -1,13 +1,199 @@
-"""The records contract: what flows into and out of a pipeline."""
+"""The records contract: what flows into and out of a pipeline.
+
+Besides the ``Records`` alias, this module turns records into attrs instances and back,
+for stages annotated with a list of attrs classes (``def execute(rows: list[Row])``).
+Conversion goes through the package's one cattrs converter (:mod:`packflow.converter`).
+
+Extra keys are an error: a record with a key its attrs class does not declare is
+rejected with the key named, because silently dropping a field is data loss. Select the
+fields the class needs with ``feature_names`` (or add the field to the class). Values are
+converted the way cattrs does it (``"3"`` structures into an ``int`` field as ``3``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import collections.abc as cabc
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
 
-from typing_extensions import TypeAlias
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
 
-__all__ = ["Records"]
+from packflow.converter import converter
+from packflow.exceptions import PreprocessorRuntimeError
+from packflow.typecheck import format_type
+
+__all__ = ["Records", "attrs_record_type", "structure_records", "unstructure_records"]
 
 #: A batch of events: what the ``records`` and ``passthrough`` preprocessors hand to the
 #: first stage, and what the last stage must return.
 Records: TypeAlias = list[dict[str, Any]]
+
+# Annotations that mean "a batch of C": a stage annotated with one of these receives a list.
+_BATCH_ORIGINS = (
+    list,
+    cabc.Sequence,
+    cabc.MutableSequence,
+    cabc.Collection,
+    cabc.Iterable,
+)
+
+
+def attrs_record_type(annotation: Any) -> type | None:
+    """The attrs class ``C`` when ``annotation`` is a batch of it, else ``None``.
+
+    A batch is ``list[C]``, ``Sequence[C]``, ``MutableSequence[C]``, ``Collection[C]``
+    or ``Iterable[C]`` (any spelling, ``Annotated`` stripped).
+
+    Examples
+    --------
+    >>> @attrs.frozen
+    ... class Row:
+    ...     x: int
+    >>> attrs_record_type(list[Row]) is Row
+    True
+    >>> attrs_record_type(list[dict[str, int]]) is None
+    True
+    """
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) not in _BATCH_ORIGINS:
+        return None
+    args = typing.get_args(annotation)
+    if len(args) != 1:
+        return None
+    element = args[0]
+    while typing.get_origin(element) is typing.Annotated:
+        element = typing.get_args(element)[0]
+    if isinstance(element, type) and attrs.has(element):
+        return element
+    return None
+
+
+def structure_records(records: Sequence[Any], cls: type) -> list[Any]:
+    """Structure each record into an instance of the attrs class ``cls``.
+
+    Parameters
+    ----------
+    records
+        The batch, one ``dict`` per event.
+    cls
+        The attrs class each record becomes.
+
+    Returns
+    -------
+    list
+        One ``cls`` instance per record, in order.
+
+    Raises
+    ------
+    PreprocessorRuntimeError
+        When a record does not fit ``cls``; ``index`` is the record's position and
+        ``field`` the (dotted) field that failed: a missing field, a value of the wrong
+        type, or a key ``cls`` does not declare.
+    """
+    out: list[Any] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise PreprocessorRuntimeError(
+                f"record {index}: expected a dict to structure into {cls.__name__}, "
+                f"got {type(record).__name__}",
+                index=index,
+            )
+        try:
+            out.append(converter.structure(record, cls))
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+            field, reason = _first_failure(exc, record)
+            where = f", field {field!r}" if field else ""
+            raise PreprocessorRuntimeError(
+                f"record {index}{where}: does not fit {cls.__name__}: {reason}",
+                index=index,
+                field=field,
+            ) from exc
+    return out
+
+
+def unstructure_records(items: Iterable[Any]) -> Records:
+    """Turn attrs instances (as returned by a last stage) into plain dicts.
+
+    Items that are already dicts pass through as they are.
+
+    Examples
+    --------
+    >>> @attrs.frozen
+    ... class Score:
+    ...     value: float
+    >>> unstructure_records([Score(0.5)])
+    [{'value': 0.5}]
+    """
+    return [item if isinstance(item, dict) else converter.unstructure(item) for item in items]
+
+
+def _first_failure(exc: BaseException, record: Any) -> tuple[str | None, str]:
+    """The dotted path of the first field that failed in ``exc`` and why."""
+    path: list[str] = []
+    expected: Any = _MISSING
+    while True:
+        if isinstance(exc, ClassValidationError | IterableValidationError) and exc.exceptions:
+            sub = exc.exceptions[0]
+            for note in getattr(sub, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    path.append(note.name)
+                    expected = note.type
+                    break
+                if isinstance(note, IterableValidationNote):
+                    path.append(f"[{note.index}]")
+                    expected = note.type
+                    break
+            exc = sub
+            continue
+        break
+    if isinstance(exc, ForbiddenExtraKeysError):
+        extra = sorted(exc.extra_fields)
+        names = ", ".join(repr(name) for name in extra)
+        path.append(extra[0])
+        declared = ", ".join(f.name for f in attrs.fields(exc.cl))
+        reason = (
+            f"unexpected key{'s' if len(extra) != 1 else ''} {names} "
+            f"({exc.cl.__name__} declares {declared}; select fields with feature_names)"
+        )
+        return _join(path), reason
+    if isinstance(exc, KeyError):
+        return _join(path), "required field is missing"
+    value = _lookup(record, path)
+    parts = []
+    if expected is not _MISSING:
+        parts.append(f"expected {format_type(expected)}")
+    if value is not _MISSING:
+        parts.append(f"got {type(value).__name__} {value!r}")
+    return _join(path), f"{', '.join(parts) or 'invalid value'} ({exc})"
+
+
+_MISSING = object()
+
+
+def _lookup(record: Any, path: list[str]) -> Any:
+    value = record
+    for part in path:
+        try:
+            if part.startswith("[") and part.endswith("]"):
+                value = value[int(part[1:-1])]
+            else:
+                value = value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return _MISSING
+    return value
+
+
+def _join(path: list[str]) -> str | None:
+    if not path:
+        return None
+    return ".".join(path).replace(".[", "[")

@@ -639,10 +639,10 @@ class _Check:
     def _rules(self, p: _Node, c: _Node) -> Verdict:
         if isinstance(c, _AnyT) or isinstance(p, _AnyT | _NeverT):
             return _OK
-        if isinstance(c, _TypeVarT):
-            return self._solve(p, c)
         if isinstance(p, _TypeVarT):
             return self.run(self._producer_typevar(p), c)
+        if isinstance(c, _TypeVarT):
+            return self._solve(p, c)
         if isinstance(p, _UnionT):
             return self.all_of(functools.partial(self._member, m, p, c) for m in p.members)
         if isinstance(c, _UnionT):
@@ -692,10 +692,9 @@ class _Check:
     # -- TypeVars -----------------------------------------------------------------
 
     def _producer_typevar(self, p: _TypeVarT) -> _Node:
-        if p.var in self.bindings:
-            return _normalize(self.bindings[p.var])
+        node = _normalize(self.bindings[p.var]) if p.var in self.bindings else p
         # An unsolved TypeVar on the producing side is gradual: nothing is known of it.
-        return _AnyT()
+        return _AnyT() if isinstance(node, _TypeVarT) else node
 
     def _solve(self, p: _Node, c: _TypeVarT) -> Verdict:
         var = c.var

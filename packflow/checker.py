@@ -1,0 +1,507 @@
+"""The graph-level type check: apply the rules of :mod:`packflow.typecheck` to a stage graph.
+
+:func:`check_graph` resolves every stage's and initializer's annotations (in the
+function's own module, so ``from __future__ import annotations`` and forward references
+work), then checks each edge of the data flow and each injected parameter. It runs no
+user code and collects every problem into one :class:`TypeReport`.
+
+Edges checked, producer -> consumer:
+
+- the preprocessor's output -> the first stage's data parameter (records may also go to
+  ``list[C]`` for an attrs class ``C``: they are structured at run time);
+- each stage's return -> the next stage's data parameter, with ``TypeVar``\\ s solved
+  per stage and the solution carried on;
+- the last stage's return -> the records contract ``list[dict[str, Any]]`` (a list of
+  attrs instances is accepted too: it is unstructured at run time);
+- ``config`` -> the config model, ``logger`` -> ``logging.Logger``, a resource -> its
+  initializer's return annotation, for the injected parameters of stages and
+  initializers alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import typing_extensions as te
+
+from packflow.exceptions import PipelineDefinitionError, PipelineTypeError
+from packflow.graph import FunctionInfo, Stage, StageGraph, StageKind
+from packflow.records import Records, attrs_record_type
+from packflow.typecheck import Status, Verdict, check, format_type, is_compatible, substitute
+
+__all__ = [
+    "Edge",
+    "TypeProblem",
+    "TypeReport",
+    "check_graph",
+    "raise_for_problems",
+    "resolve_hints",
+]
+
+#: Edge endpoints that are not stages.
+PREPROCESS = "preprocess"
+OUTPUT = "output"
+INITIALIZE = "initialize"
+
+
+@attrs.frozen
+class TypeProblem:
+    """One place where annotations do not fit together.
+
+    ``stage`` is the stage kind (``"execute"``...) or ``"initialize"``; ``parameter`` is
+    the parameter name, or ``"return"`` for a return annotation. ``expected`` and
+    ``actual`` are readable type strings.
+    """
+
+    stage: str
+    function: str
+    location: str
+    parameter: str
+    expected: str
+    actual: str
+    explanation: str
+    hint: str
+
+    def __str__(self) -> str:
+        where = "return type" if self.parameter == "return" else f"parameter `{self.parameter}`"
+        lines = [
+            f"{self.location}: stage `{self.stage}` function `{self.function}`, {where}: "
+            f"expected {self.expected}, got {self.actual}"
+        ]
+        if self.explanation:
+            lines.append(f"  why: {self.explanation}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+@attrs.frozen
+class Edge:
+    """Data flowing from ``source`` to ``target``.
+
+    ``type`` is what flows (the producer's type, ``TypeVar``\\ s solved); ``expected`` is
+    what the target declares. Endpoints are stage kinds, ``"preprocess"`` or ``"output"``.
+    """
+
+    source: str
+    target: str
+    type: Any
+    expected: Any
+
+    def __str__(self) -> str:
+        return f"{self.source} --[{format_type(self.type)}]--> {self.target}"
+
+
+@attrs.frozen
+class TypeReport:
+    """Everything :func:`check_graph` found.
+
+    ``problems`` are incompatibilities (and, with ``strict``, missing annotations);
+    ``notes`` are checks the engine could not decide, treated as compatible and meant to
+    be logged. ``data_types`` and ``return_types`` map each stage kind (its value, e.g.
+    ``"execute"``) to the annotation of its data parameter and its return, with the
+    stage's ``TypeVar``\\ s solved (``Any`` when missing).
+    """
+
+    problems: tuple[TypeProblem, ...] = ()
+    notes: tuple[str, ...] = ()
+    edges: tuple[Edge, ...] = ()
+    data_types: Mapping[str, Any] = attrs.field(factory=dict)
+    return_types: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """``True`` when there is no problem."""
+        return not self.problems
+
+
+def raise_for_problems(report: TypeReport, pipeline_name: str = "") -> None:
+    """Raise :class:`PipelineTypeError` listing every problem of ``report``, if any.
+
+    Raises
+    ------
+    PipelineTypeError
+        When ``report.problems`` is not empty.
+    """
+    if report.problems:
+        raise PipelineTypeError(report.problems, pipeline_name)
+
+
+# --------------------------------------------------------------------------------------
+# Annotation resolution
+
+_MISSING: Any = inspect.Parameter.empty
+
+
+def _annotated_target(func: Callable[..., Any]) -> Any:
+    """The object whose annotations describe calling ``func``."""
+    if isinstance(func, functools.partial):
+        return _annotated_target(func.func)
+    if inspect.isfunction(func) or inspect.ismethod(func) or inspect.isbuiltin(func):
+        return func
+    if isinstance(func, type):
+        return vars(func).get("__init__", func)
+    call = getattr(type(func), "__call__", None)  # noqa: B004 - instances with __call__
+    return call if call is not None else func
+
+
+def resolve_hints(info: FunctionInfo, role: str) -> dict[str, Any]:
+    """Resolve the annotations of ``info.func`` in its module, extras kept.
+
+    ``role`` (e.g. ``"execute"``) only serves the error message.
+
+    Raises
+    ------
+    PipelineDefinitionError
+        When an annotation names something that cannot be resolved; the message names
+        the function, its ``file:line`` and the name.
+    """
+    target = _annotated_target(info.func)
+    try:
+        return dict(te.get_type_hints(target, include_extras=True))
+    except NameError as exc:
+        name = getattr(exc, "name", None) or str(exc)
+        message = (
+            f"{info.location}: {role} `{info.name}` has an annotation naming {name!r}, "
+            f"which is not defined in {getattr(target, '__module__', 'its module')}"
+        )
+    except Exception as exc:  # a broken annotation is a definition error, not a crash
+        message = f"{info.location}: {role} `{info.name}` has an invalid annotation: {exc}"
+    raise PipelineDefinitionError(message)
+
+
+# --------------------------------------------------------------------------------------
+# The check
+
+
+@attrs.define
+class _Collector:
+    graph: StageGraph
+    strict: bool
+    problems: list[TypeProblem] = attrs.field(factory=list)
+    notes: list[str] = attrs.field(factory=list)
+
+    def problem(
+        self,
+        role: str,
+        info: FunctionInfo,
+        parameter: str,
+        expected: Any,
+        actual: Any,
+        explanation: str,
+        hint: str,
+    ) -> None:
+        self.problems.append(
+            TypeProblem(
+                stage=role,
+                function=info.name,
+                location=info.location,
+                parameter=parameter,
+                expected=_show(expected),
+                actual=_show(actual),
+                explanation=explanation,
+                hint=hint,
+            )
+        )
+
+    def verdict(
+        self,
+        verdict: Verdict,
+        role: str,
+        info: FunctionInfo,
+        parameter: str,
+        expected: Any,
+        actual: Any,
+        hint: Callable[[], str],
+    ) -> None:
+        if verdict.status is Status.INCOMPATIBLE:
+            self.problem(role, info, parameter, expected, actual, verdict.reason or "", hint())
+        elif verdict.status is Status.UNKNOWN:
+            where = "return type" if parameter == "return" else f"parameter `{parameter}`"
+            self.notes.append(
+                f"{info.location}: stage `{role}` function `{info.name}`, {where}: "
+                f"cannot tell whether "
+                f"{_show(actual)} fits {_show(expected)} ({verdict.reason}); "
+                "treated as compatible"
+            )
+
+    def missing(self, role: str, info: FunctionInfo, parameter: str, suggestion: Any) -> None:
+        if parameter == "return":
+            hint = f"annotate the return type of `{info.name}`, e.g. `-> {_show(suggestion)}`"
+        else:
+            hint = f"annotate `{parameter}`, e.g. `{parameter}: {_show(suggestion)}`"
+        self.problem(
+            role,
+            info,
+            parameter,
+            "an annotation",
+            "none",
+            "strict=True requires every data, return and injected parameter to be annotated",
+            hint,
+        )
+
+
+def _show(tp: Any) -> str:
+    return tp if isinstance(tp, str) else format_type(tp)
+
+
+def check_graph(graph: StageGraph, *, input_type: Any, strict: bool) -> TypeReport:
+    """Type-check every edge and injected parameter of ``graph``.
+
+    Parameters
+    ----------
+    graph
+        The stage graph (stages in run order, initializers in dependency order).
+    input_type
+        What the preprocessor hands the first stage: ``packflow.Records`` for the
+        ``records`` and ``passthrough`` formats, an ``NDArray`` type for ``numpy``.
+    strict
+        Whether a missing annotation is a problem (``True``) or ``Any`` (``False``).
+
+    Returns
+    -------
+    TypeReport
+        All problems found, the notes on undecidable checks, and the type on every edge.
+
+    Raises
+    ------
+    PipelineDefinitionError
+        When an annotation cannot be resolved (every such function is listed).
+    """
+    hints = _resolve_all(graph)
+    out = _Collector(graph, strict)
+    init_returns = _check_initializers(graph, hints, out)
+
+    edges: list[Edge] = []
+    data_types: dict[str, Any] = {}
+    return_types: dict[str, Any] = {}
+    produced: Any = input_type
+    source = PREPROCESS
+    previous: Stage | None = None
+    for stage in graph.stages:
+        stage_hints = hints[id(stage.info)]
+        role = str(stage.kind)
+        annotation = stage_hints.get(stage.data_param, _MISSING)
+        if annotation is _MISSING:
+            if strict:
+                out.missing(role, stage.info, stage.data_param, produced)
+            annotation = Any
+        edges.append(Edge(source, role, produced, annotation))
+        verdict = _check_data_edge(produced, annotation, previous)
+        out.verdict(
+            verdict,
+            role,
+            stage.info,
+            stage.data_param,
+            annotation,
+            produced,
+            functools.partial(_edge_hint, stage, previous, produced, annotation),
+        )
+        bindings = dict(verdict.bindings)
+        bindings = _check_injected(
+            role, stage.info, stage.injected, stage_hints, init_returns, bindings, out
+        )
+        returned = stage_hints.get("return", _MISSING)
+        if returned is _MISSING:
+            if strict:
+                out.missing(role, stage.info, "return", Any)
+            returned = Any
+        data_types[role] = substitute(annotation, bindings)
+        produced = substitute(returned, bindings)
+        return_types[role] = produced
+        source = role
+        previous = stage
+
+    if previous is not None:
+        edges.append(Edge(source, OUTPUT, produced, Records))
+        _check_output(previous, produced, out)
+
+    return TypeReport(
+        problems=tuple(out.problems),
+        notes=tuple(out.notes),
+        edges=tuple(edges),
+        data_types=data_types,
+        return_types=return_types,
+    )
+
+
+def _resolve_all(graph: StageGraph) -> dict[int, dict[str, Any]]:
+    hints: dict[int, dict[str, Any]] = {}
+    errors: list[str] = []
+    named: list[tuple[str, FunctionInfo]] = [(INITIALIZE, i.info) for i in graph.initializers]
+    named += [(str(s.kind), s.info) for s in graph.stages]
+    for role, info in named:
+        try:
+            hints[id(info)] = resolve_hints(info, role)
+        except PipelineDefinitionError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise PipelineDefinitionError("\n".join(errors), errors)
+    return hints
+
+
+def _check_initializers(
+    graph: StageGraph, hints: Mapping[int, Mapping[str, Any]], out: _Collector
+) -> dict[str, Any]:
+    returns: dict[str, Any] = {}
+    for init in graph.initializers:
+        init_hints = hints[id(init.info)]
+        _check_injected(INITIALIZE, init.info, init.requires, init_hints, returns, {}, out)
+        returned = init_hints.get("return", _MISSING)
+        if returned is _MISSING:
+            if out.strict:
+                out.missing(INITIALIZE, init.info, "return", "object")
+            returned = Any
+        returns[init.name] = returned
+    # Initializers may be listed after one that requires them only in a malformed graph;
+    # a resource not yet seen is simply not checked here (the definition check reports it).
+    return returns
+
+
+def _check_injected(
+    role: str,
+    info: FunctionInfo,
+    names: tuple[str, ...],
+    hints: Mapping[str, Any],
+    resources: Mapping[str, Any],
+    bindings: dict[Any, Any],
+    out: _Collector,
+) -> dict[Any, Any]:
+    for name in names:
+        provided, hint = _provided(name, out.graph, resources)
+        if provided is _MISSING:
+            continue  # an unknown name: the definition check reports it
+        annotation = hints.get(name, _MISSING)
+        if annotation is _MISSING:
+            if out.strict:
+                out.missing(role, info, name, provided)
+            continue
+        verdict = check(provided, annotation, bindings)
+        out.verdict(
+            verdict,
+            role,
+            info,
+            name,
+            annotation,
+            provided,
+            functools.partial(hint, annotation, provided),
+        )
+        bindings = dict(verdict.bindings)
+    return bindings
+
+
+def _provided(
+    name: str, graph: StageGraph, resources: Mapping[str, Any]
+) -> tuple[Any, Callable[[Any, Any], str]]:
+    if name in resources:
+        return resources[name], functools.partial(_resource_hint, name)
+    if name == "config":
+        return graph.config_model, _config_hint
+    if name == "logger":
+        return logging.Logger, _logger_hint
+    return _MISSING, _config_hint
+
+
+# --------------------------------------------------------------------------------------
+# Edge rules that belong to the pipeline rather than to the type engine
+
+
+def _check_data_edge(produced: Any, annotation: Any, previous: Stage | None) -> Verdict:
+    # Records handed to a first stage that wants attrs instances are structured at run time.
+    if (
+        previous is None
+        and attrs_record_type(annotation) is not None
+        and check(produced, Records).status is Status.COMPATIBLE
+    ):
+        return Verdict(Status.COMPATIBLE)
+    return check(produced, annotation)
+
+
+def _check_output(last: Stage, produced: Any, out: _Collector) -> None:
+    role = str(last.kind)
+    if attrs_record_type(produced) is not None:
+        return  # attrs instances are unstructured to dicts at run time
+    verdict = check(produced, Records)
+    out.verdict(
+        verdict,
+        role,
+        last.info,
+        "return",
+        Records,
+        produced,
+        functools.partial(_output_hint, last, produced),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Hints: the usual fix for each kind of mismatch
+
+
+def _is_array(tp: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and tp is not Any and is_compatible(tp, np.ndarray)
+
+
+def _is_list(tp: Any) -> bool:
+    return tp is not Any and check(tp, list).status is Status.COMPATIBLE
+
+
+def _edge_hint(stage: Stage, previous: Stage | None, produced: Any, annotation: Any) -> str:
+    want, got = _show(annotation), _show(produced)
+    if previous is None:
+        if _is_array(annotation) and _is_list(produced):
+            return (
+                "set input_format='numpy' (with feature_names) so that the preprocessor "
+                "hands over a 2-D array, or add a transform_inputs stage that builds one"
+            )
+        if _is_array(produced) and not _is_array(annotation):
+            return f"set input_format='records', or annotate `{stage.data_param}` as {got}"
+        if stage.kind is not StageKind.TRANSFORM_INPUTS:
+            return (
+                f"add a transform_inputs stage that turns {got} into {want}, "
+                f"or annotate `{stage.data_param}` as {got}"
+            )
+        return f"annotate `{stage.data_param}` as {got} (what the preprocessor hands over)"
+    if _is_array(annotation) and _is_list(produced):
+        return (
+            f"make `{previous.name}` return an array (e.g. np.asarray(...)) annotated "
+            f"{want}, or annotate `{stage.data_param}` as {got}"
+        )
+    return f"make `{previous.name}` return {want}, or annotate `{stage.data_param}` as {got}"
+
+
+def _output_hint(last: Stage, produced: Any) -> str:
+    if last.kind is not StageKind.TRANSFORM_OUTPUTS:
+        return "add a transform_outputs stage that returns list[dict] (one dict per input record)"
+    return (
+        f"make `{last.name}` return list[dict[str, Any]] (one dict per input record) "
+        "or a list of attrs instances"
+    )
+
+
+def _config_hint(annotation: Any, provided: Any) -> str:
+    want = _show(annotation)
+    if (
+        isinstance(annotation, type)
+        and isinstance(provided, type)
+        and issubclass(annotation, provided)
+    ):
+        return f"pass config_model={want} to the Pipeline (it uses {_show(provided)})"
+    return f"annotate `config` as {_show(provided)}, the pipeline's config model"
+
+
+def _logger_hint(annotation: Any, provided: Any) -> str:
+    return "annotate `logger` as logging.Logger (the injected logger is a logging.Logger)"
+
+
+def _resource_hint(name: str, annotation: Any, provided: Any) -> str:
+    return (
+        f"make initializer `{name}` return {_show(annotation)}, "
+        f"or annotate `{name}` as {_show(provided)}"
+    )
