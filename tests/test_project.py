@@ -1,0 +1,439 @@
+"""Projects: packflow.yaml, scaffolding, validation and export."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from packflow.exceptions import ConfigError
+from packflow.project import (
+    ProjectConfig,
+    ProjectError,
+    RuntimeSettings,
+    check_project_name,
+    create_project,
+    dump_project_config,
+    export_project,
+    list_project_files,
+    read_project_config,
+    validate_project,
+)
+
+NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,20}", fullmatch=True)
+TEXT = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\ufeff"),
+    max_size=30,
+)
+
+
+@pytest.fixture(autouse=True)
+def _forget_project_modules(tmp_path: Path) -> Iterator[None]:
+    """Unload modules imported from this test's folder so the next test starts clean."""
+    saved_path = list(sys.path)
+    yield
+    sys.path[:] = saved_path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def write_yaml(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "packflow.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+    return folder
+
+
+# --------------------------------------------------------------------------- names
+
+
+@given(NAMES)
+@settings(max_examples=50)
+def test_names_of_letters_digits_hyphens_and_underscores_are_accepted(name: str) -> None:
+    assert check_project_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "1model", "-x", "_x", "my model", "x.y", "x/y", "ü"])
+def test_names_that_do_not_start_with_a_letter_or_hold_other_characters_are_refused(
+    name: str,
+) -> None:
+    with pytest.raises(ProjectError, match="starts with a letter"):
+        check_project_name(name)
+
+
+# --------------------------------------------------------------------------- packflow.yaml
+
+
+@given(
+    name=NAMES,
+    version=st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", fullmatch=True),
+    description=TEXT,
+    maintainers=st.lists(TEXT, max_size=3),
+    custom=st.dictionaries(
+        st.from_regex(r"x_[a-z]{1,8}", fullmatch=True),
+        st.one_of(st.integers(), TEXT, st.lists(st.integers(), max_size=3)),
+        max_size=3,
+    ),
+)
+@settings(max_examples=40, deadline=None)
+def test_a_dumped_project_config_reads_back_equal(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    version: str,
+    description: str,
+    maintainers: list[str],
+    custom: dict[str, object],
+) -> None:
+    config = ProjectConfig(
+        name=name,
+        version=version,
+        description=description,
+        maintainers=maintainers,
+        runtime=RuntimeSettings(python_version="3.11"),
+        backend_config={"feature_names": ["a", "b"]},
+        custom=custom,
+    )
+    folder = tmp_path_factory.mktemp("project")
+    (folder / "packflow.yaml").write_text(dump_project_config(config), encoding="utf-8")
+    assert read_project_config(folder) == config
+
+
+def test_unknown_keys_are_kept_as_custom_metadata(tmp_path: Path) -> None:
+    write_yaml(
+        tmp_path,
+        """
+        name: scorer
+        team: fraud
+        deploy: {replicas: 3}
+        """,
+    )
+    config = read_project_config(tmp_path)
+    assert config.custom == {"team": "fraud", "deploy": {"replicas": 3}}
+    assert "team: fraud" in dump_project_config(config)
+
+
+def test_runtime_keys_at_the_top_level_are_read_as_in_the_original_layout(
+    tmp_path: Path,
+) -> None:
+    write_yaml(
+        tmp_path,
+        """
+        name: scorer
+        inference_backend: main:app
+        loader: module
+        python_version: "3.10"
+        """,
+    )
+    runtime = read_project_config(tmp_path).runtime
+    assert runtime == RuntimeSettings(
+        inference_backend="main:app", loader="module", python_version="3.10"
+    )
+
+
+def test_a_missing_name_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "version: 1.0.0\n")
+    with pytest.raises(ConfigError, match="`name` is missing") as info:
+        read_project_config(tmp_path)
+    assert info.value.field == "name"
+
+
+def test_invalid_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "name: x\nruntime: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        read_project_config(tmp_path)
+
+
+def test_a_version_yaml_reads_as_a_number_asks_to_be_quoted(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "name: x\nversion: 1.10\n")
+    with pytest.raises(ConfigError, match=r'quote it: version: "1.1"'):
+        read_project_config(tmp_path)
+
+
+def test_a_python_version_yaml_reads_as_a_number_asks_to_be_quoted(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "name: x\nruntime:\n  python_version: 3.10\n")
+    with pytest.raises(ConfigError, match=r"runtime\.python_version` must be a string"):
+        read_project_config(tmp_path)
+
+
+def test_a_misspelt_runtime_key_suggests_the_right_one(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "name: x\nruntime:\n  lodaer: local\n")
+    with pytest.raises(ConfigError, match="did you mean `loader`"):
+        read_project_config(tmp_path)
+
+
+def test_an_unknown_loader_lists_the_choices(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "name: x\nruntime:\n  loader: docker\n")
+    with pytest.raises(ConfigError, match="choose one of local, module"):
+        read_project_config(tmp_path)
+
+
+def test_a_folder_without_packflow_yaml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"packflow\.yaml is missing"):
+        read_project_config(tmp_path)
+
+
+def test_maintainers_must_be_strings(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "name: x\nmaintainers:\n  - {email: a@b.c}\n")
+    with pytest.raises(ConfigError, match=r"maintainers\[0\]` must be a string, got a mapping"):
+        read_project_config(tmp_path)
+
+
+# --------------------------------------------------------------------------- create
+
+SCAFFOLD = {
+    "packflow.yaml",
+    "requirements.txt",
+    "inference.py",
+    "README.md",
+    "MODEL_CARD.md",
+    "LICENSE.txt",
+    "validate.py",
+    "test_inference.py",
+    "sample.jsonl",
+    ".gitignore",
+}
+
+
+def test_create_writes_the_scaffold(tmp_path: Path) -> None:
+    folder = create_project("fraud-scorer", tmp_path, description="Scores payments.")
+    assert {p.name for p in folder.iterdir()} == SCAFFOLD
+    config = read_project_config(folder)
+    assert (config.name, config.description) == ("fraud-scorer", "Scores payments.")
+    assert config.runtime.inference_backend == "inference:pipe"
+
+
+def test_create_refuses_an_invalid_name(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="invalid project name '9lives'"):
+        create_project("9lives", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(ProjectError, match="already exists and is not empty"):
+        create_project("x", tmp_path)
+    assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
+
+
+def test_a_created_project_validates_without_errors(tmp_path: Path) -> None:
+    report = validate_project(create_project("x", tmp_path))
+    assert report.errors == ()
+    assert report.samples_validated == 3
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def project(tmp_path: Path, inference: str | None = None, **files: str) -> Path:
+    folder = create_project("demo", tmp_path, description="d", maintainers=["a@b.c"])
+    (folder / "LICENSE.txt").write_text("MIT")
+    if inference is not None:
+        (folder / "inference.py").write_text(textwrap.dedent(inference))
+    for name, text in files.items():
+        (folder / name.replace("__", ".")).write_text(textwrap.dedent(text))
+    return folder
+
+
+def messages(report: object, level: str) -> list[str]:
+    findings = getattr(report, "errors" if level == "error" else "warnings")
+    return [str(f) for f in findings]
+
+
+def test_a_complete_project_has_neither_errors_nor_warnings(tmp_path: Path) -> None:
+    report = validate_project(project(tmp_path))
+    assert report.findings == ()
+    assert report.ok
+
+
+def test_a_missing_requirements_file_is_an_error(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "requirements.txt").unlink()
+    assert messages(validate_project(folder), "error") == [
+        "error: requirements.txt: missing (required)"
+    ]
+
+
+def test_a_missing_recommended_file_is_a_warning(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "MODEL_CARD.md").unlink()
+    report = validate_project(folder)
+    assert report.ok
+    assert messages(report, "warning") == ["warning: MODEL_CARD.md: missing (recommended)"]
+
+
+def test_an_invalid_requirement_line_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    folder = project(tmp_path, requirements__txt="packflow\nscikit learn >= 1\n")
+    assert messages(validate_project(folder), "error") == [
+        "error: requirements.txt:2: not a valid requirement: 'scikit learn >= 1'"
+    ]
+
+
+def test_requirements_without_packflow_is_a_warning(tmp_path: Path) -> None:
+    folder = project(tmp_path, requirements__txt="numpy>=1.24\n")
+    assert "warning: requirements.txt: does not list packflow" in messages(
+        validate_project(folder), "warning"
+    )
+
+
+def test_a_backend_that_fails_to_import_is_an_error(tmp_path: Path) -> None:
+    folder = project(tmp_path, inference="import not_a_real_module_xyz\n")
+    (error,) = messages(validate_project(folder), "error")
+    assert "backend: does not load" in error
+    assert "No module named 'not_a_real_module_xyz'" in error
+
+
+def test_samples_that_fail_validate_are_an_error(tmp_path: Path) -> None:
+    folder = project(
+        tmp_path,
+        inference="""
+        from packflow import Pipeline
+        pipe = Pipeline("demo")
+
+        @pipe.execute
+        def predict(records):
+            return [{"value": {1, 2}} for _ in records]
+        """,
+    )
+    (error,) = messages(validate_project(folder), "error")
+    assert error.startswith("error: sample.jsonl: validate() failed")
+
+
+def test_a_project_without_samples_gets_a_warning(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "sample.jsonl").unlink()
+    text = (folder / "packflow.yaml").read_text().replace("sample_inputs: sample.jsonl", "")
+    (folder / "packflow.yaml").write_text(text)
+    report = validate_project(folder)
+    assert report.ok
+    assert report.samples_validated is None
+    assert any("no sample inputs" in m for m in messages(report, "warning"))
+
+
+def test_a_missing_inference_module_is_an_error(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "inference.py").unlink()
+    assert (
+        "names inference.py, which does not exist"
+        in messages(validate_project(folder), "error")[0]
+    )
+
+
+def test_a_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    report = validate_project(tmp_path / "nowhere")
+    assert messages(report, "error") == [
+        f"error: {tmp_path / 'nowhere'}: the project folder does not exist"
+    ]
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_the_archive_is_named_after_name_and_version_with_underscores(tmp_path: Path) -> None:
+    folder = create_project("fraud-scorer", tmp_path / "src", version="1.2.0")
+    result = export_project(folder, tmp_path / "dist")
+    assert result.archive == tmp_path / "dist" / "fraud_scorer-1.2.0.zip"
+    with zipfile.ZipFile(result.archive) as archive:
+        assert set(archive.namelist()) == SCAFFOLD
+
+
+def test_export_leaves_out_vcs_caches_virtualenvs_and_secrets(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    for relpath in [
+        ".git/config",
+        ".hg/store",
+        "__pycache__/inference.cpython-311.pyc",
+        "models/__pycache__/m.pyc",
+        ".mypy_cache/x.json",
+        ".pytest_cache/v",
+        ".ruff_cache/c",
+        ".venv/bin/python",
+        "venv/lib/x.py",
+        "env/x",
+        "myenv/pyvenv.cfg",
+        ".env",
+        ".env.production",
+        "certs/server.pem",
+        "id_rsa",
+    ]:
+        (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relpath).write_text("x")
+    (folder / ".env.example").write_text("API_KEY=")
+    (folder / "models").mkdir(exist_ok=True)
+    (folder / "models" / "weights.bin").write_text("w")
+    files = set(list_project_files(folder))
+    assert files == SCAFFOLD | {".env.example", "models/weights.bin"}
+
+
+def test_export_honours_gitignore_patterns_negations_and_nested_files(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / ".gitignore").write_text(
+        "# data is too big\n/data/\n*.log\n!keep.log\nbuild/\n**/tmp/**\n"
+    )
+    for relpath in [
+        "data/big.csv",
+        "src/data/small.csv",
+        "run.log",
+        "keep.log",
+        "nested/debug.log",
+        "build/out.txt",
+        "a/tmp/b/c.txt",
+        "nested/notes.md",
+        "nested/secret.txt",
+    ]:
+        (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relpath).write_text("x")
+    (folder / "nested" / ".gitignore").write_text("secret.txt\n")
+    files = set(list_project_files(folder))
+    assert files == SCAFFOLD | {
+        "src/data/small.csv",
+        "keep.log",
+        "nested/notes.md",
+        "nested/.gitignore",
+    }
+
+
+@given(st.lists(st.from_regex(r"[a-z]{1,6}\.(txt|csv)", fullmatch=True), min_size=1, max_size=5))
+@settings(max_examples=25, deadline=None)
+def test_a_file_named_in_gitignore_is_never_exported(
+    tmp_path_factory: pytest.TempPathFactory, names: list[str]
+) -> None:
+    folder = tmp_path_factory.mktemp("p")
+    (folder / "packflow.yaml").write_text("name: p\n")
+    ignored = names[: len(names) // 2 + 1]
+    (folder / ".gitignore").write_text("\n".join(ignored) + "\n")
+    for name in names:
+        (folder / name).write_text("x")
+    files = set(list_project_files(folder))
+    assert files.isdisjoint(ignored)
+    assert set(names) - set(ignored) <= files
+
+
+def test_a_symlink_out_of_the_project_is_not_exported(tmp_path: Path) -> None:
+    folder = project(tmp_path / "p")
+    (tmp_path / "private.txt").write_text("secret")
+    (folder / "link.txt").symlink_to(tmp_path / "private.txt")
+    assert "link.txt" not in list_project_files(folder)
+
+
+def test_export_skips_archives_of_earlier_exports(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    export_project(folder, folder)
+    second = export_project(folder, folder)
+    assert "demo-0.1.0.zip" not in second.files
+    with zipfile.ZipFile(second.archive) as archive:
+        assert set(archive.namelist()) == SCAFFOLD
+
+
+def test_export_refuses_a_project_with_validation_errors(tmp_path: Path) -> None:
+    folder = project(tmp_path, inference="raise RuntimeError('broken')\n")
+    with pytest.raises(ProjectError, match="validation found 1 error") as info:
+        export_project(folder, tmp_path / "dist")
+    assert "RuntimeError: broken" in str(info.value.problems[0])
+    assert not (tmp_path / "dist" / "demo-0.1.0.zip").exists()
