@@ -97,6 +97,11 @@ def test_a_dict_subclass_is_accepted_as_one_record() -> None:
     assert build_echo()(record) == {"echo": 1}
 
 
+def test_a_list_of_dict_subclasses_is_accepted_as_a_batch() -> None:
+    batch = [collections.OrderedDict(x=1), {"x": 2}, collections.defaultdict(int, x=3)]
+    assert build_echo()(batch) == [{"echo": 1}, {"echo": 2}, {"echo": 3}]
+
+
 @pytest.mark.parametrize(
     ("inputs", "type_name"),
     [
@@ -176,6 +181,13 @@ def test_an_output_that_is_not_a_list_raises_naming_the_stage_and_the_type(
     message = str(err.value)
     assert "execute `predict`" in message
     assert f"returned {type(outputs).__name__}" in message
+
+
+def test_an_output_that_is_a_list_subclass_is_accepted() -> None:
+    class Rows(list):  # type: ignore[type-arg]
+        pass
+
+    assert build_returning(Rows([{"y": 1}, {"y": 2}]))([{}, {}]) == [{"y": 1}, {"y": 2}]
 
 
 # -- stage and initializer failures --------------------------------------------------------
@@ -276,6 +288,26 @@ def test_a_failing_initializer_surfaces_on_the_first_call_of_the_default_instanc
     pipe.add_execute(lambda records: records)
     with pytest.raises(InferenceBackendInitializationError, match="no GPU"):
         pipe({"x": 1})
+
+
+def test_the_default_instance_is_built_again_after_a_failed_build() -> None:
+    pipe = Pipeline("p")
+    attempts: list[int] = []
+
+    @pipe.initialize
+    def model() -> int:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("model store unreachable")
+        return 7
+
+    @pipe.execute
+    def predict(records: Records, model: int) -> Records:
+        return [{"model": model} for _ in records]
+
+    with pytest.raises(InferenceBackendInitializationError):
+        pipe({})
+    assert pipe({}) == {"model": 7}
 
 
 def test_initializers_after_a_failing_one_do_not_run() -> None:
