@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from typing import Any
@@ -101,24 +102,32 @@ def test_pipeline_needs_a_non_empty_name() -> None:
         Pipeline("")
 
 
-def test_stages_run_in_kind_order_whatever_the_registration_order() -> None:
+@pytest.mark.parametrize(
+    "registration_order",
+    list(itertools.permutations(["transform_inputs", "execute", "transform_outputs"])),
+    ids="-then-".join,
+)
+def test_stages_run_in_kind_order_whatever_the_registration_order(
+    registration_order: tuple[str, ...],
+) -> None:
     pipe = Pipeline("p")
     calls: list[str] = []
 
-    @pipe.transform_outputs
-    def outputs(values: list[int]) -> Records:
-        calls.append("transform_outputs")
-        return [{"y": v} for v in values]
+    def inputs(records: Records) -> list[int]:
+        calls.append("transform_inputs")
+        return [r["x"] for r in records]
 
-    @pipe.execute
     def predict(values: list[int]) -> list[int]:
         calls.append("execute")
         return [v + 1 for v in values]
 
-    @pipe.transform_inputs
-    def inputs(records: Records) -> list[int]:
-        calls.append("transform_inputs")
-        return [r["x"] for r in records]
+    def outputs(values: list[int]) -> Records:
+        calls.append("transform_outputs")
+        return [{"y": v} for v in values]
+
+    functions = {"transform_inputs": inputs, "execute": predict, "transform_outputs": outputs}
+    for kind in registration_order:
+        pipe.add_stage(kind, functions[kind])
 
     assert pipe({"x": 1}) == {"y": 2}
     assert calls == ["transform_inputs", "execute", "transform_outputs"]

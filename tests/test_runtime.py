@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from packflow import (
     BuiltPipeline,
@@ -60,6 +62,19 @@ def test_a_list_in_gives_a_list_out_in_order() -> None:
         {"echo": 2},
         {"echo": 3},
     ]
+
+
+@settings(max_examples=50)
+@given(st.lists(st.dictionaries(st.text(max_size=3), st.integers(), max_size=3), max_size=8))
+def test_any_batch_comes_back_as_a_list_of_the_same_length_in_order(batch: Records) -> None:
+    pipe = Pipeline("tagger")
+
+    @pipe.execute
+    def tag(records: Records) -> Records:
+        return [{"position": i, "keys": sorted(r)} for i, r in enumerate(records)]
+
+    outputs = pipe.build()(batch)
+    assert outputs == [{"position": i, "keys": sorted(r)} for i, r in enumerate(batch)]
 
 
 def test_a_list_of_one_gives_a_list_of_one() -> None:
