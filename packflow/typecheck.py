@@ -540,10 +540,31 @@ def _normalize_callable(tp: Any, args: tuple[Any, ...]) -> _Node:
 
 
 def _normalize_typeddict(tp: Any) -> _Node:
-    hints = te.get_type_hints(tp)
-    required = getattr(tp, "__required_keys__", frozenset(hints))
-    fields = tuple((key, _normalize(hint), key in required) for key, hint in hints.items())
+    hints = te.get_type_hints(tp, include_extras=True)
+    declared = getattr(tp, "__required_keys__", frozenset(hints))
+    fields = tuple(
+        (key, _normalize(hint), _is_required(hint, key in declared)) for key, hint in hints.items()
+    )
     return _TypedDictT(tp, fields, raw=tp)
+
+
+_REQUIRED = _special_forms("Required")
+_NOT_REQUIRED = _special_forms("NotRequired")
+
+
+def _is_required(hint: Any, declared: bool) -> bool:
+    # Under ``from __future__ import annotations`` Python computes ``__required_keys__``
+    # from the class's totality alone, missing Required/NotRequired: read them here.
+    while True:
+        origin = typing.get_origin(hint)
+        if any(origin is form for form in _REQUIRED):
+            return True
+        if any(origin is form for form in _NOT_REQUIRED):
+            return False
+        if origin in _ANNOTATED_ORIGINS or any(origin is form for form in _WRAPPERS):
+            hint = typing.get_args(hint)[0]
+            continue
+        return declared
 
 
 _PY_DTYPES = {"bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128"}

@@ -56,6 +56,11 @@ class Film(TypedDict):
     rating: NotRequired[float]
 
 
+class Rated(TypedDict):
+    name: str
+    rating: float
+
+
 class Scores(TypedDict):
     low: float
     high: float
@@ -236,6 +241,9 @@ RULES = [
     _case(Film, Movie, True, "typeddict"),
     _case(Movie, Film, False, "typeddict"),  # mypy: a missing optional key could hold anything
     _case(Movie, MovieDraft, True, "typeddict"),
+    _case(Rated, Film, False, "typeddict"),  # Film also requires 'year'
+    _case(Film, Rated, False, "typeddict NotRequired"),
+    _case(Film, Film, True, "typeddict NotRequired"),
     _case(MovieDraft, Movie, False, "typeddict"),
     _case(Movie, Scores, False, "typeddict"),
     _case(Movie, dict[str, Any], True, "typeddict"),
@@ -328,7 +336,7 @@ def test_rule_table(produced: Any, consumed: Any, expected: bool) -> None:
         (tuple[int, str], tuple[int, int], "item 1 of tuple: str is not int"),
         (tuple[int, str], tuple[int], "tuple[int, str] has 2 items, tuple[int] needs 1"),
         (Optional[int], int, "None is not int (a member of the union int | None)"),
-        (MovieDraft, Movie, "key 'name' is required in Movie but not in MovieDraft"),
+        (MovieDraft, Movie, "key 'year' is required in Movie but not in MovieDraft"),
         (Callable[[int], str], Callable[[int], int], "return type of Callable: str is not int"),
         (str, Num, "str is outside the bound of Num: str is not float"),
         (int, Text, "int fits none of the constraints of Text (str, bytes)"),
@@ -338,6 +346,10 @@ def test_explain_names_the_failing_sub_type(
     produced: Any, consumed: Any, explanation: str
 ) -> None:
     assert explain(produced, consumed) == explanation
+
+
+def test_not_required_key_is_read_even_under_future_annotations() -> None:
+    assert explain(Film, Rated) == "key 'rating' is required in Rated but not in Film"
 
 
 def test_explain_says_why_an_optional_consumer_rejects() -> None:

@@ -1,0 +1,371 @@
+"""Run-time value checks: does a value that arrived fit its annotation?
+
+Used with ``runtime_checks=True``: a checker is compiled once per stage from the stage's
+annotation (:func:`compile_checker`), then called on every value that passes. Nothing
+here runs unless run-time checks are on.
+
+What is checked
+---------------
+- Classes with ``isinstance`` (the numeric tower holds: an ``int`` fits ``float``);
+  ``None``, ``Literal`` values, ``NewType`` (as its supertype), callables.
+- Containers that hold their items (``list``, ``tuple``, ``set``, ``frozenset``,
+  ``deque``, ``dict`` and any ``Sequence``/``Mapping``/``Set``) are checked *fully*,
+  every element, key and value, so a batch of records is checked record by record.
+  Iterators and generators are only checked to be iterable: looking inside would
+  consume them.
+- ``TypedDict``: a dict with every required key, each present key's value checked.
+- numpy arrays: the dtype against the annotation's dtype (``np.issubdtype``) and, when
+  the annotation spells a fixed shape (``np.ndarray[tuple[int, int], ...]``), the number
+  of dimensions. The elements of an array are never visited, so a large array costs
+  the same as a small one.
+- ``Any``, unsolved ``TypeVar``\\ s without a bound and constructs the type engine
+  cannot interpret accept every value.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import functools
+import sys
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import typing_extensions as te
+
+# The normalized type nodes are shared with the static engine so that both read an
+# annotation the same way; they are internal to packflow.
+from packflow.typecheck import (
+    _AnyT,
+    _CallableT,
+    _ClsT,
+    _LiteralT,
+    _NeverT,
+    _NewTypeT,
+    _Node,
+    _normalize,
+    _TupleT,
+    _TypedDictT,
+    _TypeVarT,
+    _UnionT,
+    _UnknownT,
+)
+
+__all__ = ["Checker", "compile_checker", "mismatch"]
+
+#: A compiled check: ``None`` when the value fits, else a short description.
+Checker = Callable[[Any], "str | None"]
+
+_Compiled = Callable[[Any], "str | None"] | None  # None: accepts everything
+
+_REPR_LIMIT = 40
+_PROMOTED: dict[Any, tuple[type, ...]] = {float: (int,), complex: (int, float)}
+# Containers that can be walked without being consumed.
+_REIFIED = (list, tuple, set, frozenset, cabc.Sequence, cabc.Set, cabc.KeysView, cabc.ValuesView)
+
+
+def _accept(value: Any) -> str | None:
+    return None
+
+
+def compile_checker(annotation: Any) -> Checker:
+    """Build, once, a function that checks values against ``annotation``.
+
+    Parameters
+    ----------
+    annotation
+        A type annotation, e.g. a stage's data parameter type.
+
+    Returns
+    -------
+    Checker
+        A function returning ``None`` when a value fits and otherwise a short
+        description of what arrived, e.g.
+        ``"element 3 of list: expected int, got str ('x')"``.
+
+    Examples
+    --------
+    >>> check = compile_checker(list[dict[str, int]])
+    >>> check([{"a": 1}]) is None
+    True
+    >>> check([{"a": 1}, {"a": "x"}])
+    "element 1 of list: value of key 'a': expected int, got str ('x')"
+    """
+    try:
+        return _compile_cached(annotation)
+    except TypeError:  # unhashable annotation metadata: compile without the cache
+        return _compile_top(annotation)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_cached(annotation: Any) -> Checker:
+    return _compile_top(annotation)
+
+
+def _compile_top(annotation: Any) -> Checker:
+    compiled = _compile(_normalize(annotation))
+    return compiled if compiled is not None else _accept
+
+
+def mismatch(value: Any, annotation: Any) -> str | None:
+    """Describe how ``value`` does not fit ``annotation``, or ``None`` when it fits.
+
+    Compiles (and caches) a checker on each call; prefer :func:`compile_checker` for a
+    check that runs many times.
+
+    Examples
+    --------
+    >>> mismatch([1, 2, "x"], list[int])
+    "element 2 of list: expected int, got str ('x')"
+    >>> mismatch([1, 2], list[float]) is None
+    True
+    """
+    return compile_checker(annotation)(value)
+
+
+def _show(value: Any) -> str:
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return f"ndarray of {value.dtype} with shape {value.shape}"
+    text = repr(value)
+    if len(text) > _REPR_LIMIT:
+        text = text[: _REPR_LIMIT - 3] + "..."
+    return f"{type(value).__name__} ({text})" if value is not None else "None"
+
+
+def _expected(node: _Node, value: Any) -> str:
+    return f"expected {node}, got {_show(value)}"
+
+
+def _compile(node: _Node) -> _Compiled:
+    if isinstance(node, _AnyT | _UnknownT):
+        return None
+    if isinstance(node, _TypeVarT):
+        return _compile_typevar(node)
+    if isinstance(node, _NeverT):
+        return lambda value: f"expected no value (Never), got {_show(value)}"
+    if isinstance(node, _NewTypeT):
+        return _compile(node.supertype)
+    if isinstance(node, _UnionT):
+        return _compile_union(node)
+    if isinstance(node, _LiteralT):
+        kind, literal = node.kind, node.value
+
+        def check_literal(value: Any) -> str | None:
+            if type(value) is kind and value == literal:
+                return None
+            return _expected(node, value)
+
+        return check_literal
+    if isinstance(node, _TupleT):
+        return _compile_tuple(node)
+    if isinstance(node, _TypedDictT):
+        return _compile_typeddict(node)
+    if isinstance(node, _CallableT):
+        return lambda value: None if callable(value) else _expected(node, value)
+    if isinstance(node, _ClsT):
+        return _compile_class(node)
+    return None
+
+
+def _compile_typevar(node: _TypeVarT) -> _Compiled:
+    constraints = getattr(node.var, "__constraints__", ())
+    if constraints:
+        return _compile(_normalize(typing.Union[constraints]))  # noqa: UP007
+    bound = getattr(node.var, "__bound__", None)
+    return _compile(_normalize(bound)) if bound is not None else None
+
+
+def _compile_union(node: _UnionT) -> _Compiled:
+    members = [_compile(m) for m in node.members]
+    if any(m is None for m in members):
+        return None
+    checks = [m for m in members if m is not None]
+
+    def check_union(value: Any) -> str | None:
+        for check in checks:
+            if check(value) is None:
+                return None
+        return _expected(node, value)
+
+    return check_union
+
+
+def _compile_tuple(node: _TupleT) -> _Compiled:
+    if node.variadic:
+        item = _compile(node.items[0])
+
+        def check_variadic(value: Any) -> str | None:
+            if not isinstance(value, tuple):
+                return _expected(node, value)
+            if item is not None:
+                for index, element in enumerate(value):
+                    problem = item(element)
+                    if problem is not None:
+                        return f"item {index} of tuple: {problem}"
+            return None
+
+        return check_variadic
+    items = [_compile(i) for i in node.items]
+    size = len(items)
+
+    def check_fixed(value: Any) -> str | None:
+        if not isinstance(value, tuple):
+            return _expected(node, value)
+        if len(value) != size:
+            return f"expected {node} ({size} items), got a tuple of {len(value)} items"
+        for index, (check, element) in enumerate(zip(items, value, strict=True)):
+            if check is not None:
+                problem = check(element)
+                if problem is not None:
+                    return f"item {index} of tuple: {problem}"
+        return None
+
+    return check_fixed
+
+
+def _compile_typeddict(node: _TypedDictT) -> _Compiled:
+    fields = [(key, _compile(tp), required) for key, tp, required in node.fields]
+
+    def check_typeddict(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return _expected(node, value)
+        for key, check, required in fields:
+            if key not in value:
+                if required:
+                    return f"expected {node}: key {key!r} is missing"
+                continue
+            if check is not None:
+                problem = check(value[key])
+                if problem is not None:
+                    return f"value of key {key!r}: {problem}"
+        return None
+
+    return check_typeddict
+
+
+def _compile_class(node: _ClsT) -> _Compiled:
+    origin = node.origin
+    if origin is object:
+        return None
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(origin, type) and issubclass(origin, np.ndarray):
+        return _compile_array(node, np)
+    accepted = _accepted_classes(origin)
+    if accepted is None:
+        return _compile_protocol(node)
+    args = node.args
+    if args and isinstance(origin, type) and issubclass(origin, cabc.Mapping):
+        return _compile_mapping(node, accepted)
+    element = _element_checker(origin, args)
+    container = str(node).split("[", 1)[0]
+
+    def check_instance(value: Any) -> str | None:
+        if not isinstance(value, accepted):
+            return _expected(node, value)
+        if (
+            element is not None
+            and isinstance(value, _REIFIED)
+            and not isinstance(value, str | bytes | bytearray)
+        ):
+            for index, item in enumerate(value):
+                problem = element(item)
+                if problem is not None:
+                    return f"element {index} of {container}: {problem}"
+        return None
+
+    return check_instance
+
+
+def _accepted_classes(origin: Any) -> tuple[type, ...] | None:
+    if origin is type(None):
+        return (type(None),)
+    if getattr(origin, "_is_protocol", False) and not getattr(
+        origin, "_is_runtime_protocol", False
+    ):
+        return None
+    if not isinstance(origin, type):
+        return (object,)
+    return (origin, *_PROMOTED.get(origin, ()))
+
+
+def _compile_protocol(node: _ClsT) -> _Compiled:
+    try:
+        members = sorted(te.get_protocol_members(node.origin))
+    except TypeError:
+        return None
+
+    def check_protocol(value: Any) -> str | None:
+        missing = [m for m in members if not hasattr(value, m)]
+        if missing:
+            return f"{_expected(node, value)}, which lacks {', '.join(missing)}"
+        return None
+
+    return check_protocol
+
+
+def _element_checker(origin: Any, args: tuple[_Node, ...]) -> _Compiled:
+    if not args or not isinstance(origin, type) or not issubclass(origin, cabc.Iterable):
+        return None
+    if issubclass(origin, cabc.Iterator):
+        return None  # walking an iterator would consume it
+    return _compile(args[0])
+
+
+def _compile_mapping(node: _ClsT, accepted: tuple[type, ...]) -> _Compiled:
+    key_check = _compile(node.args[0])
+    value_check = _compile(node.args[1]) if len(node.args) > 1 else None
+    if key_check is None and value_check is None:
+        return lambda value: None if isinstance(value, accepted) else _expected(node, value)
+
+    def check_mapping(value: Any) -> str | None:
+        if not isinstance(value, accepted) or not isinstance(value, cabc.Mapping):
+            return _expected(node, value)
+        for key, item in value.items():
+            if key_check is not None:
+                problem = key_check(key)
+                if problem is not None:
+                    return f"key {key!r}: {problem}"
+            if value_check is not None:
+                problem = value_check(item)
+                if problem is not None:
+                    return f"value of key {key!r}: {problem}"
+        return None
+
+    return check_mapping
+
+
+def _compile_array(node: _ClsT, np: Any) -> _Compiled:
+    dtype_node = node.args[0] if node.args else _AnyT()
+    if isinstance(dtype_node, _TypeVarT):
+        bound = getattr(dtype_node.var, "__bound__", None)
+        dtype_node = _normalize(bound) if bound is not None else _AnyT()
+    scalar = dtype_node.origin if isinstance(dtype_node, _ClsT) else None
+    ndim = _fixed_ndim(node.raw, np)
+    array_class = node.origin
+
+    def check_array(value: Any) -> str | None:
+        if not isinstance(value, array_class):
+            return _expected(node, value)
+        if scalar is not None and not np.issubdtype(value.dtype, scalar):
+            return f"expected {node}, got an ndarray of dtype {value.dtype}"
+        if ndim is not None and value.ndim != ndim:
+            return f"expected a {ndim}-D array, got {value.ndim}-D with shape {value.shape}"
+        return None
+
+    return check_array
+
+
+def _fixed_ndim(raw: Any, np: Any) -> int | None:
+    if typing.get_origin(raw) is not np.ndarray:
+        return None
+    args = typing.get_args(raw)
+    if len(args) != 2:
+        return None
+    shape = args[0]
+    if typing.get_origin(shape) is not tuple:
+        return None
+    dims = typing.get_args(shape)
+    if any(d is Ellipsis for d in dims):
+        return None
+    return len(dims)
