@@ -50,14 +50,13 @@ def _err(text: str) -> None:
 
 def _target(path: str) -> Any:
     """A project folder's loader, or a loader for a ``module:attribute`` spec."""
-    from packflow.loaders import InferenceBackendLoader, LocalLoader, ModuleLoader
+    from packflow.loaders import InferenceBackendLoader, loader_for_spec
 
     given = Path(path)
     if given.is_dir():
         return InferenceBackendLoader.for_project(given)
     if ":" in path and not given.exists():
-        local = LocalLoader(path)
-        return local if local.path.is_file() else ModuleLoader(path)
+        return loader_for_spec(path)
     if not given.exists():
         raise UsageError(
             f"{path}: no such project folder (give a folder holding packflow.yaml, or "

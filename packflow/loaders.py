@@ -38,6 +38,7 @@ __all__ = [
     "LocalLoader",
     "ModuleLoader",
     "load",
+    "loader_for_spec",
 ]
 
 #: What ``load()`` returns: a ready instance of either front end.
@@ -87,6 +88,8 @@ class InferenceBackendLoader:
     :class:`ModuleLoader`).
     """
 
+    _not_installed_hint = " (a file in the working directory is loaded with LocalLoader)"
+
     def __init__(self, spec: str) -> None:
         self.spec = spec
         self.module_name, self.attribute = _parse_spec(spec)
@@ -107,7 +110,7 @@ class InferenceBackendLoader:
         InferenceBackendLoadError
             When the module cannot be found or raises while it is imported.
         """
-        return _import_installed(self.spec, self.module_name)
+        return _import_installed(self.spec, self.module_name, self._not_installed_hint)
 
     def resolve(self) -> _Target:
         """The object the spec names, with factories called; nothing is built.
@@ -350,15 +353,14 @@ class LocalLoader(InferenceBackendLoader):
         return module
 
 
-def _import_installed(spec: str, module_name: str) -> ModuleType:
+def _import_installed(spec: str, module_name: str, hint: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             raise InferenceBackendLoadError(
-                f"cannot load {spec!r}: no module named {missing!r} is installed "
-                "(for a file in the working directory use LocalLoader)"
+                f"cannot load {spec!r}: no module named {missing!r} is installed{hint}"
             ) from exc
         raise InferenceBackendLoadError(
             f"cannot load {spec!r}: importing module {module_name!r} raised "
@@ -465,6 +467,15 @@ def load(spec: str, **config: Any) -> LoadedBackend:
     --------
     >>> scorer = load("inference:pipe", verbose=True)  # doctest: +SKIP
     """
+    return loader_for_spec(spec).load(**config)
+
+
+def loader_for_spec(spec: str) -> InferenceBackendLoader:
+    """The loader :func:`load` uses: local if the file exists, else the installed module."""
     local = LocalLoader(spec)
-    loader: InferenceBackendLoader = local if local.path.is_file() else ModuleLoader(spec)
-    return loader.load(**config)
+    if local.path.is_file():
+        return local
+    loader = ModuleLoader(spec)
+    relative = local.path.relative_to(local.base_dir).as_posix()
+    loader._not_installed_hint = f", and there is no {relative} in {local.base_dir}"
+    return loader

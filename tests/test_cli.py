@@ -1,0 +1,383 @@
+"""The packflow command line, driven as a user drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import packflow
+from packflow.cli import main
+from packflow.project import create_project
+
+SCRIPT = Path(sys.executable).parent / "packflow"
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BACKEND_CONFIG_FILE_PATH", raising=False)
+    saved_path = list(sys.path)
+    yield
+    sys.path[:] = saved_path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def packflow_cmd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m packflow ARGS`` in the working directory, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "packflow", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_project(tmp_path: Path, inference: str, name: str = "demo") -> Path:
+    folder = create_project(name, tmp_path, description="d", maintainers=["a@b.c"])
+    (folder / "inference.py").write_text(textwrap.dedent(inference))
+    (folder / "LICENSE.txt").write_text("MIT")
+    return folder
+
+
+DOUBLER = """
+    from packflow import Pipeline, Records
+
+    pipe = Pipeline("doubler")
+
+    @pipe.execute
+    def double(records: Records) -> Records:
+        return [{"y": record["x"] * 2} for record in records]
+"""
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_the_acceptance_flow_works_with_the_console_script(tmp_path: Path) -> None:
+    command = (
+        "packflow create x && packflow check x && packflow validate x && "
+        "packflow run x --input sample.jsonl && packflow export x"
+    )
+    env = {**os.environ, "PATH": f"{SCRIPT.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert '{"value": 0.9, "positive": true}' in done.stdout.splitlines()
+    with zipfile.ZipFile(tmp_path / "x-0.1.0.zip") as archive:
+        assert {"packflow.yaml", "inference.py", "sample.jsonl"} <= set(archive.namelist())
+
+
+def test_the_scaffolded_tests_pass(tmp_path: Path) -> None:
+    assert main(["create", "x"]) == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path / "x",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout
+    assert "4 passed" in done.stdout
+
+
+def test_the_scaffolded_validate_script_passes(tmp_path: Path) -> None:
+    assert main(["create", "x"]) == 0
+    done = subprocess.run(
+        [sys.executable, "validate.py"], cwd=tmp_path / "x", capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok: 3 sample records passed validation\n"
+
+
+def test_version_prints_the_package_version() -> None:
+    done = packflow_cmd("--version")
+    assert (done.returncode, done.stdout) == (0, f"packflow {packflow.__version__}\n")
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "required: COMMAND" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- mistakes
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "9lives"], "invalid project name '9lives'"),
+        (["check", "nowhere"], "nowhere: no such project folder"),
+        (["run", "nowhere", "--input", "x.jsonl"], "nowhere: no such project folder"),
+        (["graph", "inference:pipe"], "and there is no inference.py in"),
+        (["export", "nowhere"], "nowhere: the project folder does not exist"),
+    ],
+)
+def test_a_user_mistake_prints_one_line_and_no_traceback(args: list[str], message: str) -> None:
+    done = packflow_cmd(*args)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_a_broken_packflow_yaml_names_the_file_and_the_line(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "packflow.yaml").write_text("name: p\nruntime: [\n")
+    done = packflow_cmd("check", "p")
+    assert done.returncode == 1
+    assert "packflow.yaml: not valid YAML at line 3" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_backend_that_fails_to_import_names_its_file_and_line(tmp_path: Path) -> None:
+    write_project(tmp_path, "x = 1\nraise ValueError('no weights')\n")
+    done = packflow_cmd("check", "demo")
+    assert done.returncode == 1
+    assert f"{tmp_path / 'demo' / 'inference.py'}:2: ValueError: no weights" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    write_project(tmp_path, "raise ValueError('no weights')\n")
+    done = packflow_cmd("--debug", "check", "demo")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr
+    assert "InferenceBackendLoadError" in done.stderr
+
+
+def test_python_dash_m_is_the_same_cli_as_the_script() -> None:
+    by_module = packflow_cmd("--help")
+    by_script = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert by_module.stdout == by_script.stdout
+    assert by_module.stdout.startswith("usage: packflow")
+
+
+# --------------------------------------------------------------------------- check, graph
+
+
+def test_check_prints_the_stage_graph_with_types(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    assert main(["check", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "[execute `double`]" in out
+    assert out.count("|  list[dict[str, Any]]") == 3
+    assert "ok: inference:pipe type-checks (1 stage, 0 initializers)" in out
+
+
+def test_check_reports_every_definition_problem_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(
+        tmp_path,
+        """
+        from packflow import Pipeline
+
+        pipe = Pipeline("broken")
+
+        @pipe.transform_inputs
+        def prepare(records, modle):
+            return records
+
+        @pipe.execute
+        def predict(records, tokenizer):
+            return records
+        """,
+    )
+    assert main(["check", "demo"]) == 1
+    err = capsys.readouterr().err
+    assert "2 definition problems" in err
+    assert "asks for `modle`" in err
+    assert "asks for `tokenizer`" in err
+
+
+def test_check_accepts_a_module_attribute_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "scoring.py").write_text(textwrap.dedent(DOUBLER))
+    assert main(["check", "scoring:pipe"]) == 0
+    assert "ok: scoring:pipe type-checks" in capsys.readouterr().out
+
+
+def test_check_does_not_run_initializers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(
+        tmp_path,
+        """
+        from packflow import Pipeline
+
+        pipe = Pipeline("lazy")
+
+        @pipe.initialize
+        def model(config) -> int:
+            raise RuntimeError("initializer ran")
+
+        @pipe.execute
+        def predict(records, model: int):
+            return records
+        """,
+    )
+    assert main(["check", "demo"]) == 0
+    assert "initializer ran" not in capsys.readouterr().err
+
+
+def test_graph_in_mermaid_puts_the_type_on_every_edge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    assert main(["graph", "demo", "--format", "mermaid"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "flowchart TD"
+    edges = [line.strip() for line in lines if "-->" in line]
+    assert edges == [
+        'inputs -->|"list[dict[str, Any]]"| preprocess',
+        'preprocess -->|"list[dict[str, Any]]"| execute',
+        'execute -->|"list[dict[str, Any]]"| outputs',
+    ]
+
+
+# --------------------------------------------------------------------------- validate, export
+
+
+def test_validate_lists_warnings_and_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    assert main(["validate", "x"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: LICENSE.txt: is empty" in out
+    assert "ok: x: 0 errors, 3 warnings; 3 sample records passed validate()" in out
+
+
+def test_validate_strict_fails_on_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    assert main(["validate", "x", "--strict"]) == 1
+    assert "FAILED: x: 0 errors, 3 warnings" in capsys.readouterr().out
+
+
+def test_validate_fails_on_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_project(tmp_path, DOUBLER)
+    (folder / "requirements.txt").unlink()
+    assert main(["validate", "demo"]) == 1
+    assert "error: requirements.txt: missing (required)" in capsys.readouterr().out
+
+
+def test_export_writes_the_archive_in_the_working_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "my-model"]) == 0
+    assert main(["export", "my-model"]) == 0
+    assert "wrote my_model-0.1.0.zip (10 files)" in capsys.readouterr().out
+    assert (tmp_path / "my_model-0.1.0.zip").is_file()
+
+
+def test_export_refuses_a_project_that_does_not_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, "import not_installed_anywhere\n")
+    assert main(["export", "demo"]) == 1
+    err = capsys.readouterr().err
+    assert "not exporting demo: validation found 1 error" in err
+    assert not list(tmp_path.glob("*.zip"))
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_writes_one_output_line_per_input_line_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    write_lines(tmp_path / "in.jsonl", [json.dumps({"x": i}) for i in range(7)])
+    assert main(["run", "demo", "--input", "in.jsonl", "--batch-size", "3"]) == 0
+    out = capsys.readouterr().out
+    assert [json.loads(line) for line in out.splitlines()] == [{"y": 2 * i} for i in range(7)]
+
+
+def test_run_reads_stdin_and_writes_a_file(tmp_path: Path) -> None:
+    write_project(tmp_path, DOUBLER)
+    done = packflow_cmd(
+        "run", "demo", "--input", "-", "--output", "out.jsonl", stdin='{"x": 1}\n{"x": 2}\n'
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.jsonl").read_text() == '{"y": 2}\n{"y": 4}\n'
+
+
+def test_run_reports_a_bad_json_line_by_number_and_runs_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    write_lines(tmp_path / "in.jsonl", ['{"x": 1}', '{"x": ', "", "[1, 2]", '{"x": 3}'])
+    assert main(["run", "demo", "--input", "in.jsonl"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == '{"y": 2}\n{"y": 6}\n'
+    assert "line 2: not valid JSON" in captured.err
+    assert "line 4: expected a JSON object, got list" in captured.err
+    assert "2 of 4 lines failed (lines 2, 4)" in captured.err
+
+
+def test_run_isolates_a_record_that_makes_the_pipeline_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    write_lines(tmp_path / "in.jsonl", ['{"x": 1}', '{"z": 2}', '{"x": 3}'])
+    assert main(["run", "demo", "--input", "in.jsonl", "--batch-size", "10"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == '{"y": 2}\n{"y": 6}\n'
+    assert "line 2: stage execute `double`" in captured.err
+    assert "KeyError" in captured.err
+
+
+def test_run_prints_progress_on_stderr_for_long_inputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    write_lines(tmp_path / "in.jsonl", [json.dumps({"x": i}) for i in range(1500)])
+    assert main(["run", "demo", "--input", "in.jsonl", "--batch-size", "500"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1500
+    assert "packflow: 1000 records processed" in captured.err
+    assert "packflow: done, 1500 records" in captured.err
+
+
+def test_run_finds_the_input_file_in_the_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_project("x", tmp_path)
+    assert main(["run", "x", "--input", "sample.jsonl"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_run_refuses_a_batch_size_below_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    assert main(["run", "x", "--input", "sample.jsonl", "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_run_with_a_missing_input_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    assert main(["run", "x", "--input", "missing.jsonl"]) == 2
+    assert "--input missing.jsonl: no such file" in capsys.readouterr().err
