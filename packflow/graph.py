@@ -55,6 +55,9 @@ class FunctionInfo:
     params: tuple[str, ...]
     #: Parameters that cannot be passed by name (``*args``, positional-only, ``**kw``).
     odd_params: tuple[str, ...] = ()
+    #: Parameters with a default value: when nothing of that name can be injected,
+    #: the default is kept instead of reporting an unknown name.
+    defaults: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"`{self.name}` ({self.location})"
@@ -153,6 +156,9 @@ def describe_function(func: Callable[..., Any]) -> FunctionInfo:
         raise TypeError(f"cannot read the signature of {func!r}: {exc}") from exc
     params: list[str] = []
     odd: list[str] = []
+    defaults = tuple(
+        p.name for p in signature.parameters.values() if p.default is not inspect.Parameter.empty
+    )
     for param in signature.parameters.values():
         if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
             params.append(param.name)
@@ -171,6 +177,7 @@ def describe_function(func: Callable[..., Any]) -> FunctionInfo:
         location=_location(func),
         params=tuple(params),
         odd_params=tuple(odd),
+        defaults=defaults,
     )
 
 

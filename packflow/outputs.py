@@ -66,20 +66,35 @@ def ensure_native_types(obj: Any) -> Any:
     >>> ensure_native_types({"score": np.float32(0.5), "ids": np.arange(2)})
     {'score': 0.5, 'ids': [0, 1]}
     """
-    if isinstance(obj, _NATIVE_SCALARS):
+    if type(obj) in _NATIVE_SCALARS:
         return obj
+    if isinstance(obj, np.generic):
+        # Checked before dict/str/float: np.float64 and np.str_ subclass builtins.
+        return _numpy_scalar(obj)
     if isinstance(obj, dict):
         return {key: ensure_native_types(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [ensure_native_types(value) for value in obj]
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "mM":
+            return [ensure_native_types(item) for item in obj]
         return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, _NATIVE_SCALARS):
+        # Subclasses of builtins (an IntEnum, a str subclass) serialize as their base.
+        return obj
     converted = _convert_foreign(obj)
     if converted is obj:
         return obj
     return ensure_native_types(converted)
+
+
+def _numpy_scalar(value: np.generic) -> Any:
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else str(np.datetime_as_string(value))
+    if isinstance(value, np.timedelta64):
+        # Seconds, as a float: JSON has no duration type.
+        return None if np.isnat(value) else float(value / np.timedelta64(1, "s"))
+    return value.item()
 
 
 def ensure_valid_output(outputs: Any) -> list[dict[str, Any]]:

@@ -161,7 +161,7 @@ class Pipeline:
         existing = self._stages.get(stage_kind)
         if existing is not None and existing.qualname != info.qualname:
             raise PipelineDefinitionError(
-                f"pipeline {self.name!r} already has a {stage_kind.value} stage, "
+                f"pipeline {self.name!r} already has a stage {stage_kind.value}: "
                 f"{existing}; cannot also register {info}. A pipeline has at most one "
                 f"{stage_kind.value} stage."
             )
@@ -283,7 +283,7 @@ class Pipeline:
                     "parameter receives the data"
                 )
                 continue
-            injected = info.params[1:]
+            injected = _injectable(info, info.params[1:], available)
             problems.extend(_unknown_name_problems(role, injected, available))
             stages.append(
                 Stage(kind=kind, info=info, data_param=info.params[0], injected=injected)
@@ -293,10 +293,11 @@ class Pipeline:
             role = f"initializer {info}"
             problems.extend(_odd_parameter_problems(role, info))
             others = tuple(n for n in available if n != name)
-            problems.extend(_unknown_name_problems(role, info.params, others))
-            if name in info.params:
+            requires = _injectable(info, info.params, available)
+            problems.extend(_unknown_name_problems(role, requires, others))
+            if name in requires:
                 problems.append(f"{role} asks for its own resource {name!r}")
-            initializers[name] = Initializer(info=info, requires=info.params)
+            initializers[name] = Initializer(info=info, requires=requires)
         ordered, cycle_problems = _dependency_order(initializers)
         problems.extend(cycle_problems)
         if problems:
@@ -387,6 +388,13 @@ def _odd_parameter_problems(role: str, info: FunctionInfo) -> list[str]:
                 f"{role}: parameter {name!r} is positional-only, so it cannot be injected by name"
             )
     return problems
+
+
+def _injectable(
+    info: FunctionInfo, names: tuple[str, ...], available: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The parameters to inject: all but those with a default and nothing to inject."""
+    return tuple(n for n in names if n in available or n not in info.defaults)
 
 
 def _unknown_name_problems(

@@ -20,6 +20,7 @@ from packflow.exceptions import (
     InferenceBackendValidationError,
     PackflowError,
     PreprocessorRuntimeError,
+    RuntimeTypeError,
     StageError,
 )
 from packflow.graph import CheckedPipeline, Initializer, Stage, StageGraph
@@ -30,6 +31,9 @@ from packflow.outputs import find_invalid_value
 __all__ = ["BuiltPipeline", "run_initializers"]
 
 Step = tuple[str, Callable[[Any], Any], Stage | None]
+
+# Errors that already name their stage; any other error a stage raises gets wrapped.
+_PASS_THROUGH = (StageError, RuntimeTypeError)
 
 
 def run_initializers(
@@ -160,14 +164,16 @@ class BuiltPipeline:
         for label, fn, stage in self._steps:
             try:
                 data = fn(data)
-            except PackflowError:
-                raise
             except Exception as exc:
+                if isinstance(exc, _PASS_THROUGH) or (
+                    stage is None and isinstance(exc, PackflowError)
+                ):
+                    raise
                 raise _stage_error(label, stage, exc) from exc
             now = perf_counter()
             durations.append(now - mark)
             mark = now
-        if type(data) is not list or len(data) != len(batch):
+        if (type(data) is not list and not isinstance(data, list)) or len(data) != len(batch):
             raise self._misaligned(data, len(batch))
         self._metrics.record(len(batch), durations, mark - start)
         if self._verbose:
@@ -211,7 +217,7 @@ class BuiltPipeline:
     def _misaligned(self, data: Any, expected: int) -> InferenceBackendRuntimeError:
         stage = self._last_stage
         who = f"{stage.kind.value} `{stage.name}` ({stage.location})"
-        if type(data) is not list:
+        if not isinstance(data, list):
             hint = (
                 "add a transform_outputs stage that returns list[dict]"
                 if stage.kind.value == "execute"

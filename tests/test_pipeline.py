@@ -691,3 +691,27 @@ def test_a_config_model_that_is_not_an_attrs_backend_config_subclass_is_refused(
         Pipeline("p", config_model=model)
     assert err.value.field == "config_model"
     assert "BackendConfig" in str(err.value)
+
+
+def test_a_parameter_with_a_default_keeps_it_when_nothing_of_that_name_is_injected() -> None:
+    pipe = Pipeline("defaults")
+
+    @pipe.execute
+    def predict(records: list[dict[str, Any]], threshold: float = 0.5) -> list[dict[str, Any]]:
+        return [{"above": r["x"] > threshold} for r in records]
+
+    assert pipe([{"x": 0.7}, {"x": 0.2}]) == [{"above": True}, {"above": False}]
+
+
+def test_a_parameter_with_a_default_is_injected_when_a_resource_has_its_name() -> None:
+    pipe = Pipeline("defaults-injected")
+
+    @pipe.initialize
+    def threshold() -> float:
+        return 0.1
+
+    @pipe.execute
+    def predict(records: list[dict[str, Any]], threshold: float = 0.5) -> list[dict[str, Any]]:
+        return [{"above": r["x"] > threshold} for r in records]
+
+    assert pipe({"x": 0.2}) == {"above": True}
