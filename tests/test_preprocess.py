@@ -1,0 +1,685 @@
+"""The built-in preprocessors, called directly as ``build_preprocessor(config)(records)``."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+import attrs
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from packflow.config import BackendConfig
+from packflow.exceptions import (
+    PreprocessorInitError,
+    PreprocessorRuntimeError,
+    UnknownPreprocessorError,
+)
+from packflow.preprocess import build_preprocessor, preprocessor_output_type
+from packflow.records import Records
+
+
+def preprocess(records: Any, **options: Any) -> Any:
+    return build_preprocessor(BackendConfig(**options))(records)
+
+
+# --- passthrough -----------------------------------------------------------------------
+
+
+def test_records_without_options_returns_the_very_same_list() -> None:
+    records = [{"a": 1}, {"b": {"c": 2}}]
+    assert preprocess(records) is records
+
+
+def test_passthrough_returns_the_very_same_list() -> None:
+    records = [{"a.b": 1}]
+    assert preprocess(records, input_format="passthrough") is records
+
+
+def test_output_type_of_records_and_passthrough_is_records() -> None:
+    assert preprocessor_output_type(BackendConfig()) is Records
+    assert preprocessor_output_type(BackendConfig(input_format="passthrough")) is Records  # type: ignore[arg-type]
+
+
+# --- rename and select -------------------------------------------------------------------
+
+
+def test_rename_moves_the_value_and_removes_the_old_key() -> None:
+    assert preprocess([{"a": 1, "b": 2}], rename_fields={"a": "x"}) == [{"b": 2, "x": 1}]
+
+
+def test_renamed_value_replaces_an_existing_key_of_the_new_name() -> None:
+    assert preprocess([{"a": 1, "x": 2}], rename_fields={"a": "x"}) == [{"x": 1}]
+
+
+def test_renames_apply_at_once_so_two_fields_can_swap() -> None:
+    records = [{"a": 1, "b": 2}]
+    out = preprocess(records, rename_fields={"a": "b", "b": "a"}, feature_names=["a", "b"])
+    assert out == [{"a": 2, "b": 1}]
+
+
+def test_feature_names_select_and_order_fields() -> None:
+    out = preprocess([{"a": 1, "b": 2, "c": 3}], feature_names=["c", "a"])
+    assert out == [{"c": 3, "a": 1}]
+    assert list(out[0]) == ["c", "a"]
+
+
+def test_feature_names_refer_to_names_after_rename() -> None:
+    out = preprocess([{"a": 1, "b": 2}], rename_fields={"a": "x"}, feature_names=["x", "b"])
+    assert out == [{"x": 1, "b": 2}]
+
+
+def test_a_renamed_away_name_is_no_longer_selectable() -> None:
+    out = preprocess([{"a": 1, "b": 2}], rename_fields={"a": "x"}, feature_names=["a", "b"])
+    assert out == [{"b": 2}]
+
+
+def test_a_rename_target_falls_back_to_its_own_key_when_the_source_is_missing() -> None:
+    records = [{"a": 1, "x": 5}, {"x": 6}]
+    out = preprocess(records, rename_fields={"a": "x"}, feature_names=["x"])
+    assert out == [{"x": 1}, {"x": 6}]
+
+
+def test_missing_features_are_skipped() -> None:
+    out = preprocess([{"a": 1}, {"b": 2}], feature_names=["a", "b"])
+    assert out == [{"a": 1}, {"b": 2}]
+
+
+def test_transformed_rows_are_new_dicts_and_the_input_is_unchanged() -> None:
+    records = [{"a": {"b": 1, "c": 2}, "d": 3}]
+    before = copy.deepcopy(records)
+    out = preprocess(records, rename_fields={"a.b": "x", "d": "a.e"})
+    assert out == [{"a": {"c": 2, "e": 3}, "x": 1}]
+    assert out[0] is not records[0]
+    assert records == before
+
+
+def test_an_empty_batch_gives_an_empty_list() -> None:
+    assert preprocess([], feature_names=["a"]) == []
+
+
+def test_a_row_that_is_not_a_dict_is_reported_by_index() -> None:
+    with pytest.raises(PreprocessorRuntimeError, match="record 1 is a list") as caught:
+        preprocess([{"a": 1}, [1, 2]], feature_names=["a"])
+    assert caught.value.index == 1
+
+
+def test_a_row_that_is_not_a_dict_is_reported_when_only_renaming() -> None:
+    with pytest.raises(PreprocessorRuntimeError, match="record 0 is a str") as caught:
+        preprocess(["x"], rename_fields={"a": "b"})
+    assert caught.value.index == 0
+
+
+# --- flattening ----------------------------------------------------------------------------
+
+
+def test_original_docs_example_flatten_rename_select() -> None:
+    """The original Packflow documentation's example, with ':' as the delimiter there."""
+    records = [{"foo": {"bar": 0, "baz": [1]}, "fizz": {"buzz": 2}}]
+    out = preprocess(
+        records,
+        flatten_nested_inputs=True,
+        rename_fields={"foo.bar": "feature_1", "fizz.buzz": "feature_2"},
+        feature_names=["feature_1", "feature_2"],
+    )
+    assert out == [{"feature_1": 0, "feature_2": 2}]
+
+
+def test_flatten_joins_nested_keys_with_the_delimiter() -> None:
+    records = [{"foo": {"bar": 0, "baz": [1]}, "fizz": {"buzz": {"x": 2}}}]
+    out = preprocess(records, flatten_nested_inputs=True)
+    assert out == [{"foo.bar": 0, "foo.baz": [1], "fizz.buzz.x": 2}]
+
+
+def test_flatten_lists_flattens_list_items_by_index() -> None:
+    records = [{"foo": {"bar": [0, {"q": 1}]}}]
+    out = preprocess(records, flatten_nested_inputs=True, flatten_lists=True)
+    assert out == [{"foo.bar.0": 0, "foo.bar.1.q": 1}]
+
+
+def test_flatten_uses_a_custom_delimiter() -> None:
+    out = preprocess([{"foo": {"bar": 0}}], flatten_nested_inputs=True, nested_field_delimiter=":")
+    assert out == [{"foo:bar": 0}]
+
+
+def test_flatten_keeps_empty_containers_as_values() -> None:
+    records = [{"a": {}, "b": [], "c": {"d": {}}}]
+    out = preprocess(records, flatten_nested_inputs=True, flatten_lists=True)
+    assert out == [{"a": {}, "b": [], "c.d": {}}]
+
+
+def test_flatten_then_select_reads_only_flat_keys() -> None:
+    records = [{"foo": {"bar": 0}, "x": 1}]
+    out = preprocess(records, flatten_nested_inputs=True, feature_names=["foo", "foo.bar", "x"])
+    assert out == [{"foo.bar": 0, "x": 1}]
+
+
+def test_flatten_reads_a_list_item_by_index() -> None:
+    records = [{"scores": [0.1, 0.9]}]
+    out = preprocess(
+        records,
+        flatten_nested_inputs=True,
+        flatten_lists=True,
+        feature_names=["scores.1", "scores.2"],
+    )
+    assert out == [{"scores.1": 0.9}]
+
+
+def test_flatten_reads_keys_that_are_already_flat() -> None:
+    records = [{"a.b": 1, "c": {"d": 2}}]
+    out = preprocess(records, flatten_nested_inputs=True, feature_names=["a.b", "c.d"])
+    assert out == [{"a.b": 1, "c.d": 2}]
+
+
+def test_flatten_reports_two_key_paths_that_give_the_same_key() -> None:
+    records = [{"x": 0}, {"a.b": 1, "a": {"b": 2}}]
+    with pytest.raises(
+        PreprocessorRuntimeError, match=r"'a.b' comes from more than one"
+    ) as caught:
+        preprocess(records, flatten_nested_inputs=True, feature_names=["a.b"])
+    assert (caught.value.index, caught.value.field) == (1, "a.b")
+
+
+def test_full_flatten_reports_two_key_paths_that_give_the_same_key() -> None:
+    with pytest.raises(PreprocessorRuntimeError, match=r"'a.b' comes from more than one"):
+        preprocess([{"a": {"b": 2}, "a.b": 1}], flatten_nested_inputs=True)
+
+
+def test_flatten_with_collisions_ignored_prefers_the_nested_value() -> None:
+    records = [{"a.b": 1, "a": {"b": 2}}]
+    options = {"flatten_nested_inputs": True, "ignore_delimiter_collisions": True}
+    assert preprocess(records, feature_names=["a.b"], **options) == [{"a.b": 2}]
+    assert preprocess(records, **options) == [{"a.b": 2}]
+
+
+# --- nested paths without flattening -------------------------------------------------------
+
+
+def test_nested_feature_paths_keep_the_nested_shape() -> None:
+    """The original documentation's nested path access example."""
+    out = preprocess([{"a": {"b": 10, "c": 0}, "x": 5}], feature_names=["a.b", "x"])
+    assert out == [{"a": {"b": 10}, "x": 5}]
+
+
+def test_nested_features_sharing_a_parent_are_grouped_under_it() -> None:
+    records = [{"a": {"b": 1, "c": 2}, "x": 3}]
+    out = preprocess(records, feature_names=["a.b", "x", "a.c"])
+    assert out == [{"a": {"b": 1, "c": 2}, "x": 3}]
+
+
+def test_a_missing_nested_path_is_skipped() -> None:
+    records = [{"a": {"b": 1}}, {"a": 7}, {}]
+    assert preprocess(records, feature_names=["a.b"]) == [{"a": {"b": 1}}, {}, {}]
+
+
+def test_a_nested_rename_moves_the_value_out_of_its_parent() -> None:
+    out = preprocess([{"a": {"b": 1, "c": 2}}], rename_fields={"a.b": "x"})
+    assert out == [{"a": {"c": 2}, "x": 1}]
+
+
+def test_a_rename_into_a_nested_path_creates_the_parents() -> None:
+    assert preprocess([{"a": 1}], rename_fields={"a": "p.q"}) == [{"p": {"q": 1}}]
+
+
+def test_a_rename_into_a_path_through_a_plain_value_is_reported() -> None:
+    with pytest.raises(PreprocessorRuntimeError, match="'p' holds a int") as caught:
+        preprocess([{"a": 1, "p": 5}], rename_fields={"a": "p.q"})
+    assert (caught.value.index, caught.value.field) == (0, "p.q")
+
+
+def test_a_feature_sees_renames_inside_it() -> None:
+    records = [{"a": {"b": 1, "c": 2}}]
+    out = preprocess(records, rename_fields={"a.b": "x"}, feature_names=["a", "x"])
+    assert out == [{"a": {"c": 2}, "x": 1}]
+
+
+def test_keys_containing_the_delimiter_are_kept_when_no_nested_path_is_requested() -> None:
+    out = preprocess([{"a.b": 1, "c": 2}], rename_fields={"c": "d"})
+    assert out == [{"a.b": 1, "d": 2}]
+
+
+def test_a_key_containing_the_delimiter_is_reported_when_a_nested_path_is_requested() -> None:
+    """The original documentation's collision example."""
+    records = [{"field.name": 42, "a": {"b": 1}}]
+    with pytest.raises(PreprocessorRuntimeError, match=r"'field.name' contains the") as caught:
+        preprocess(records, feature_names=["a.b"])
+    assert (caught.value.index, caught.value.field) == (0, "field.name")
+
+
+def test_a_key_containing_the_delimiter_on_the_nested_path_is_reported() -> None:
+    records = [{"a": {"b": {"c": 1}}}, {"a": {"b": 1, "b.c": 2}}]
+    with pytest.raises(PreprocessorRuntimeError) as caught:
+        preprocess(records, feature_names=["a.b.c"])
+    assert (caught.value.index, caught.value.field) == (1, "b.c")
+
+
+def test_a_nested_rename_also_triggers_the_collision_check() -> None:
+    with pytest.raises(PreprocessorRuntimeError, match=r"'x.y' contains the"):
+        preprocess([{"x.y": 1, "a": {"b": 2}}], rename_fields={"a.b": "c"})
+
+
+def test_ignored_collisions_read_nested_paths_by_traversal_only() -> None:
+    records = [{"a.b": 1, "a": {"b": 2}}, {"a.b": 3}]
+    out = preprocess(records, feature_names=["a.b"], ignore_delimiter_collisions=True)
+    assert out == [{"a": {"b": 2}}, {}]
+
+
+# --- init errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"nested_field_delimiter": ""}, "delimiter must not be empty"),
+        ({"feature_names": ["a", "b", "a"]}, "lists 'a' twice"),
+        ({"rename_fields": {"a": "x", "b": "x"}}, "renames both 'a' and 'b' to 'x'"),
+        ({"feature_names": ["a.b", "a"]}, "holds both 'a' and 'a.b'"),
+        ({"rename_fields": {"a": "p", "b": "p.q"}}, "holds both 'p' and 'p.q'"),
+        ({"flatten_lists": True}, "flatten_lists=True only applies"),
+        ({"input_format": "passthrough", "feature_names": ["a"]}, "would be ignored"),
+        ({"numpy_dtype": "float64"}, "only applies to input_format='numpy'"),
+        ({"input_format": "numpy"}, "'numpy' needs feature_names"),
+        (
+            {"input_format": "numpy", "feature_names": ["a"], "numpy_dtype": "flaot64"},
+            "did you mean 'float64'",
+        ),
+    ],
+)
+def test_impossible_options_fail_when_the_preprocessor_is_built(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PreprocessorInitError, match=message):
+        build_preprocessor(BackendConfig(**options))
+
+
+def test_nested_features_inside_each_other_are_fine_when_flattening() -> None:
+    out = preprocess([{"a": 1}], flatten_nested_inputs=True, feature_names=["a", "a.b"])
+    assert out == [{"a": 1}]
+
+
+def test_every_init_problem_is_reported_at_once() -> None:
+    with pytest.raises(PreprocessorInitError) as caught:
+        build_preprocessor(
+            BackendConfig(input_format="numpy", nested_field_delimiter="")  # type: ignore[arg-type]
+        )
+    assert "delimiter" in str(caught.value)
+    assert "feature_names" in str(caught.value)
+
+
+@attrs.frozen(kw_only=True)
+class CsvConfig(BackendConfig):
+    input_format: str = "csv"  # type: ignore[assignment]
+
+
+def test_an_unknown_input_format_is_reported() -> None:
+    with pytest.raises(UnknownPreprocessorError, match="input_format='csv'"):
+        build_preprocessor(CsvConfig())
+
+
+# --- numpy -----------------------------------------------------------------------------------
+
+
+def to_array(records: Any, **options: Any) -> Any:
+    return preprocess(records, input_format="numpy", **options)
+
+
+def test_numpy_gives_one_row_per_record_and_one_column_per_feature() -> None:
+    array = to_array([{"a": 1, "b": 2, "c": 0}, {"a": 3, "b": 4}], feature_names=["b", "a"])
+    assert array.shape == (2, 2)
+    assert array.tolist() == [[2, 1], [4, 3]]
+
+
+def test_numpy_features_refer_to_names_after_rename() -> None:
+    array = to_array([{"x": 1, "b": 2}], rename_fields={"x": "a"}, feature_names=["a", "b"])
+    assert array.tolist() == [[1, 2]]
+
+
+def test_numpy_reads_nested_paths() -> None:
+    records = [{"a": {"b": 1.5}, "c": 2.0}]
+    assert to_array(records, feature_names=["a.b", "c"]).tolist() == [[1.5, 2.0]]
+
+
+def test_numpy_reads_list_items_when_flattening_lists() -> None:
+    records = [{"scores": [0.1, 0.9]}]
+    options = {"flatten_nested_inputs": True, "flatten_lists": True}
+    assert to_array(records, feature_names=["scores.1"], **options).tolist() == [[0.9]]
+
+
+def test_numpy_empty_batch_has_zero_rows_and_every_column() -> None:
+    array = to_array([], feature_names=["a", "b", "c"])
+    assert array.shape == (0, 3)
+
+
+def test_numpy_empty_batch_has_the_configured_dtype() -> None:
+    assert to_array([], feature_names=["a"], numpy_dtype="int32").dtype == np.int32
+
+
+def test_numpy_missing_feature_names_the_record_and_the_feature() -> None:
+    with pytest.raises(PreprocessorRuntimeError, match="record 1 has no feature 'b'") as caught:
+        to_array([{"a": 1, "b": 2}, {"a": 3}], feature_names=["a", "b"])
+    assert (caught.value.index, caught.value.field) == (1, "b")
+
+
+def test_numpy_row_that_is_not_a_dict_is_reported_by_index() -> None:
+    with pytest.raises(PreprocessorRuntimeError, match="record 0 is a int") as caught:
+        to_array([5], feature_names=["a"])
+    assert caught.value.index == 0
+
+
+def test_numpy_infers_an_integer_array() -> None:
+    assert to_array([{"a": 1}, {"a": 2}], feature_names=["a"]).dtype == np.int64
+
+
+def test_numpy_mixes_ints_and_floats_into_floats() -> None:
+    array = to_array([{"a": 1, "b": 2.5}], feature_names=["a", "b"])
+    assert array.dtype == np.float64
+
+
+def test_numpy_keeps_an_all_string_batch_as_strings() -> None:
+    array = to_array([{"a": "x", "b": "yz"}], feature_names=["a", "b"])
+    assert array.dtype.kind == "U"
+    assert array.tolist() == [["x", "yz"]]
+
+
+def test_numpy_refuses_to_turn_mixed_types_into_strings() -> None:
+    records = [{"a": 1, "b": 2}, {"a": 3, "b": "4"}]
+    with pytest.raises(PreprocessorRuntimeError, match="record 1, feature 'b': '4'") as caught:
+        to_array(records, feature_names=["a", "b"])
+    assert (caught.value.index, caught.value.field) == (1, "b")
+
+
+def test_numpy_refuses_an_object_array_of_none() -> None:
+    records = [{"a": 1.0}, {"a": None}]
+    with pytest.raises(PreprocessorRuntimeError, match="record 1, feature 'a': None") as caught:
+        to_array(records, feature_names=["a"])
+    assert caught.value.index == 1
+
+
+def test_numpy_dtype_casts_the_values() -> None:
+    records = [{"a": 1, "b": "2.5"}, {"a": None, "b": True}]
+    array = to_array(records, feature_names=["a", "b"], numpy_dtype="float64")
+    assert array.dtype == np.float64
+    assert np.array_equal(array, [[1.0, 2.5], [np.nan, 1.0]], equal_nan=True)
+
+
+def test_numpy_value_that_cannot_be_cast_names_the_record_and_feature() -> None:
+    records = [{"a": 1.0}, {"a": "abc"}]
+    with pytest.raises(PreprocessorRuntimeError, match="cannot convert 'abc'") as caught:
+        to_array(records, feature_names=["a"], numpy_dtype="float64")
+    assert (caught.value.index, caught.value.field) == (1, "a")
+
+
+def test_numpy_value_that_is_not_a_scalar_names_the_record_and_feature() -> None:
+    records = [{"a": 1.0, "b": 2.0}, {"a": 1.0, "b": [1.0]}]
+    with pytest.raises(PreprocessorRuntimeError, match=r"cannot convert \[1.0\]") as caught:
+        to_array(records, feature_names=["a", "b"], numpy_dtype="float64")
+    assert (caught.value.index, caught.value.field) == (1, "b")
+
+
+def test_numpy_checks_keys_containing_the_delimiter() -> None:
+    records = [{"a": {"b": 1}, "c.d": 2}]
+    with pytest.raises(PreprocessorRuntimeError, match=r"'c.d' contains"):
+        to_array(records, feature_names=["a.b"])
+
+
+def test_numpy_output_type_names_the_configured_dtype() -> None:
+    config = BackendConfig(input_format="numpy", feature_names=["a"], numpy_dtype="float64")  # type: ignore[arg-type]
+    assert preprocessor_output_type(config) == NDArray[np.float64]
+
+
+def test_numpy_output_type_without_dtype_is_any_ndarray() -> None:
+    config = BackendConfig(input_format="numpy", feature_names=["a"])  # type: ignore[arg-type]
+    assert preprocessor_output_type(config) == NDArray[Any]
+
+
+# --- properties ------------------------------------------------------------------------------
+
+KEYS = ["a", "b", "c", "d"]
+leaves = st.one_of(
+    st.integers(-5, 5), st.text(max_size=3), st.none(), st.booleans(), st.just({}), st.just([])
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.dictionaries(st.sampled_from(KEYS), inner, max_size=3),
+        st.lists(inner, max_size=3),
+    ),
+    max_leaves=10,
+)
+records_strategy = st.lists(st.dictionaries(st.sampled_from(KEYS), values, max_size=4), max_size=4)
+paths = st.lists(st.sampled_from([*KEYS, "0", "1"]), min_size=1, max_size=3).map(".".join)
+
+
+def leaf_paths(value: Any, prefix: tuple[str, ...], lists: bool) -> list[tuple[str, ...]]:
+    if isinstance(value, dict) and value:
+        children = value.items()
+    elif lists and isinstance(value, list) and value:
+        children = ((str(i), item) for i, item in enumerate(value))
+    else:
+        return [prefix]
+    return [p for key, item in children for p in leaf_paths(item, (*prefix, key), lists)]
+
+
+def record_leaf_paths(record: dict[str, Any], lists: bool) -> list[tuple[str, ...]]:
+    return [p for key, item in record.items() for p in leaf_paths(item, (key,), lists)]
+
+
+def read(value: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    return value
+
+
+def model_flatten(record: dict[str, Any], lists: bool) -> dict[str, Any]:
+    return {".".join(p): read(record, p) for p in record_leaf_paths(record, lists)}
+
+
+def model_records(record: dict[str, Any], config: BackendConfig) -> dict[str, Any]:
+    """An independent model of flatten -> rename -> select, for keys without '.'."""
+    flat = model_flatten(record, config.flatten_lists)
+    renamed = {k: v for k, v in flat.items() if k not in config.rename_fields}
+    for old, new in config.rename_fields.items():
+        if old in flat:
+            renamed[new] = flat[old]
+    if not config.feature_names:
+        return renamed
+    return {f: renamed[f] for f in config.feature_names if f in renamed}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=records_strategy,
+    lists=st.booleans(),
+    features=st.lists(paths, unique=True, max_size=4),
+    sources=st.lists(paths, unique=True, max_size=3),
+)
+def test_flatten_rename_select_matches_a_model(
+    records: Records, lists: bool, features: list[str], sources: list[str]
+) -> None:
+    rename = {source: f"r{i}" for i, source in enumerate(sources)}
+    config = BackendConfig(
+        flatten_nested_inputs=True,
+        flatten_lists=lists,
+        rename_fields=rename,
+        feature_names=[*features, *list(rename.values())[:1]],
+    )
+    out = build_preprocessor(config)(records)
+    assert out == [model_records(record, config) for record in records]
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=records_strategy, lists=st.booleans())
+def test_flatten_then_reading_a_path_equals_reading_it_directly(
+    records: Records, lists: bool
+) -> None:
+    flat = preprocess(records, flatten_nested_inputs=True, flatten_lists=lists)
+    for record, flat_record in zip(records, flat, strict=True):
+        for path in record_leaf_paths(record, lists):
+            name = ".".join(path)
+            assert flat_record[name] is read(record, path)
+            if not lists or not any(k.isdigit() for k in path):
+                direct = preprocess([record], feature_names=[name])[0]
+                assert read(direct, path) is read(record, path)
+
+
+def is_prefix_free(names: list[str]) -> bool:
+    split = [tuple(n.split(".")) for n in names]
+    return not any(a != b and b[: len(a)] == a for a in split for b in split)
+
+
+def read_nested(record: dict[str, Any], path: list[str]) -> Any:
+    value: Any = record
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise KeyError(key)
+        value = value[key]
+    return value
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=records_strategy, features=st.lists(paths, unique=True, min_size=1, max_size=4))
+def test_nested_selection_matches_a_model(records: Records, features: list[str]) -> None:
+    assume(is_prefix_free(features))
+    out = preprocess(records, feature_names=features)
+    for record, row in zip(records, out, strict=True):
+        expected: dict[str, Any] = {}
+        for name in features:
+            path = name.split(".")
+            try:
+                value = read_nested(record, path)
+            except KeyError:
+                continue
+            node = expected
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+        assert row == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    record=st.dictionaries(st.sampled_from(KEYS), values, max_size=4),
+    data=st.data(),
+)
+def test_selected_values_survive_rename_and_select_unchanged(
+    record: dict[str, Any], data: st.DataObject
+) -> None:
+    keys = list(record)
+    selected = data.draw(st.lists(st.sampled_from(keys), unique=True) if keys else st.just([]))
+    renamed = data.draw(
+        st.lists(st.sampled_from(selected), unique=True) if selected else st.just([])
+    )
+    assume(selected)
+    rename = {key: f"new_{key}" for key in renamed}
+    features = [rename.get(key, key) for key in selected]
+    out = preprocess([record], rename_fields=rename, feature_names=features)[0]
+    assert list(out) == features
+    for key in selected:
+        assert out[rename.get(key, key)] is record[key]
+
+
+configs = st.builds(
+    BackendConfig,
+    rename_fields=st.dictionaries(paths, st.sampled_from(["r0", "r1", "r2.x"]), max_size=2),
+    feature_names=st.lists(st.one_of(paths, st.just("r0")), unique=True, max_size=3),
+    flatten_nested_inputs=st.booleans(),
+    ignore_delimiter_collisions=st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=records_strategy, config=configs, numpy=st.booleans())
+def test_no_input_is_ever_mutated(records: Records, config: BackendConfig, numpy: bool) -> None:
+    if numpy:
+        config = attrs.evolve(config, input_format="numpy", numpy_dtype="object")
+    try:
+        preprocessor = build_preprocessor(config)
+    except PreprocessorInitError:
+        assume(False)
+    before = copy.deepcopy(records)
+    with contextlib.suppress(PreprocessorRuntimeError):
+        preprocessor(records)
+    assert records == before
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {"a": st.floats(allow_nan=False), "n": st.fixed_dictionaries({"b": st.integers()})}
+        ),
+        max_size=5,
+    )
+)
+def test_numpy_columns_hold_the_selected_values(rows: Records) -> None:
+    array = to_array(rows, feature_names=["n.b", "a"], numpy_dtype="float64")
+    assert array.shape == (len(rows), 2)
+    for row, line in zip(rows, array.tolist(), strict=True):
+        assert line == [float(row["n"]["b"]), row["a"]]
+
+
+DOTTED_KEYS = ["a", "b", "a.b", "b.a"]
+dotted_records = st.lists(
+    st.dictionaries(
+        st.sampled_from(DOTTED_KEYS),
+        st.recursive(
+            st.integers(0, 9),
+            lambda inner: st.dictionaries(st.sampled_from(DOTTED_KEYS), inner, max_size=3),
+            max_leaves=6,
+        ),
+        max_size=3,
+    ),
+    max_size=4,
+)
+
+
+def flat_sources(record: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every flat key of ``record`` with all the values that flatten to it."""
+    sources: dict[str, list[Any]] = {}
+    for path in record_leaf_paths(record, False):
+        sources.setdefault(".".join(path), []).append(read(record, path))
+    return sources
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    records=dotted_records,
+    features=st.lists(st.sampled_from(["a", "a.b", "a.b.a", "b.a.b", "r"]), unique=True),
+    source=st.sampled_from(["a.b", "b.a", "a.b.a"]),
+)
+def test_flatten_with_keys_containing_the_delimiter_matches_a_model(
+    records: Records, features: list[str], source: str
+) -> None:
+    assume(features)
+    config = BackendConfig(
+        flatten_nested_inputs=True, rename_fields={source: "r"}, feature_names=features
+    )
+    expected: list[dict[str, Any]] = []
+    error: tuple[int, str] | None = None
+    for index, record in enumerate(records):
+        sources = flat_sources(record)
+        row: dict[str, Any] = {}
+        for feature in features:
+            names = [source] if feature == "r" else []
+            names += [] if feature == source else [feature]
+            for name in names:
+                found = sources.get(name, [])
+                if len(found) > 1 and error is None:
+                    error = (index, name)
+                if found:
+                    row[feature] = found[0]
+                    break
+        expected.append(row)
+        if error is not None:
+            break
+    preprocessor = build_preprocessor(config)
+    if error is not None:
+        with pytest.raises(PreprocessorRuntimeError) as caught:
+            preprocessor(records)
+        assert (caught.value.index, caught.value.field) == error
+    else:
+        assert preprocessor(records) == expected
