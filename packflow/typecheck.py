@@ -1102,14 +1102,29 @@ def check(produced: Any, consumed: Any, bindings: Mapping[Any, Any] | None = Non
     >>> verdict.status, verdict.bindings[T]
     (<Status.COMPATIBLE: 'compatible'>, <class 'int'>)
     """
-    run = _Check(bindings or {})
+    if not bindings:
+        try:
+            return _check_cached(produced, consumed)
+        except TypeError:  # unhashable annotation metadata: check without the cache
+            pass
+    return _check_uncached(produced, consumed, bindings or {})
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_cached(produced: Any, consumed: Any) -> Verdict:
+    return _check_uncached(produced, consumed, {})
+
+
+def _check_uncached(produced: Any, consumed: Any, bindings: Mapping[Any, Any]) -> Verdict:
+    run = _Check(bindings)
     try:
         verdict = run.run(_normalize(produced), _normalize(consumed))
     except Exception as exc:  # a check must never crash on an exotic type
         return _unknown(
             f"cannot compare {format_type(produced)} with {format_type(consumed)}: {exc}"
         )
-    return Verdict(verdict.status, verdict.reason, run.bindings)
+    # Verdicts are cached and shared, so their bindings must not be mutable.
+    return Verdict(verdict.status, verdict.reason, types.MappingProxyType(run.bindings))
 
 
 def is_compatible(produced: Any, consumed: Any) -> bool:
