@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from packflow.checker import check_graph, raise_for_problems
 from packflow.config import BackendConfig, resolve_config
 from packflow.exceptions import (
     ConfigError,
@@ -250,7 +251,12 @@ class Pipeline:
         preprocessor = build_preprocessor(config)
         graph = self._graph()
         input_type = preprocessor_output_type(config)
-        report = self._check_types(graph, input_type)
+        report = check_graph(graph, input_type=input_type, strict=self.strict)
+        raise_for_problems(report, self.name)
+        if report.notes:
+            logger = get_logger(self.name)
+            for note in report.notes:
+                logger.info("type check of pipeline %r: %s", self.name, note)
         return CheckedPipeline(
             graph=graph,
             config=config,
@@ -258,11 +264,6 @@ class Pipeline:
             input_type=input_type,
             report=report,
         )
-
-    def _check_types(self, graph: StageGraph, input_type: Any) -> Any:
-        # Seam for the type-rule engine: it receives the graph and the preprocessor's
-        # output type and returns a report, raising PipelineTypeError on problems.
-        return None
 
     def _graph(self) -> StageGraph:
         problems: list[str] = []
@@ -333,7 +334,7 @@ class Pipeline:
         checked = self.check(config=config)
         logger = get_logger(self.name)
         resources = run_initializers(checked.graph, config=config, logger=logger)
-        return BuiltPipeline(checked, resources, logger=logger)
+        return BuiltPipeline(checked, resources, logger=logger, runtime_checks=self.runtime_checks)
 
     def _instance(self) -> BuiltPipeline:
         instance = self._default

@@ -27,13 +27,17 @@ from packflow.graph import CheckedPipeline, Initializer, Stage, StageGraph
 from packflow.log import get_logger
 from packflow.metrics import Metrics, MetricsRecorder
 from packflow.outputs import find_invalid_value
+from packflow.records import attrs_record_type, structure_records, unstructure_records
+from packflow.typecheck import format_type
+from packflow.valuecheck import compile_checker
 
 __all__ = ["BuiltPipeline", "run_initializers"]
 
 Step = tuple[str, Callable[[Any], Any], Stage | None]
 
-# Errors that already name their stage; any other error a stage raises gets wrapped.
-_PASS_THROUGH = (StageError, RuntimeTypeError)
+# Errors that already say where they happened (stage, or record and field); any other
+# error a stage raises gets wrapped in a StageError.
+_PASS_THROUGH = (StageError, RuntimeTypeError, PreprocessorRuntimeError)
 
 
 def run_initializers(
@@ -95,8 +99,7 @@ class BuiltPipeline:
         resources: Mapping[str, Any],
         *,
         logger: logging.Logger | None = None,
-        stage_wrappers: Mapping[str, Callable[[Callable[[Any], Any]], Callable[[Any], Any]]]
-        | None = None,
+        runtime_checks: bool = False,
     ) -> None:
         self._checked = checked
         self.graph: StageGraph = checked.graph
@@ -106,11 +109,16 @@ class BuiltPipeline:
         self.report: Any = checked.report
         available = {"config": self.config, "logger": self.logger, **self.resources}
         steps: list[Step] = [("preprocess", checked.preprocessor, None)]
-        for stage in self.graph.stages:
-            fn = _bind(stage, available)
-            wrapper = (stage_wrappers or {}).get(stage.kind.value)
-            if wrapper is not None:
-                fn = wrapper(fn)
+        stages = self.graph.stages
+        for position, stage in enumerate(stages):
+            fn = _adapt(
+                _bind(stage, available),
+                stage,
+                checked,
+                first=position == 0,
+                last=position == len(stages) - 1,
+                runtime_checks=runtime_checks,
+            )
             steps.append((stage.kind.value, fn, stage))
         self._steps: tuple[Step, ...] = tuple(steps)
         self._metrics = MetricsRecorder([label for label, _, _ in steps])
@@ -231,6 +239,68 @@ class BuiltPipeline:
             f"pipeline {self.name!r}: {who} returned {len(data)} record(s) for a batch of "
             f"{expected}; outputs must line up one to one with inputs"
         )
+
+
+def _adapt(
+    fn: Callable[[Any], Any],
+    stage: Stage,
+    checked: CheckedPipeline,
+    *,
+    first: bool,
+    last: bool,
+    runtime_checks: bool,
+) -> Callable[[Any], Any]:
+    """Wrap a stage for attrs records and run-time checks; unchanged when neither applies.
+
+    Everything here is decided once per built instance, so a pipeline without attrs
+    records or ``runtime_checks`` pays nothing per call.
+    """
+    report = checked.report
+    kind = stage.kind.value
+    data_type = report.data_types.get(kind, Any) if report is not None else Any
+    return_type = report.return_types.get(kind, Any) if report is not None else Any
+    record_in = attrs_record_type(data_type) if first else None
+    record_out = attrs_record_type(return_type) if last else None
+    check_in = _value_check(stage, "data parameter", data_type) if runtime_checks else None
+    check_out = _value_check(stage, "return value", return_type) if runtime_checks else None
+    if record_in is None and record_out is None and check_in is None and check_out is None:
+        return fn
+
+    def adapted(data: Any) -> Any:
+        if record_in is not None:
+            data = structure_records(data, record_in)
+        if check_in is not None:
+            check_in(data)
+        result = fn(data)
+        if check_out is not None:
+            check_out(result)
+        if record_out is not None and isinstance(result, list):
+            result = unstructure_records(result)
+        return result
+
+    return adapted
+
+
+def _value_check(stage: Stage, what: str, annotation: Any) -> Callable[[Any], None] | None:
+    if annotation is Any:
+        return None
+    checker = compile_checker(annotation)
+    expected = format_type(annotation)
+
+    def check(value: Any) -> None:
+        problem = checker(value)
+        if problem is not None:
+            raise RuntimeTypeError(
+                f"runtime check: {stage.kind.value} `{stage.name}` ({stage.location}): "
+                f"{what} should be {expected}, but {problem}",
+                stage=stage.kind.value,
+                function=stage.name,
+                location=stage.location,
+                expected=expected,
+                actual=problem,
+            )
+
+    return check
 
 
 def _reject_rows(inputs: list[Any]) -> None:
