@@ -15,8 +15,6 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import attrs
-
 from packflow.config import BackendConfig
 from packflow.exceptions import (
     ConfigError,
@@ -92,7 +90,7 @@ class InferenceBackend:
             return
         if not callable(getattr(cls, "execute", None)):
             raise PipelineDefinitionError(
-                f"class {cls.__qualname__}({_base_names(cls)}) has no execute method; "
+                f"class {cls.__name__}({_base_names(cls)}) has no execute method; "
                 "an InferenceBackend must define `def execute(self, inputs): ...` "
                 f"(or be declared `class {cls.__name__}(..., abstract=True)` when a "
                 "subclass will define it)"
@@ -101,7 +99,7 @@ class InferenceBackend:
             method = cls.__dict__.get(kind.value)
             if method is not None and isinstance(method, (staticmethod, classmethod)):
                 raise PipelineDefinitionError(
-                    f"{cls.__qualname__}.{kind.value} is a {type(method).__name__}; "
+                    f"{cls.__name__}.{kind.value} is a {type(method).__name__}; "
                     f"define it as a plain method: `def {kind.value}(self, inputs): ...`"
                 )
 
@@ -111,7 +109,7 @@ class InferenceBackend:
             what = (
                 "InferenceBackend itself"
                 if cls is InferenceBackend
-                else (f"{cls.__qualname__}, declared abstract=True,")
+                else f"{cls.__name__}: it is declared abstract=True"
             )
             raise PipelineDefinitionError(
                 f"cannot instantiate {what}; subclass it and define execute(self, inputs)"
@@ -131,17 +129,16 @@ class InferenceBackend:
         except Exception as exc:
             where = describe_function(method).location
             raise InferenceBackendInitializationError(
-                f"{type(self).__qualname__}.initialize ({where}) raised "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(self).__name__}.initialize ({where}) raised {type(exc).__name__}: {exc}"
             ) from exc
         if type(self).initialize is not InferenceBackend.initialize:
             elapsed = (perf_counter() - start) * 1000.0
-            self.logger.debug("%s initialized in %.1f ms", type(self).__qualname__, elapsed)
+            self.logger.debug("%s initialized in %.1f ms", type(self).__name__, elapsed)
 
     def __repr__(self) -> str:
         runtime = self._packflow_runtime
         stages = " -> ".join(s.kind.value for s in runtime.graph.stages) if runtime else "?"
-        return f"<{type(self).__qualname__} (InferenceBackend): {stages}>"
+        return f"<{type(self).__name__} (InferenceBackend): {stages}>"
 
     # -- the user's hooks ----------------------------------------------------------------
 
@@ -157,7 +154,7 @@ class InferenceBackend:
         runtime = self._packflow_runtime
         if runtime is None:
             raise InferenceBackendInitializationError(
-                f"{type(self).__qualname__} was not initialized: an __init__ that overrides "
+                f"{type(self).__name__} was not initialized: an __init__ that overrides "
                 "InferenceBackend.__init__ must call super().__init__(**kwargs)"
             )
         return runtime
@@ -201,7 +198,13 @@ def _base_names(cls: type) -> str:
 
 
 def _check_config_model(cls: type, model: Any) -> None:
-    if isinstance(model, type) and attrs.has(model) and issubclass(model, BackendConfig):
+    # attrs.has() is true for any subclass of an attrs class; an undecorated subclass
+    # would silently drop the fields it declares, so ask for the class's own attrs.
+    if (
+        isinstance(model, type)
+        and issubclass(model, BackendConfig)
+        and "__attrs_attrs__" in model.__dict__
+    ):
         return
     hint = ""
     if isinstance(model, type) and issubclass(model, BackendConfig):
@@ -210,7 +213,7 @@ def _check_config_model(cls: type, model: Any) -> None:
             "(packflow config models are attrs classes, not pydantic models)"
         )
     raise ConfigError(
-        f"{cls.__qualname__}.backend_config_model must be an attrs subclass of "
+        f"{cls.__name__}.backend_config_model must be an attrs subclass of "
         f"packflow.BackendConfig, got {model!r}{hint}",
         field="backend_config_model",
     )
@@ -230,7 +233,7 @@ def backend_pipeline(backend: InferenceBackend | type[InferenceBackend]) -> Pipe
     else:
         cls = type(backend)
         instance = backend
-    pipeline = Pipeline(cls.__qualname__, config_model=cls.backend_config_model)
+    pipeline = Pipeline(cls.__name__, config_model=cls.backend_config_model)
     for kind in STAGE_KINDS:
         if callable(getattr(cls, kind.value, None)):
             pipeline.add_stage(kind, getattr(instance, kind.value))

@@ -126,31 +126,15 @@ def graph_nodes(checked: CheckedPipeline) -> list[Node]:
 
 
 def _report_edges(report: Any) -> list[Edge] | None:
+    """The checker's edges (``TypeVar``\\ s solved), in the picture's terms."""
     edges = getattr(report, "edges", None)
     if not edges:
         return None
-    converted = []
+    converted = [Edge("inputs", "preprocess", format_type(Records))]
     for edge in edges:
-        source = getattr(edge, "source", None) or getattr(edge, "producer", None)
-        target = getattr(edge, "target", None) or getattr(edge, "consumer", None)
-        produced = getattr(edge, "produced", None)
-        if produced is None:
-            produced = getattr(edge, "producer_type", None)
-        expected = getattr(edge, "expected", None)
-        if expected is None:
-            expected = getattr(edge, "consumer_type", None)
-        if source is None or target is None or produced is None:
-            return None
+        target = "outputs" if edge.target == "output" else str(edge.target)
         converted.append(
-            Edge(
-                str(source),
-                str(target),
-                produced if isinstance(produced, str) else format_type(produced),
-                None
-                if expected is None
-                else (expected if isinstance(expected, str) else format_type(expected)),
-                bool(getattr(edge, "ok", True)),
-            )
+            Edge(str(edge.source), target, format_type(edge.type), format_type(edge.expected))
         )
     return converted
 

@@ -207,6 +207,58 @@ def test_check_reports_every_definition_problem_and_fails(
     assert "asks for `tokenizer`" in err
 
 
+def test_check_reports_stages_whose_types_do_not_fit_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(
+        tmp_path,
+        """
+        import numpy as np
+        from numpy.typing import NDArray
+        from packflow import Pipeline, Records
+
+        pipe = Pipeline("mismatch")
+
+        @pipe.transform_inputs
+        def prepare(records: Records) -> Records:
+            return records
+
+        @pipe.execute
+        def predict(x: NDArray[np.float64]) -> Records:
+            return [{"y": 1.0} for _ in x]
+        """,
+    )
+    assert main(["check", "demo"]) == 1
+    captured = capsys.readouterr()
+    assert "1 type problem between stages" in captured.err
+    assert "expected NDArray[float64], got list[dict[str, Any]]" in captured.err
+    assert "inference.py:12" in captured.err
+    assert captured.out == ""
+
+
+def test_check_shows_the_numpy_preprocessor_output_on_its_edge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(
+        tmp_path,
+        """
+        import numpy as np
+        from numpy.typing import NDArray
+        from packflow import Pipeline
+
+        pipe = Pipeline("means", input_format="numpy", feature_names=["a", "b"])
+
+        @pipe.execute
+        def mean(x: NDArray[np.float64]) -> list[dict[str, float]]:
+            return [{"mean": v} for v in x.mean(axis=1).tolist()]
+        """,
+    )
+    assert main(["check", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "[preprocess (numpy)]" in out
+    assert "-> NDArray[float64]" in out
+
+
 def test_check_accepts_a_module_attribute_spec(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
