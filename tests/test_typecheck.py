@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import collections
+import random
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
+from pathlib import Path
 from typing import (
     Annotated,
     Any,
@@ -26,6 +29,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mypy import api as mypy_api
 from numpy.typing import NDArray
 from typing_extensions import NotRequired, Required, TypedDict
 
@@ -523,3 +527,79 @@ def test_optional_never_fits_the_bare_type(tp: Any) -> None:
 @given(any_types, any_types)
 def test_explain_agrees_with_is_compatible(a: Any, b: Any) -> None:
     assert (explain(a, b) is None) is is_compatible(a, b)
+
+
+# --------------------------------------------------------------------------------------
+# Differential test against mypy, the reference semantics where the rules are silent.
+# mutable containers are left out of the generated types: reading them covariantly is
+# the one deliberate departure (tested in the rule table above).
+
+_MYPY_PRELUDE = """\
+from typing import Literal, NewType, Optional
+from collections.abc import Callable, Iterable, Mapping, Sequence
+class Animal: ...
+class Dog(Animal): ...
+UserId = NewType("UserId", int)
+"""
+_MYPY_LEAVES = (
+    "int", "float", "bool", "complex", "str", "bytes", "None", "object",
+    "Animal", "Dog", "UserId", "Literal['a']", "Literal[1]",
+)  # fmt: skip
+
+
+def _random_type(rng: random.Random, depth: int) -> str:
+    if depth == 0 or rng.random() < 0.3:
+        return rng.choice(_MYPY_LEAVES)
+    a, b = _random_type(rng, depth - 1), _random_type(rng, depth - 1)
+    return rng.choice(
+        [
+            f"Sequence[{a}]",
+            f"Iterable[{a}]",
+            f"Mapping[str, {a}]",
+            f"frozenset[{a}]",
+            f"tuple[{a}, {b}]",
+            f"tuple[{a}, ...]",
+            f"{a} | {b}",
+            f"Optional[{a}]",
+            f"Callable[[{a}], {b}]",
+        ]
+    )
+
+
+def _related_pairs(count: int) -> list[tuple[str, str]]:
+    rng = random.Random(20240611)
+    pairs: set[tuple[str, str]] = set()
+    while len(pairs) < count:
+        a, b = _random_type(rng, 2), _random_type(rng, 2)
+        # Near-identical pairs are where the interesting verdicts are.
+        if rng.random() < 0.3:
+            b = a.replace("int", "float", 1)
+        if rng.random() < 0.2:
+            a = b.replace("float", "int", 1).replace("Animal", "Dog", 1)
+        pairs.add((a, b))
+    return sorted(pairs)
+
+
+def test_verdicts_agree_with_mypy_on_generated_pairs(tmp_path: Path) -> None:
+    pairs = _related_pairs(300)
+    lines = _MYPY_PRELUDE.splitlines()
+    first = len(lines) + 1
+    for index, (produced, consumed) in enumerate(pairs):
+        lines += [f"def case{index}(x: {produced}) -> None:", f"    y: {consumed} = x"]
+    source = tmp_path / "cases.py"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\n", encoding="utf-8")
+    stdout, _, _ = mypy_api.run(
+        [str(source), "--config-file", str(config), "--cache-dir", str(tmp_path / "cache")]
+    )
+    rejected = {int(m.group(1)) for m in re.finditer(r"cases\.py:(\d+): error", stdout)}
+    namespace: dict[str, Any] = {}
+    exec(_MYPY_PRELUDE, namespace)
+    disagreements = []
+    for index, (produced, consumed) in enumerate(pairs):
+        mypy_accepts = first + 2 * index + 1 not in rejected
+        ours = is_compatible(eval(produced, namespace), eval(consumed, namespace))
+        if ours != mypy_accepts:
+            disagreements.append((produced, consumed, mypy_accepts))
+    assert disagreements == []
