@@ -397,7 +397,9 @@ def _suggest(name: str, owner: Any) -> str:
         [
             attr
             for attr, value in vars(owner).items()
-            if not attr.startswith("_") and _is_loadable(value)
+            if not attr.startswith("_")
+            and _is_loadable(value)
+            and not getattr(value, "_packflow_abstract", False)
         ]
         if hasattr(owner, "__dict__")
         else []
