@@ -435,7 +435,7 @@ def _check_output(last: Stage, produced: Any, out: _Collector) -> None:
         "return",
         Records,
         produced,
-        functools.partial(_output_hint, last, produced),
+        functools.partial(_output_hint, last),
     )
 
 
@@ -476,7 +476,7 @@ def _edge_hint(stage: Stage, previous: Stage | None, produced: Any, annotation: 
     return f"make `{previous.name}` return {want}, or annotate `{stage.data_param}` as {got}"
 
 
-def _output_hint(last: Stage, produced: Any) -> str:
+def _output_hint(last: Stage) -> str:
     if last.kind is not StageKind.TRANSFORM_OUTPUTS:
         return "add a transform_outputs stage that returns list[dict] (one dict per input record)"
     return (

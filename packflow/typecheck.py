@@ -762,7 +762,8 @@ class _Check:
     def _into_union(self, p: _Node, c: _UnionT) -> Verdict:
         unknown: Verdict | None = None
         failures: list[Verdict] = []
-        for member in c.members:
+        # Concrete members first: None fits the None of ``T | None`` rather than solving T.
+        for member in sorted(c.members, key=lambda m: isinstance(m, _TypeVarT)):
             trial = _Check(self.bindings)
             verdict = trial.run(p, member)
             if verdict.status is Status.COMPATIBLE:
@@ -777,8 +778,8 @@ class _Check:
         non_none = [m for m in c.members if not (isinstance(m, _ClsT) and m.origin is type(None))]
         if len(non_none) == 1 and len(failures) == len(c.members):
             # Optional[X]: the reason X failed is the interesting one.
-            index = c.members.index(non_none[0])
-            reason = failures[index].reason
+            order = sorted(c.members, key=lambda m: isinstance(m, _TypeVarT))
+            reason = failures[order.index(non_none[0])].reason
             if reason and reason != f"{p} is not {non_none[0]}":
                 return _fail(f"{p} is not {c}: {reason}")
         return _fail(f"{p} is not {c} (it fits none of the union's members)")

@@ -392,6 +392,12 @@ def test_typevar_constraint_is_the_solution() -> None:
     assert check(Name, Text).bindings[Text] is str
 
 
+def test_none_into_an_optional_typevar_leaves_the_typevar_unsolved() -> None:
+    verdict = check(None, Optional[T])
+    assert verdict.status is Status.COMPATIBLE
+    assert T not in verdict.bindings
+
+
 def test_typevar_widens_to_cover_two_solutions() -> None:
     assert check(tuple[int, float], tuple[T, T]).bindings[T] is float
 
