@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 import numpy as np
@@ -20,6 +20,7 @@ from packflow.records import Records
 
 T = TypeVar("T")
 Num = TypeVar("Num", bound=float)
+Params = ParamSpec("Params")  # not a type on its own: the engine cannot judge it
 
 
 def graph(
@@ -481,7 +482,7 @@ def test_initializer_may_require_another_resource() -> None:
 
 
 def test_undecidable_check_is_a_note_not_a_problem() -> None:
-    def exotic(x: 42) -> Records:  # type: ignore[valid-type]
+    def exotic(x: Params) -> Records:  # type: ignore[valid-type]
         return []
 
     report = run(("execute", exotic))
