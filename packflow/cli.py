@@ -232,7 +232,7 @@ def _run_lines(
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             report(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})")
             failed.append(number)
