@@ -135,6 +135,12 @@ class InferenceBackend:
             elapsed = (perf_counter() - start) * 1000.0
             self.logger.debug("%s initialized in %.1f ms", type(self).__name__, elapsed)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by reference to the class plus the config it was made with, so that a
+        # copy in another process (a Ray or multiprocessing worker) is constructed anew
+        # there: config resolved and initialize() run once per worker.
+        return (_rebuild, (type(self), dict(self._packflow_overrides)))
+
     def __repr__(self) -> str:
         runtime = self._packflow_runtime
         stages = " -> ".join(s.kind.value for s in runtime.graph.stages) if runtime else "?"
@@ -191,6 +197,10 @@ class InferenceBackend:
     def ready(self) -> bool:
         """Whether the backend can serve calls; override to check external resources."""
         return self._runtime().ready()
+
+
+def _rebuild(cls: type[InferenceBackend], config: dict[str, Any]) -> InferenceBackend:
+    return cls(**config)
 
 
 def _base_names(cls: type) -> str:

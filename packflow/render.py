@@ -7,13 +7,13 @@ same ones the checker reads), so the picture never depends on running user code.
 
 from __future__ import annotations
 
-import inspect
 import os
-import typing
 from typing import Any
 
 import attrs
 
+from packflow.checker import resolve_hints
+from packflow.exceptions import PackflowError
 from packflow.graph import CheckedPipeline, FunctionInfo, Stage
 from packflow.records import Records
 from packflow.typecheck import format_type
@@ -66,15 +66,11 @@ def _short_location(location: str) -> str:
 
 
 def _hints(info: FunctionInfo) -> dict[str, Any]:
-    func: Any = inspect.unwrap(info.func)
-    func = getattr(func, "__func__", func)
+    # The checker's own resolution, so the picture shows what was checked.
     try:
-        return typing.get_type_hints(func)
-    except Exception:
-        # An annotation that cannot be resolved is the checker's to report; here the raw
-        # annotation (often a string) is shown as written.
-        raw = getattr(func, "__annotations__", None)
-        return dict(raw) if isinstance(raw, dict) else {}
+        return resolve_hints(info, "stage")
+    except PackflowError:
+        return {}
 
 
 def _show(hints: dict[str, Any], name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from typing import Any, List  # noqa: UP035 - List is what the original docs' example uses
 
 import attrs
@@ -323,6 +324,25 @@ class _Echo(InferenceBackend):
 
 
 ECHO = _Echo()
+
+
+class _Counting(InferenceBackend):
+    initialized = 0
+
+    def initialize(self) -> None:
+        type(self).initialized += 1
+
+    def execute(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"verbose": self.config.verbose} for _ in inputs]
+
+
+def test_a_pickled_backend_is_rebuilt_with_its_config_and_initialized_again() -> None:
+    original = _Counting(verbose=True)
+    before = _Counting.initialized
+    copy = pickle.loads(pickle.dumps(original))
+    assert copy is not original
+    assert copy({"x": 1}) == {"verbose": True}
+    assert _Counting.initialized == before + 1
 
 
 # --------------------------------------------------------------------------- checking
