@@ -63,10 +63,6 @@ class _Bail(Exception):
     """Raised inside the compiled fast path to hand a row to the reference path."""
 
 
-# Everything the fast path may raise for a row it does not handle; such a row (or, for
-# numpy, the batch) is redone by the reference path, which is exact.
-_BAIL: Final = (_Bail, KeyError, TypeError, IndexError)
-
 # Values of these classes are never flattened, so the fast path need not look further.
 _SCALARS: Final = frozenset({int, float, str, bool, type(None), bytes})
 
@@ -398,29 +394,62 @@ def _read_path(container: Any, path: Path) -> Any:
     return container
 
 
-def _check_keys(plan: _Plan, index: int, record: dict[str, Any]) -> None:
-    """Report a key containing the delimiter on the way of a requested nested path."""
-    delimiter = plan.delimiter
+def _visited_dicts(plan: _Plan, record: dict[str, Any]) -> list[tuple[str, dict[Any, Any]]]:
+    """The dicts that the checked nested paths go through, each with its path's name."""
+    visited = []
     for name in plan.checked_paths:
-        path = plan.split(name)
         container: Any = record
-        for segment in (None, *path[:-1]):
+        for segment in (None, *plan.split(name)[:-1]):
             if segment is not None:
                 if segment not in container:
                     break
                 container = container[segment]
             if not isinstance(container, dict):
                 break
-            for key in container:
-                if isinstance(key, str) and delimiter in key:
-                    raise PreprocessorRuntimeError(
-                        f"record {index}: key {key!r} contains the delimiter "
-                        f"{delimiter!r}, so the nested path {name!r} is ambiguous; rename "
-                        f"the key, use flatten_nested_inputs=True to read flat keys, or set "
-                        f"ignore_delimiter_collisions=True",
-                        index=index,
-                        field=key,
-                    )
+            visited.append((name, container))
+    return visited
+
+
+def _check_keys(plan: _Plan, index: int, record: dict[str, Any]) -> None:
+    """Report a key containing the delimiter on the way of a requested nested path."""
+    delimiter = plan.delimiter
+    for name, container in _visited_dicts(plan, record):
+        for key in container:
+            if isinstance(key, str) and delimiter in key:
+                raise PreprocessorRuntimeError(
+                    f"record {index}: key {key!r} contains the delimiter "
+                    f"{delimiter!r}, so the nested path {name!r} is ambiguous; rename "
+                    f"the key, use flatten_nested_inputs=True to read flat keys, or set "
+                    f"ignore_delimiter_collisions=True",
+                    index=index,
+                    field=key,
+                )
+
+
+class _CleanKeys:
+    """Keys already seen not to contain the delimiter, for the fast path's check.
+
+    Checking every key of every visited dict for the delimiter costs a scan per record;
+    records of one schema share their keys, so the fast path instead asks whether all of
+    a dict's keys are known clean (one hash lookup per key, in C) and hands a row with
+    an unknown key to the reference path, which checks it and teaches its keys here.
+    Bounded so that records with ever-new keys cannot grow it without limit.
+    """
+
+    LIMIT: Final = 65_536
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.keys: set[Any] = set()
+
+    def learn(self, record: Any) -> None:
+        """Remember the keys of ``record``'s checked dicts (call after they passed)."""
+        if not self.plan.checked_paths or not isinstance(record, dict):
+            return
+        for _, container in _visited_dicts(self.plan, record):
+            if len(self.keys) >= self.LIMIT:
+                return
+            self.keys.update(container)
 
 
 def _pop_path(record: dict[str, Any], path: Path) -> Any:
@@ -554,28 +583,35 @@ class _Source:
             name = f"d{len(self.variables)}"
             self.variables[path] = name
             self.lines.append(f"{name} = {parent}[{path[-1]!r}]")
-            self.lines.append(f"if {name}.__class__ is not dict: raise _Bail")
         return self.variables[path]
+
+    def all_dicts(self) -> str:
+        """A test that every container read so far is a plain dict.
+
+        Deferred to one chained comparison before the row is built: a non-dict met
+        earlier either raises on the next lookup or is caught here, and either way the
+        row goes to the reference path.
+        """
+        return " is ".join(f"{name}.__class__" for name in self.variables.values()) + " is dict"
 
 
 def _fast_body(plan: _Plan, paths: Sequence[Path]) -> tuple[list[str], list[str]]:
     """Lines that check one row ``r`` and expressions that read each of ``paths``.
 
     Shared by the records and numpy loops. Everything the fast path cannot settle on
-    its own raises (``_Bail``, ``KeyError``, ``TypeError``) so that the reference path
+    its own raises (``_Bail``, or whatever a lookup raises) so that the reference path
     takes the row.
     """
     source = _Source()
-    source.lines.append("if r.__class__ is not dict: raise _Bail")
     delimiter = plan.delimiter
+    clean_tests = []
     if plan.checked_paths:
         parents = dict.fromkeys(
             path[:depth]
             for path in map(plan.split, plan.checked_paths)
             for depth in range(len(path))
         )
-        tests = [f"{delimiter!r} in _join({source.container(p)})" for p in parents]
-        source.lines.append(f"if {' or '.join(tests)}: raise _Bail")
+        clean_tests = [f"_clean({source.container(p)})" for p in parents]
     expressions = []
     for number, path in enumerate(paths):
         parent = source.container(path[:-1])
@@ -597,7 +633,8 @@ def _fast_body(plan: _Plan, paths: Sequence[Path]) -> tuple[list[str], list[str]
             expressions.append(value)
         else:
             expressions.append(read)
-    return source.lines, expressions
+    row_is_plain = " and ".join([source.all_dicts(), *clean_tests])
+    return [*source.lines, f"if not ({row_is_plain}): raise _Bail"], expressions
 
 
 def _nested_literal(plan: _Plan, expressions: Sequence[str]) -> str:
@@ -626,14 +663,14 @@ def _compile(source: str, name: str, namespace: dict[str, Any]) -> Callable[...,
     return function
 
 
-def _fast_namespace(plan: _Plan) -> dict[str, Any]:
-    separator = next(c for c in "\x00\x01\x02\n" if c not in plan.delimiter)
+def _fast_namespace(plan: _Plan, clean: _CleanKeys, slow: Callable[..., Any]) -> dict[str, Any]:
     lists = plan.flatten_lists
     return {
         "_Bail": _Bail,
         "_SCALARS": _SCALARS,
-        "_join": separator.join,
+        "_clean": clean.keys.issuperset,
         "_is_branch": lambda value: _is_branch(value, lists),
+        "_slow": slow,
     }
 
 
@@ -650,6 +687,7 @@ class _RecordsPreprocessor:
 
     def __init__(self, plan: _Plan) -> None:
         self.plan = plan
+        self._clean = _CleanKeys(plan)
         self._fast = self._compile_fast()
 
     def __call__(self, records: Records) -> Records:
@@ -660,7 +698,9 @@ class _RecordsPreprocessor:
         return [_reference_record(plan, index, record) for index, record in enumerate(records)]
 
     def _slow(self, index: int, record: Any) -> dict[str, Any]:
-        return _reference_record(self.plan, index, record)
+        out = _reference_record(self.plan, index, record)
+        self._clean.learn(record)
+        return out
 
     def _compile_fast(self) -> Callable[[Records], Records] | None:
         plan = self.plan
@@ -684,13 +724,12 @@ class _RecordsPreprocessor:
             "        try:\n"
             f"{_indent(lines, 3)}"
             f"            append({output})\n"
-            "        except _BAIL:\n"
+            # Whatever the fast path trips on, the reference path redoes the row exactly.
+            "        except Exception:\n"
             "            append(_slow(len(out), r))\n"
             "    return out\n"
         )
-        namespace = _fast_namespace(plan)
-        namespace.update({"_BAIL": _BAIL, "_slow": self._slow})
-        return _compile(source, "_select", namespace)
+        return _compile(source, "_select", _fast_namespace(plan, self._clean, self._slow))
 
 
 class _NumpyPreprocessor:
@@ -699,34 +738,31 @@ class _NumpyPreprocessor:
     def __init__(self, plan: _Plan, dtype: np.dtype[Any] | None) -> None:
         self.plan = plan
         self.dtype = dtype
+        self._clean = _CleanKeys(plan)
         self._fast = self._compile_fast()
 
     def __call__(self, records: Records) -> npt.NDArray[Any]:
         width = len(self.plan.features)
         if not records:
             return np.empty((0, width), dtype=self.dtype or np.float64)
-        values: list[Any] | None = None
         if self._fast is not None:
-            try:
-                values = self._fast(records)
-            except _BAIL:
-                values = None
-        if values is None:
-            values = self._reference(records)
+            values: list[Any] = self._fast(records)
+        else:
+            values = []
+            for index, record in enumerate(records):
+                values.extend(self._row(index, record))
         return self._to_array(records, values)
 
-    def _reference(self, records: Records) -> list[Any]:
-        plan = self.plan
-        values: list[Any] = []
-        for index, record in enumerate(records):
-            row = _reference_values(plan, index, record)
-            for feature, value in zip(plan.features, row, strict=True):
-                if value is MISSING:
-                    raise PreprocessorRuntimeError(
-                        f"record {index} has no feature {feature!r}", index=index, field=feature
-                    )
-            values.extend(row)
-        return values
+    def _row(self, index: int, record: Any) -> list[Any]:
+        """The reference path for one row: its values, or the error naming the feature."""
+        row = _reference_values(self.plan, index, record)
+        for feature, value in zip(self.plan.features, row, strict=True):
+            if value is MISSING:
+                raise PreprocessorRuntimeError(
+                    f"record {index} has no feature {feature!r}", index=index, field=feature
+                )
+        self._clean.learn(record)
+        return row
 
     def _compile_fast(self) -> Callable[[Records], list[Any]] | None:
         plan = self.plan
@@ -738,16 +774,24 @@ class _NumpyPreprocessor:
             "    values = []\n"
             "    extend = values.extend\n"
             "    for r in records:\n"
-            f"{_indent(lines, 2)}"
-            f"        extend(({', '.join(expressions)},))\n"
+            "        try:\n"
+            f"{_indent(lines, 3)}"
+            f"            extend(({', '.join(expressions)},))\n"
+            "        except Exception:\n"
+            f"            extend(_slow(len(values) // {len(plan.features)}, r))\n"
             "    return values\n"
         )
-        return _compile(source, "_columns", _fast_namespace(plan))
+        return _compile(source, "_columns", _fast_namespace(plan, self._clean, self._row))
 
     def _to_array(self, records: Records, values: list[Any]) -> npt.NDArray[Any]:
         shape = (len(records), len(self.plan.features))
         try:
-            array = np.array(values, dtype=self.dtype)
+            if self.dtype is not None and self.dtype.kind in "biufc":
+                # Faster than np.array for a known numeric dtype; a sequence among the
+                # values fails here too, so the shape check below stays valid.
+                array = np.fromiter(values, dtype=self.dtype, count=len(values))
+            else:
+                array = np.array(values, dtype=self.dtype)
         except (ValueError, TypeError, OverflowError) as exc:
             raise self._bad_value(values, shape, str(exc)) from exc
         if array.ndim != 1:

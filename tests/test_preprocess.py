@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import OrderedDict
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -683,3 +685,32 @@ def test_flatten_with_keys_containing_the_delimiter_matches_a_model(
         assert (caught.value.index, caught.value.field) == error
     else:
         assert preprocessor(records) == expected
+
+
+# --- fast path and reference path agree ---------------------------------------------------
+
+
+def test_a_bad_key_is_reported_after_many_clean_batches() -> None:
+    preprocessor = build_preprocessor(BackendConfig(feature_names=["a.b"]))
+    for _ in range(3):
+        assert preprocessor([{"a": {"b": 1}, "c": 2}] * 5) == [{"a": {"b": 1}}] * 5
+    with pytest.raises(PreprocessorRuntimeError) as caught:
+        preprocessor([{"a": {"b": 1}, "c": 2}, {"a": {"b": 1, "x.y": 3}, "c": 2}])
+    assert (caught.value.index, caught.value.field) == (1, "x.y")
+
+
+def test_dict_subclasses_are_read_like_dicts() -> None:
+    records = [OrderedDict(a=OrderedDict(b=1), c=2)]
+    assert preprocess(records, feature_names=["a.b", "c"]) == [{"a": {"b": 1}, "c": 2}]
+    assert preprocess(records, flatten_nested_inputs=True) == [{"a.b": 1, "c": 2}]
+
+
+def test_nested_paths_go_through_dicts_only() -> None:
+    records = [{"a": MappingProxyType({"b": 1})}, {"a": {"b": 2}}]
+    assert preprocess(records, feature_names=["a.b"]) == [{}, {"a": {"b": 2}}]
+
+
+def test_numpy_reads_rows_the_fast_path_hands_over() -> None:
+    records = [{"a": 1.0, "n": {"b": 2.0}}, {"a": 3.0, "n": OrderedDict(b=4.0)}]
+    array = to_array(records, feature_names=["a", "n.b"], numpy_dtype="float64")
+    assert array.tolist() == [[1.0, 2.0], [3.0, 4.0]]
