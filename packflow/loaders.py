@@ -230,7 +230,8 @@ class InferenceBackendLoader:
         try:
             project = read_project_config(root)
         except ConfigError as exc:
-            raise InferenceBackendLoadError(f"cannot load the project at {root}: {exc}") from exc
+            # The ConfigError already names the folder or file and what is wrong with it.
+            raise InferenceBackendLoadError(str(exc)) from exc
         spec = project.runtime.inference_backend
         loader: InferenceBackendLoader
         if project.runtime.loader == "module":
