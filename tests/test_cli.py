@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import packflow
 from packflow.cli import main
 from packflow.project import create_project
 
+# The console script installed next to this interpreter (a venv's bin folder), else on PATH.
 SCRIPT = Path(sys.executable).parent / "packflow"
+if not SCRIPT.exists():
+    SCRIPT = Path(shutil.which("packflow") or SCRIPT)
 
 
 @pytest.fixture(autouse=True)
@@ -363,6 +370,38 @@ def test_run_writes_one_output_line_per_input_line_in_order(
     assert main(["run", "demo", "--input", "in.jsonl", "--batch-size", "3"]) == 0
     out = capsys.readouterr().out
     assert [json.loads(line) for line in out.splitlines()] == [{"y": 2 * i} for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def doubler_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = create_project("doubler", tmp_path_factory.mktemp("projects"))
+    (folder / "inference.py").write_text(textwrap.dedent(DOUBLER))
+    return folder
+
+
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.integers(-1000, 1000).map(lambda x: json.dumps({"x": x})),
+            st.sampled_from(["{", "[1]", '"text"', "{'x': 1}", "null"]),
+        ),
+        max_size=12,
+    ),
+    batch_size=st.integers(1, 5),
+)
+@settings(max_examples=30, deadline=None)
+def test_run_keeps_input_order_and_skips_exactly_the_bad_lines(
+    doubler_project: Path, lines: list[str], batch_size: int
+) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        source = write_lines(Path(scratch) / "in.jsonl", lines)
+        target = Path(scratch) / "out.jsonl"
+        files = ["--input", str(source), "--output", str(target)]
+        code = main(["run", str(doubler_project), *files, "--batch-size", str(batch_size)])
+        outputs = [json.loads(line) for line in target.read_text().splitlines()]
+    good = [json.loads(line)["x"] for line in lines if line.startswith('{"x"')]
+    assert outputs == [{"y": 2 * x} for x in good]
+    assert code == (0 if len(good) == len(lines) else 1)
 
 
 def test_run_reads_stdin_and_writes_a_file(tmp_path: Path) -> None:
