@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
+from pathlib import Path
 from typing import Any, List  # noqa: UP035 - List is what the original docs' example uses
 
 import attrs
@@ -126,6 +128,17 @@ def test_a_missing_required_config_field_is_a_config_error() -> None:
 def test_an_unknown_config_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="verbos"):
         CustomBackend(output_class_names=["a"], verbos=True)
+
+
+def test_the_override_file_wins_over_keyword_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    override = tmp_path / "config.json"
+    override.write_text(json.dumps({"configs": {"output_class_names": ["from_file"]}}))
+    monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(override))
+    backend = CustomBackend(output_class_names=["from_kwargs"], verbose=True)
+    assert backend.config.output_class_names == ["from_file"]
+    assert backend.config.verbose is True
 
 
 # --------------------------------------------------------------------------- definition
