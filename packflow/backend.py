@@ -138,7 +138,8 @@ class InferenceBackend:
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by reference to the class plus the config it was made with, so that a
         # copy in another process (a Ray or multiprocessing worker) is constructed anew
-        # there: config resolved and initialize() run once per worker.
+        # there: config resolved and initialize() run once per worker. A subclass whose
+        # __init__ takes arguments of its own defines its own __reduce__.
         return (_rebuild, (type(self), dict(self._packflow_overrides)))
 
     def __repr__(self) -> str:
@@ -176,7 +177,10 @@ class InferenceBackend:
         StageError
             When a method raises; the original exception is chained.
         """
-        return self._runtime()(inputs)
+        runtime = self._packflow_runtime
+        if runtime is None:  # the hot path stays one attribute read and one call
+            runtime = self._runtime()
+        return runtime(inputs)
 
     def validate(self, sample: Any) -> Any:
         """Run ``sample`` and check that the outputs are JSON-ready records.
