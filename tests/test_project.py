@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 import zipfile
@@ -437,3 +438,60 @@ def test_export_refuses_a_project_with_validation_errors(tmp_path: Path) -> None
         export_project(folder, tmp_path / "dist")
     assert "RuntimeError: broken" in str(info.value.problems[0])
     assert not (tmp_path / "dist" / "demo-0.1.0.zip").exists()
+
+
+SEGMENTS = st.sampled_from(["a", "b", "d", "*", "a*", "?", "*.txt", "**", "[ab]", "x.py"])
+PATTERNS = st.builds(
+    lambda negate, anchor, segments, trailing: (
+        ("!" if negate else "")
+        + ("/" if anchor else "")
+        + "/".join(segments)
+        + ("/" if trailing else "")
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.lists(SEGMENTS, min_size=1, max_size=3),
+    st.booleans(),
+)
+TREE = st.lists(
+    st.builds(
+        lambda dirs, name: "/".join([*dirs, name]),
+        st.lists(st.sampled_from(["a", "b", "d"]), max_size=2),
+        st.sampled_from(["a.txt", "b.txt", "x.py", "ab", "c.md"]),
+    ),
+    min_size=1,
+    max_size=8,
+    unique=True,
+)
+
+
+@given(
+    tree=TREE,
+    root_rules=st.lists(PATTERNS, max_size=4),
+    nested_rules=st.lists(PATTERNS, max_size=2),
+)
+@settings(max_examples=40, deadline=None)
+def test_gitignore_handling_agrees_with_git(
+    tmp_path_factory: pytest.TempPathFactory,
+    tree: list[str],
+    root_rules: list[str],
+    nested_rules: list[str],
+) -> None:
+    folder = tmp_path_factory.mktemp("repo")
+    files = [f for f in tree if not any(f.startswith(other + "/") for other in tree)]
+    for relpath in files:
+        (folder / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relpath).write_text("x")
+    (folder / ".gitignore").write_text("\n".join(root_rules) + "\n")
+    if (folder / "a").is_dir():
+        (folder / "a" / ".gitignore").write_text("\n".join(nested_rules) + "\n")
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "-z"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    expected = sorted(name for name in listed.split("\0") if name)
+    assert list_project_files(folder) == expected
