@@ -26,6 +26,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import attrs
 import numpy as np
 
 from packflow.config import BackendConfig
@@ -167,10 +168,29 @@ def numpy_float64() -> tuple[BackendConfig, Callable[[Records], Any]]:
     return config, baseline
 
 
-WORKLOADS = {
+def without_collision_check(
+    workload: Callable[[], tuple[BackendConfig, Callable[[Records], Any]]],
+) -> Callable[[], tuple[BackendConfig, Callable[[Records], Any]]]:
+    def variant() -> tuple[BackendConfig, Callable[[Records], Any]]:
+        config, baseline = workload()
+        return attrs.evolve(config, ignore_delimiter_collisions=True), baseline
+
+    return variant
+
+
+#: label -> (workload, target records/s or None for a row shown for information only)
+WORKLOADS: dict[str, tuple[Callable[[], Any], int | None]] = {
     "records: flatten + 5 features + 2 renames": (flatten_select_rename, 600_000),
     "records: 5 nested paths, no flatten, collision check on": (nested_paths, 400_000),
     "numpy: 10 features (3 nested) to float64": (numpy_float64, 800_000),
+    "  (info) records: 5 nested paths, collision check off": (
+        without_collision_check(nested_paths),
+        None,
+    ),
+    "  (info) numpy: 10 features (3 nested), collision check off": (
+        without_collision_check(numpy_float64),
+        None,
+    ),
 }
 
 
@@ -206,9 +226,10 @@ def main() -> int:
             theirs = args.records / median_seconds(run_theirs, args.repeats, collect)
             figures.append(f"{ours:12,.0f} {theirs:12,.0f} {ours / theirs:6.2f}")
             if not collect:
-                met = ours >= target
-        missed += not met
-        print(f"{label:58} {' '.join(figures)} {target:9,} {'met' if met else 'MISSED'}")
+                fast_enough = target is None or ours >= target
+        missed += not fast_enough
+        verdict = "" if target is None else f"{target:9,} {'met' if fast_enough else 'MISSED'}"
+        print(f"{label:58} {' '.join(figures)} {verdict}")
     return 1 if missed else 0
 
 
