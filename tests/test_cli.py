@@ -266,6 +266,48 @@ def test_check_shows_the_numpy_preprocessor_output_on_its_edge(
     assert "-> NDArray[float64]" in out
 
 
+NUMPY_MATH = """
+    from packflow.backend import InferenceBackend
+
+
+    class NumpyMath(InferenceBackend):
+        def initialize(self):
+            raise RuntimeError("only run and validate build the backend")
+
+        def execute(self, inputs):
+            return inputs.mean(axis=1)
+
+        def transform_outputs(self, outputs):
+            return [{"mean": v} for v in outputs.tolist()]
+"""
+
+
+def test_check_reads_a_class_backend_without_initializing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_project(tmp_path, NUMPY_MATH)
+    text = (folder / "packflow.yaml").read_text().replace("inference:pipe", "inference:NumpyMath")
+    (folder / "packflow.yaml").write_text(text)
+    assert main(["check", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "[execute `execute`]" in out
+    assert "[transform_outputs `transform_outputs`]" in out
+
+
+def test_run_serves_a_class_backend_with_its_project_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_project(tmp_path, NUMPY_MATH.replace("raise RuntimeError", "self.logger.info"))
+    text = (folder / "packflow.yaml").read_text().replace("inference:pipe", "inference:NumpyMath")
+    text = text.replace(
+        "backend_config: {}", "backend_config:\n  input_format: numpy\n  feature_names: [a, b]"
+    )
+    (folder / "packflow.yaml").write_text(text)
+    write_lines(tmp_path / "in.jsonl", ['{"a": 1, "b": 3}', '{"a": 2, "b": 2, "c": 9}'])
+    assert main(["run", "demo", "--input", "in.jsonl"]) == 0
+    assert capsys.readouterr().out == '{"mean": 2.0}\n{"mean": 2.0}\n'
+
+
 def test_check_accepts_a_module_attribute_spec(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
