@@ -37,6 +37,7 @@ __all__ = [
     "LoadedBackend",
     "LocalLoader",
     "ModuleLoader",
+    "ProjectLoader",
     "load",
     "loader_for_spec",
 ]
