@@ -674,6 +674,20 @@ def _fast_namespace(plan: _Plan, clean: _CleanKeys, slow: Callable[..., Any]) ->
     }
 
 
+def _describe_plan(plan: _Plan) -> str:
+    parts = [
+        f"{name}={value!r}"
+        for name, value in (
+            ("rename_fields", dict(plan.rename)),
+            ("feature_names", list(plan.features)),
+        )
+        if value
+    ]
+    if plan.flatten:
+        parts.append(f"flatten (lists={plan.flatten_lists}, delimiter={plan.delimiter!r})")
+    return " ".join(parts)
+
+
 def _indent(lines: Sequence[str], depth: int) -> str:
     return "".join(f"{'    ' * depth}{line}\n" for line in lines)
 
@@ -689,6 +703,13 @@ class _RecordsPreprocessor:
         self.plan = plan
         self._clean = _CleanKeys(plan)
         self._fast = self._compile_fast()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The compiled loop cannot be pickled; the plan can, and rebuilds it.
+        return (type(self), (self.plan,))
+
+    def __repr__(self) -> str:
+        return f"<records preprocessor {_describe_plan(self.plan)}>"
 
     def __call__(self, records: Records) -> Records:
         if self._fast is not None:
@@ -740,6 +761,12 @@ class _NumpyPreprocessor:
         self.dtype = dtype
         self._clean = _CleanKeys(plan)
         self._fast = self._compile_fast()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.plan, self.dtype))
+
+    def __repr__(self) -> str:
+        return f"<numpy preprocessor dtype={self.dtype} {_describe_plan(self.plan)}>"
 
     def __call__(self, records: Records) -> npt.NDArray[Any]:
         width = len(self.plan.features)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import pickle
 from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any
@@ -714,3 +715,19 @@ def test_numpy_reads_rows_the_fast_path_hands_over() -> None:
     records = [{"a": 1.0, "n": {"b": 2.0}}, {"a": 3.0, "n": OrderedDict(b=4.0)}]
     array = to_array(records, feature_names=["a", "n.b"], numpy_dtype="float64")
     assert array.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"feature_names": ["a.b", "c"]},
+        {"rename_fields": {"c": "d"}, "flatten_nested_inputs": True},
+        {"input_format": "numpy", "feature_names": ["a.b", "c"], "numpy_dtype": "float64"},
+    ],
+)
+def test_preprocessors_survive_pickling(options: dict[str, Any]) -> None:
+    preprocessor = build_preprocessor(BackendConfig(**options))
+    restored = pickle.loads(pickle.dumps(preprocessor))
+    records = [{"a": {"b": 1.0}, "c": 2.0}]
+    assert repr(restored) == repr(preprocessor)
+    assert np.array_equal(restored(records), preprocessor(records))
