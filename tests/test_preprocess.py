@@ -594,7 +594,7 @@ configs = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(records=records_strategy, config=configs, numpy=st.booleans())
 def test_no_input_is_ever_mutated(records: Records, config: BackendConfig, numpy: bool) -> None:
     if numpy:
@@ -648,7 +648,7 @@ def flat_sources(record: dict[str, Any]) -> dict[str, list[Any]]:
     return sources
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     records=dotted_records,
     features=st.lists(st.sampled_from(["a", "a.b", "a.b.a", "b.a.b", "r"]), unique=True),
@@ -731,3 +731,64 @@ def test_preprocessors_survive_pickling(options: dict[str, Any]) -> None:
     records = [{"a": {"b": 1.0}, "c": 2.0}]
     assert repr(restored) == repr(preprocessor)
     assert np.array_equal(restored(records), preprocessor(records))
+
+
+def first_dotted_key(record: dict[str, Any], names: list[str]) -> str | None:
+    """The key the collision check reports: along each nested name, top down."""
+    for name in names:
+        container: Any = record
+        for segment in [None, *name.split(".")[:-1]]:
+            if segment is not None:
+                if segment not in container:
+                    break
+                container = container[segment]
+            if not isinstance(container, dict):
+                break
+            for key in container:
+                if "." in key:
+                    return str(key)
+    return None
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    warmup=dotted_records,
+    records=dotted_records,
+    features=st.lists(st.sampled_from(["a", "b", "a.b", "b.a", "a.a.b", "b.b"]), unique=True),
+)
+def test_nested_paths_report_dotted_keys_like_a_model(
+    warmup: Records, records: Records, features: list[str]
+) -> None:
+    assume(features and is_prefix_free(features))
+    preprocessor = build_preprocessor(BackendConfig(feature_names=features))
+    with contextlib.suppress(PreprocessorRuntimeError):
+        preprocessor(warmup)  # teaches the fast path some keys first
+    nested = [f for f in features if "." in f]
+    expected_error = next(
+        (
+            (index, key)
+            for index, record in enumerate(records)
+            if (key := first_dotted_key(record, nested)) is not None
+        ),
+        None,
+    )
+    if expected_error is None:
+        expected = []
+        for record in records:
+            row: dict[str, Any] = {}
+            for name in features:
+                try:
+                    value = read_nested(record, name.split("."))
+                except KeyError:
+                    continue
+                node = row
+                path = name.split(".")
+                for key in path[:-1]:
+                    node = node.setdefault(key, {})
+                node[path[-1]] = value
+            expected.append(row)
+        assert preprocessor(records) == expected
+    else:
+        with pytest.raises(PreprocessorRuntimeError) as caught:
+            preprocessor(records)
+        assert (caught.value.index, caught.value.field) == expected_error
