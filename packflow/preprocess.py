@@ -363,6 +363,38 @@ def _collision(plan: _Plan, index: int, name: str) -> PreprocessorRuntimeError:
 
 
 def _flatten(plan: _Plan, index: int, record: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one record into delimiter-joined keys."""
+    flat: dict[str, Any] = {}
+    leaves = _flatten_into(flat, "", record, plan.delimiter, plan.flatten_lists)
+    if leaves == len(flat):
+        return flat
+    # Fewer keys than leaves: two key paths gave one key. Redo it carefully, to report
+    # the collision or, when collisions are ignored, keep the most nested value.
+    return _flatten_carefully(plan, index, record)
+
+
+def _flatten_into(
+    flat: dict[str, Any], prefix: str, mapping: dict[Any, Any], delimiter: str, lists: bool
+) -> int:
+    """Write the leaves under ``mapping`` into ``flat``; return how many there were."""
+    leaves = 0
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if value.__class__ not in _SCALARS:
+            if isinstance(value, dict) and value:
+                leaves += _flatten_into(flat, name + delimiter, value, delimiter, lists)
+                continue
+            if lists and isinstance(value, list) and value:
+                leaves += _flatten_into(
+                    flat, name + delimiter, dict(enumerate(value)), delimiter, lists
+                )
+                continue
+        flat[name] = value
+        leaves += 1
+    return leaves
+
+
+def _flatten_carefully(plan: _Plan, index: int, record: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     delimiter = plan.delimiter
     lists = plan.flatten_lists
