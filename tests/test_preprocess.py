@@ -6,6 +6,7 @@ import contextlib
 import copy
 import pickle
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any
 
@@ -792,3 +793,19 @@ def test_nested_paths_report_dotted_keys_like_a_model(
         with pytest.raises(PreprocessorRuntimeError) as caught:
             preprocessor(records)
         assert (caught.value.index, caught.value.field) == expected_error
+
+
+def test_one_preprocessor_serves_several_threads_at_once() -> None:
+    preprocessor = build_preprocessor(BackendConfig(feature_names=["a.b", "c"]))
+
+    def batch(seed: int) -> Records:
+        # Every thread brings new keys, so the threads also teach the fast path at once.
+        return [{"a": {"b": i, f"k{seed}_{i}": 0}, "c": seed, f"t{seed}": 1} for i in range(200)]
+
+    def run(seed: int) -> bool:
+        records = batch(seed)
+        expected = [{"a": {"b": i}, "c": seed} for i in range(200)]
+        return all(preprocessor(records) == expected for _ in range(5))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(run, range(16)))
