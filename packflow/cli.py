@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -264,10 +264,6 @@ def _input_path(given: str, project: Path | None) -> Path:
     return inside if inside.exists() else path
 
 
-def _read_lines(stream: IO[str]) -> Iterator[str]:
-    yield from stream
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -290,9 +286,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             sink.write(text + "\n")
 
         progress = _Progress(sys.stderr)
-        written, failed = _run_lines(
-            backend, _read_lines(source), write, args.batch_size, _err, progress
-        )
+        written, failed = _run_lines(backend, source, write, args.batch_size, _err, progress)
         sink.flush()
     total = written + len(failed)
     if failed:
