@@ -798,6 +798,9 @@ class _IgnoreRule:
 
 
 def _glob_to_regex(pattern: str) -> str:
+    if pattern == "**":
+        # "/**" (anchored, everything below the .gitignore's folder) once "/" is gone.
+        return ".*"
     out: list[str] = []
     i = 0
     n = len(pattern)
