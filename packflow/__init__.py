@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from packflow.backend import InferenceBackend
 from packflow.config import BackendConfig, InputFormat
 from packflow.exceptions import (
     ConfigError,
@@ -19,6 +20,7 @@ from packflow.exceptions import (
     StageError,
     UnknownPreprocessorError,
 )
+from packflow.loaders import load
 from packflow.metrics import Metrics
 from packflow.outputs import ensure_native_types, ensure_valid_output
 from packflow.pipeline import Pipeline
@@ -34,6 +36,7 @@ __all__ = [
     "BackendConfig",
     "BuiltPipeline",
     "ConfigError",
+    "InferenceBackend",
     "InferenceBackendInitializationError",
     "InferenceBackendLoadError",
     "InferenceBackendRuntimeError",
@@ -52,4 +55,5 @@ __all__ = [
     "__version__",
     "ensure_native_types",
     "ensure_valid_output",
+    "load",
 ]

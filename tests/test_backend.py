@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from packflow import (
     BackendConfig,
     ConfigError,
+    InferenceBackend,
     InferenceBackendInitializationError,
     InferenceBackendRuntimeError,
     InferenceBackendValidationError,
@@ -25,7 +26,7 @@ from packflow import (
     PipelineTypeError,
     StageError,
 )
-from packflow.backend import InferenceBackend, check_backend
+from packflow.backend import check_backend
 
 
 @pytest.fixture(autouse=True)
