@@ -15,17 +15,11 @@ import enum
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
-from cattrs.cols import (
-    is_mapping,
-    is_sequence,
-    list_structure_factory,
-    mapping_structure_factory,
-)
 from cattrs.errors import (
     AttributeValidationNote,
     ForbiddenExtraKeysError,
@@ -185,7 +179,7 @@ def resolve_config(
             )
     known = {key: value for key, value in values.items() if key in fields}
     try:
-        config = cast(C, _strict_converter().structure(known, model))
+        config = cast(C, converter.structure(known, model))
     except cattrs.BaseValidationError as exc:
         for where, message in _walk(exc, ()):
             name = str(where[0]) if where else ""
@@ -294,76 +288,6 @@ def _json_type(value: Any) -> str:
 
 
 # --- strict structuring -------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _strict_bool(value: Any, _: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise TypeError(f"expected bool, got {_describe(value)}")
-
-
-def _strict_int(value: Any, _: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise TypeError(f"expected int, got {_describe(value)}")
-
-
-def _strict_float(value: Any, _: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(f"expected float, got {_describe(value)}")
-
-
-def _strict_str(value: Any, _: Any) -> str:
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"expected str, got {_describe(value)}")
-
-
-def _checked_sequence(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    inner = list_structure_factory(tp, conv)
-
-    def structure(value: Any, cl: Any) -> Any:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"expected a list, got {_describe(value)}")
-        return inner(value, cl)
-
-    return structure
-
-
-def _checked_mapping(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    inner = mapping_structure_factory(tp, conv)
-
-    def structure(value: Any, cl: Any) -> Any:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a mapping (JSON object), got {_describe(value)}")
-        return inner(value, cl)
-
-    return structure
-
-
-def _strict_converter() -> cattrs.Converter:
-    """A copy of the package converter whose scalar and container hooks never coerce.
-
-    Copied on each resolution so that hooks registered on the package converter since
-    import (e.g. for a custom config's field types) are honoured. Resolution happens at
-    build time, not per call, so the copy's cost does not matter.
-    """
-    strict = converter.copy()
-    strict.register_structure_hook(bool, _strict_bool)
-    strict.register_structure_hook(int, _strict_int)
-    strict.register_structure_hook(float, _strict_float)
-    strict.register_structure_hook(str, _strict_str)
-    strict.register_structure_hook_factory(is_sequence, _checked_sequence)
-    strict.register_structure_hook_factory(is_mapping, _checked_mapping)
-    return strict
 
 
 # --- reading cattrs' exception groups -----------------------------------------------

@@ -174,7 +174,9 @@ def _first_failure(exc: BaseException, record: Any) -> tuple[str | None, str]:
         parts.append(f"expected {format_type(expected)}")
     if value is not _MISSING:
         parts.append(f"got {type(value).__name__} {value!r}")
-    return _join(path), f"{', '.join(parts) or 'invalid value'} ({exc})"
+    summary = ", ".join(parts) or "invalid value"
+    detail = str(exc)
+    return _join(path), summary if detail == summary else f"{summary} ({detail})"
 
 
 _MISSING = object()

@@ -76,9 +76,15 @@ def test_wrong_value_names_the_record_index_and_field() -> None:
     assert caught.value.index == 1
     assert caught.value.field == "age"
     assert str(caught.value) == (
-        "record 1, field 'age': does not fit Person: expected int, got str 'old' "
-        "(invalid literal for int() with base 10: 'old')"
+        "record 1, field 'age': does not fit Person: expected int, got str 'old'"
     )
+
+
+def test_a_numeric_string_is_not_coerced_into_an_int_field() -> None:
+    with pytest.raises(PreprocessorRuntimeError) as caught:
+        structure_records([{"name": "ada", "age": "36"}], Person)
+    assert caught.value.index == 0
+    assert caught.value.field == "age"
 
 
 def test_missing_field_names_the_record_index_and_field() -> None:
