@@ -11,8 +11,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import attrs
-
 from packflow.checker import check_graph, raise_for_problems
 from packflow.config import BackendConfig, resolve_config
 from packflow.exceptions import (
@@ -80,10 +78,12 @@ class Pipeline:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise PipelineDefinitionError(f"a pipeline needs a non-empty name, got {name!r}")
+        # attrs.has() is also true for an undecorated subclass of an attrs class, whose
+        # own field declarations attrs would silently ignore: ask for the class's own.
         if not (
             isinstance(config_model, type)
-            and attrs.has(config_model)
             and issubclass(config_model, BackendConfig)
+            and "__attrs_attrs__" in config_model.__dict__
         ):
             raise ConfigError(
                 f"pipeline {name!r}: config_model must be an attrs subclass of "

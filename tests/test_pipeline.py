@@ -715,3 +715,12 @@ def test_a_parameter_with_a_default_is_injected_when_a_resource_has_its_name() -
         return [{"above": r["x"] > threshold} for r in records]
 
     assert pipe({"x": 0.2}) == {"above": True}
+
+
+def test_an_undecorated_config_subclass_is_refused_instead_of_dropping_its_fields() -> None:
+    class Undecorated(BackendConfig):
+        threshold: float = 0.5
+
+    with pytest.raises(ConfigError) as info:
+        Pipeline("undecorated", config_model=Undecorated)
+    assert info.value.field == "config_model"
