@@ -7,6 +7,9 @@ Data moves one way: definition (``Pipeline`` + decorators) -> checked graph
 from __future__ import annotations
 
 import difflib
+import importlib
+import pickle
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -99,6 +102,28 @@ class Pipeline:
         self._stages: dict[StageKind, FunctionInfo] = {}
         self._default: BuiltPipeline | None = None
         self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by reference, like a function: the module and the name it is bound to,
+        # so that a worker process imports the same definition (and builds its own
+        # instance) instead of receiving a copy of registries, locks and resources.
+        module_name, attribute = self._reference()
+        return (_import_pipeline, (module_name, attribute))
+
+    def _reference(self) -> tuple[str, str]:
+        modules = {info.func.__module__ for info in self._all_functions()}
+        for module_name in sorted(m for m in modules if m):
+            module = sys.modules.get(module_name)
+            for attribute, value in vars(module or object()).items():
+                if value is self:
+                    return module_name, attribute
+        raise pickle.PicklingError(
+            f"pipeline {self.name!r} cannot be pickled by reference: it is not a global "
+            "of the module that defines its functions; define it at module level"
+        )
+
+    def _all_functions(self) -> list[FunctionInfo]:
+        return [*self._initializers.values(), *self._stages.values()]
 
     def __repr__(self) -> str:
         parts = [f"{kind.value} `{self._stages[kind].name}`" for kind in self._ordered_kinds()]
@@ -372,6 +397,16 @@ class Pipeline:
                 "call the pipeline first"
             )
         return instance.get_metrics()
+
+
+def _import_pipeline(module_name: str, attribute: str) -> Pipeline:
+    module = importlib.import_module(module_name)
+    pipeline = getattr(module, attribute)
+    if not isinstance(pipeline, Pipeline):
+        raise pickle.UnpicklingError(
+            f"{module_name}.{attribute} is {type(pipeline).__name__}, not a Pipeline"
+        )
+    return pipeline
 
 
 def _odd_parameter_problems(role: str, info: FunctionInfo) -> list[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
+import pickle
 import threading
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -724,3 +727,27 @@ def test_an_undecorated_config_subclass_is_refused_instead_of_dropping_its_field
     with pytest.raises(ConfigError) as info:
         Pipeline("undecorated", config_model=Undecorated)
     assert info.value.field == "config_model"
+
+
+def test_a_module_level_pipeline_pickles_by_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "picklable_pipeline.py").write_text(
+        "from packflow import Pipeline\n"
+        "pipe = Pipeline('picklable')\n"
+        "@pipe.execute\n"
+        "def predict(records):\n"
+        "    return [{'n': len(r)} for r in records]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("picklable_pipeline")
+    copy = pickle.loads(pickle.dumps(module.pipe))
+    assert copy is module.pipe
+    assert copy({"a": 1}) == {"n": 1}
+
+
+def test_a_pipeline_that_is_not_a_module_global_refuses_to_pickle() -> None:
+    pipe = Pipeline("local")
+    pipe.add_execute(echo)
+    with pytest.raises(pickle.PicklingError, match="module level"):
+        pickle.dumps(pipe)
