@@ -20,6 +20,7 @@ callers treat it as compatible and log the note. It never raises on a strange ty
 
 from __future__ import annotations
 
+import builtins
 import collections
 import collections.abc as cabc
 import contextlib
@@ -131,7 +132,7 @@ class _UnionT(_Node):
         others = [str(m) for m in self.members if not isinstance(m, _LiteralT)]
         parts = []
         if literals:
-            parts.append(f"Literal[{', '.join(repr(m.value) for m in literals)}]")
+            parts.append(f"Literal[{', '.join(_literal_repr(m.value) for m in literals)}]")
         # None reads best last, as in ``int | None``.
         parts.extend(sorted(others, key=lambda s: s == "None"))
         return " | ".join(parts)
@@ -144,7 +145,14 @@ class _LiteralT(_Node):
     raw: Any = attrs.field(default=None, eq=False)
 
     def __str__(self) -> str:
-        return f"Literal[{self.value!r}]"
+        return f"Literal[{_literal_repr(self.value)}]"
+
+
+def _literal_repr(value: Any) -> str:
+    # As written in the annotation: ``Literal[Color.RED]``, not ``<Color.RED: 1>``.
+    if isinstance(value, enum.Enum):
+        return f"{_class_name(type(value))}.{value.name}"
+    return repr(value)
 
 
 @attrs.frozen
@@ -223,6 +231,8 @@ class _UnknownT(_Node):
 def _fallback_repr(tp: Any) -> str:
     if isinstance(tp, str):
         return tp
+    if isinstance(tp, typing.ForwardRef):
+        return tp.__forward_arg__
     if isinstance(tp, type):
         return _class_name(tp)
     text = repr(tp)
@@ -236,7 +246,11 @@ def _class_name(cls: Any) -> str:
     if name is None:
         return _fallback_repr(cls)
     # Reports are read next to the code, where a local class's qualname carries noise.
-    return str(name).rsplit("<locals>.", 1)[-1]
+    short = str(name).rsplit("<locals>.", 1)[-1]
+    if hasattr(builtins, short) and getattr(builtins, short) is not cls:
+        # numpy.bool is not bool: a report must not read "bool is not bool".
+        return f"{getattr(cls, '__module__', '?')}.{short}"
+    return short
 
 
 def _to_annotation(node: _Node) -> Any:
@@ -625,7 +639,12 @@ def _prefix(verdict: Verdict, where: str) -> Verdict:
 
 
 def _is_not(produced: _Node, consumed: _Node) -> Verdict:
-    return _fail(f"{produced} is not {consumed}")
+    mine, theirs = str(produced), str(consumed)
+    if mine == theirs and isinstance(produced, _ClsT) and isinstance(consumed, _ClsT):
+        # Two classes of the same name from different modules.
+        mine = f"{getattr(produced.origin, '__module__', '?')}.{mine}"
+        theirs = f"{getattr(consumed.origin, '__module__', '?')}.{theirs}"
+    return _fail(f"{mine} is not {theirs}")
 
 
 class _Check:
@@ -685,7 +704,7 @@ class _Check:
                 if (p.kind, p.value) == (c.kind, c.value):
                     return _OK
                 return _is_not(p, c)
-            return _prefix(self.run(_normalize(p.kind), c), f"value {p.value!r}")
+            return _prefix(self.run(_normalize(p.kind), c), f"value {_literal_repr(p.value)}")
         if isinstance(c, _LiteralT):
             return _fail(f"{p} is not {c} (only the literal value itself fits)")
         if isinstance(c, _TypedDictT):
@@ -947,9 +966,16 @@ class _Check:
             members = te.get_protocol_members(c.origin)
         except TypeError as exc:
             return _unknown(f"cannot read protocol {c} ({exc})")
-        missing = sorted(m for m in members if not hasattr(p.origin, m))
+        missing = sorted(m for m in members if not _declares(p.origin, m))
+        certain = [
+            m for m in missing if callable(getattr(c.origin, m, None)) or not _open(p.origin)
+        ]
+        if certain:
+            return _fail(f"{p} lacks {', '.join(certain)} required by protocol {c}")
         if missing:
-            return _fail(f"{p} lacks {', '.join(missing)} required by protocol {c}")
+            # A data member may be an instance attribute set in ``__init__``, which only
+            # reading the source could reveal.
+            return _unknown(f"cannot tell whether {p} has {', '.join(missing)} (protocol {c})")
         if c.args and not all(isinstance(a, _AnyT) for a in c.args):
             return _unknown(f"type arguments of protocol {c} are not compared")
         return _OK
@@ -965,6 +991,20 @@ def _keyed(check: _Check, a: _Node, b: _Node, where: str) -> Callable[[], Verdic
 
 def _mro(cls: Any) -> tuple[Any, ...]:
     return getattr(cls, "__mro__", ()) if isinstance(cls, type) else ()
+
+
+def _declares(cls: Any, member: str) -> bool:
+    """Whether instances of ``cls`` have ``member``: a class attribute or an annotated field."""
+    if hasattr(cls, member):
+        return True
+    # Dataclass fields without a default and plain annotated attributes live only in the
+    # annotations; attrs slotted fields are class attributes already.
+    return any(member in getattr(base, "__annotations__", {}) for base in _mro(cls))
+
+
+def _open(cls: Any) -> bool:
+    """Whether instances of ``cls`` may carry attributes the class does not declare."""
+    return any("__dict__" in vars(base) for base in _mro(cls))
 
 
 def _is_mapping_class(cls: Any) -> bool:

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
+import enum
 import random
 import re
 import typing
@@ -124,6 +126,11 @@ class Dog(Animal):
     pass
 
 
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
 def _case(produced: Any, consumed: Any, expected: bool, rule: str) -> Any:
     return pytest.param(produced, consumed, expected, id=f"{rule}: {produced!r}->{consumed!r}")
 
@@ -230,6 +237,10 @@ RULES = [
     _case(str, Literal["a"], False, "literal"),
     _case(Literal["a"], int, False, "literal"),
     _case(Literal[1], Literal[True], False, "literal"),
+    _case(Literal[Color.RED], Color, True, "literal enum"),
+    _case(Literal[Color.RED], Literal[Color.RED, Color.BLUE], True, "literal enum"),
+    _case(Literal[Color.RED], Literal[Color.BLUE], False, "literal enum"),
+    _case(Color, Literal[Color.RED], False, "literal enum"),
     # Annotated and NewType
     _case(Annotated[int, "meta"], int, True, "annotated"),
     _case(int, Annotated[int, "meta"], True, "annotated"),
@@ -368,6 +379,56 @@ def test_explain_suggests_wrapping_a_newtype() -> None:
 
 def test_explain_names_the_missing_protocol_member() -> None:
     assert explain(int, Readable) == "int lacks read required by protocol Readable"
+
+
+class Named(Protocol):
+    name: str
+
+
+@dataclasses.dataclass
+class NamedRecord:
+    name: str
+
+
+class SetsNameInInit:
+    def __init__(self) -> None:
+        self.name = "x"
+
+
+def test_protocol_data_member_is_found_in_a_dataclass_field() -> None:
+    assert check(NamedRecord, Named).status is Status.COMPATIBLE
+
+
+def test_protocol_data_member_possibly_set_in_init_is_unknown() -> None:
+    verdict = check(SetsNameInInit, Named)
+    assert verdict.status is Status.UNKNOWN
+    assert verdict.reason == "cannot tell whether SetsNameInInit has name (protocol Named)"
+
+
+def test_protocol_data_member_missing_from_a_closed_class_fails() -> None:
+    assert explain(int, Named) == "int lacks name required by protocol Named"
+
+
+def test_explain_qualifies_a_class_named_like_a_builtin() -> None:
+    assert explain(np.bool_, bool) == "numpy.bool is not bool"
+
+
+def test_explain_qualifies_two_classes_of_the_same_name() -> None:
+    first = type("Record", (), {"__module__": "shop"})
+    second = type("Record", (), {"__module__": "crm"})
+    assert explain(list[first], list[second]) == (  # type: ignore[valid-type]
+        "element type of list: shop.Record is not crm.Record"
+    )
+
+
+def test_enum_literal_reads_as_written() -> None:
+    assert explain(Color, Literal[Color.RED]) == (
+        "Color is not Literal[Color.RED] (only the literal value itself fits)"
+    )
+
+
+def test_unresolved_forward_reference_reads_as_its_name() -> None:
+    assert format_type(Optional[typing.ForwardRef("Missing")]) == "Missing | None"
 
 
 def test_typevar_solution_is_returned_in_bindings() -> None:
