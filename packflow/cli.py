@@ -178,74 +178,115 @@ class _Progress:
         self.stream.flush()
 
 
+#: The key of the row that stands in the output for an input line that failed.
+ERROR_KEY = "packflow_error"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
+    """The record on one input line, ``None`` for a blank line, or why the line is bad."""
+    if isinstance(raw, bytes):
+        try:
+            # A BOM is legal only at the start of the file.
+            raw = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            return f"not valid UTF-8 at byte {exc.start + 1}"
+    if not raw.strip():
+        return None
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} (column {exc.colno})"
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"expected a JSON object, got {type(value).__name__}"
+    return value
+
+
 def _run_lines(
     backend: Any,
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     write: Callable[[str], None],
     batch_size: int,
     report: Callable[[str], None],
     progress: _Progress,
 ) -> tuple[int, list[int]]:
-    """Run JSON Lines through ``backend``; return (records written, failed line numbers)."""
+    """Run JSON Lines through ``backend``; return (records written, failed line numbers).
+
+    Output line N belongs to input line N: a blank line stays blank and a line that fails
+    becomes an error row ``{"packflow_error": {"line": N, "message": ...}}``, so the output
+    never drifts out of line with the input.
+    """
     from packflow.outputs import ensure_native_types
 
     failed: list[int] = []
     written = 0
-    pending: list[tuple[int, dict[str, Any]]] = []
+    # Lines read but not yet written: (number, record or None, why it failed or None).
+    pending: list[tuple[int, dict[str, Any] | None, str | None]] = []
+    waiting = 0
+
+    def fail(number: int, message: str) -> None:
+        report(f"line {number}: {message}")
+        failed.append(number)
+        write(json.dumps({ERROR_KEY: {"line": number, "message": message}}, ensure_ascii=False))
 
     def emit(number: int, output: Any) -> None:
         nonlocal written
         try:
             text = json.dumps(ensure_native_types(output), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            report(f"line {number}: the output is not JSON-serializable: {exc}")
-            failed.append(number)
+            fail(number, f"the output is not JSON-serializable: {exc}")
             return
         write(text)
         written += 1
 
-    def flush() -> None:
-        if not pending:
-            return
-        batch = [record for _, record in pending]
+    def run_one(record: dict[str, Any]) -> tuple[Any, str | None]:
         try:
-            outputs = backend(batch)
+            return backend([record])[0], None
         except Exception as exc:
-            if len(pending) == 1:
-                report(f"line {pending[0][0]}: {_one_line(exc)}")
-                failed.append(pending[0][0])
+            return None, _one_line(exc)
+
+    def flush() -> None:
+        nonlocal waiting
+        batch = [record for _, record, _ in pending if record is not None]
+        results: list[tuple[Any, str | None]]
+        try:
+            results = [(output, None) for output in backend(batch)] if batch else []
+        except Exception as exc:
+            # Run the records one by one so that only the bad ones fail.
+            results = [run_one(r) for r in batch] if len(batch) > 1 else [(None, _one_line(exc))]
+        answers = iter(results)
+        for number, record, problem in pending:
+            if problem is not None:
+                fail(number, problem)
+            elif record is None:
+                write("")
             else:
-                # Find the bad records one by one so that the good ones still come out.
-                for number, record in pending:
-                    try:
-                        emit(number, backend([record])[0])
-                    except Exception as single:
-                        report(f"line {number}: {_one_line(single)}")
-                        failed.append(number)
-        else:
-            for (number, _), output in zip(pending, outputs, strict=True):
-                emit(number, output)
+                output, error = next(answers)
+                if error is None:
+                    emit(number, output)
+                else:
+                    fail(number, error)
         pending.clear()
+        waiting = 0
         progress.update(written + len(failed), len(failed))
 
     for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line.rstrip("\r\n"))
-        except json.JSONDecodeError as exc:
-            report(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})")
-            failed.append(number)
-            continue
-        if not isinstance(value, dict):
-            report(f"line {number}: expected a JSON object, got {type(value).__name__}")
-            failed.append(number)
-            continue
-        pending.append((number, value))
-        if len(pending) >= batch_size:
+        parsed = _parse_line(line, number)
+        if isinstance(parsed, str):
+            pending.append((number, None, parsed))
+        else:
+            pending.append((number, parsed, None))
+            waiting += parsed is not None
+        # Bad and blank lines count too, so that memory stays bounded on any input.
+        if waiting >= batch_size or len(pending) >= 2 * batch_size:
             flush()
     flush()
-    return written, sorted(failed)
+    return written, failed
 
 
 def _one_line(exc: BaseException) -> str:
@@ -264,23 +305,34 @@ def _input_path(given: str, project: Path | None) -> Path:
     return inside if inside.exists() else path
 
 
+def _open(path: Path, mode: str, option: str) -> IO[Any]:
+    try:
+        return open(path, mode, encoding=None if "b" in mode else "utf-8")
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from exc
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     loader = _target(args.path)
     with ExitStack() as stack:
+        source: Iterable[str | bytes]
         if args.input == "-":
-            source: IO[str] = sys.stdin
+            # Bytes, so that a line that is not UTF-8 fails alone, by its number.
+            source = getattr(sys.stdin, "buffer", sys.stdin)
         else:
             path = _input_path(args.input, _project_root(args.path))
+            if path.is_dir():
+                raise UsageError(f"--input {args.input}: is a folder, not a JSON Lines file")
             if not path.is_file():
                 raise UsageError(f"--input {args.input}: no such file")
-            source = stack.enter_context(open(path, encoding="utf-8"))
+            source = stack.enter_context(_open(path, "rb", "--input"))
         backend = loader.load()
         if args.output == "-":
             sink: IO[str] = sys.stdout
         else:
-            sink = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+            sink = stack.enter_context(_open(Path(args.output), "w", "--output"))
 
         def write(text: str) -> None:
             sink.write(text + "\n")
@@ -291,7 +343,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     total = written + len(failed)
     if failed:
         shown = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
-        _err(f"packflow: {len(failed)} of {total} lines failed (lines {shown})")
+        _err(
+            f"packflow: {len(failed)} of {total} lines failed (lines {shown}); "
+            f"each has a {ERROR_KEY} row in the output"
+        )
         return EXIT_FAILURE
     if progress.shown:
         _err(f"packflow: done, {written} records")

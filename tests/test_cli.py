@@ -425,14 +425,15 @@ def doubler_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines=st.lists(
         st.one_of(
             st.integers(-1000, 1000).map(lambda x: json.dumps({"x": x})),
-            st.sampled_from(["{", "[1]", '"text"', "{'x': 1}", "null"]),
+            st.integers(-1000, 1000).map(lambda x: json.dumps({"z": x})),
+            st.sampled_from(["{", "[1]", '"text"', "{'x': 1}", "null", "", '{"x": NaN}']),
         ),
         max_size=12,
     ),
     batch_size=st.integers(1, 5),
 )
 @settings(max_examples=30, deadline=None)
-def test_run_keeps_input_order_and_skips_exactly_the_bad_lines(
+def test_run_output_line_n_belongs_to_input_line_n_for_any_batch_size(
     doubler_project: Path, lines: list[str], batch_size: int
 ) -> None:
     with tempfile.TemporaryDirectory() as scratch:
@@ -440,10 +441,17 @@ def test_run_keeps_input_order_and_skips_exactly_the_bad_lines(
         target = Path(scratch) / "out.jsonl"
         files = ["--input", str(source), "--output", str(target)]
         code = main(["run", str(doubler_project), *files, "--batch-size", str(batch_size)])
-        outputs = [json.loads(line) for line in target.read_text().splitlines()]
-    good = [json.loads(line)["x"] for line in lines if line.startswith('{"x"')]
-    assert outputs == [{"y": 2 * x} for x in good]
-    assert code == (0 if len(good) == len(lines) else 1)
+        outputs = target.read_text().splitlines()
+    assert len(outputs) == len(lines)
+    for number, (line, output) in enumerate(zip(lines, outputs, strict=True), 1):
+        if not line:
+            assert output == ""
+        elif line.startswith('{"x": ') and "NaN" not in line:
+            assert json.loads(output) == {"y": 2 * json.loads(line)["x"]}
+        else:
+            assert json.loads(output)["packflow_error"]["line"] == number
+    ok = all(not line or (line.startswith('{"x": ') and "NaN" not in line) for line in lines)
+    assert code == (0 if ok else 1)
 
 
 def test_run_reads_stdin_and_writes_a_file(tmp_path: Path) -> None:
@@ -462,22 +470,79 @@ def test_run_reports_a_bad_json_line_by_number_and_runs_the_others(
     write_lines(tmp_path / "in.jsonl", ['{"x": 1}', '{"x": ', "", "[1, 2]", '{"x": 3}'])
     assert main(["run", "demo", "--input", "in.jsonl"]) == 1
     captured = capsys.readouterr()
-    assert captured.out == '{"y": 2}\n{"y": 6}\n'
+    outputs = captured.out.splitlines()
+    assert [outputs[0], outputs[2], outputs[4]] == ['{"y": 2}', "", '{"y": 6}']
+    assert json.loads(outputs[1])["packflow_error"]["line"] == 2
+    assert json.loads(outputs[3])["packflow_error"] == {
+        "line": 4,
+        "message": "expected a JSON object, got list",
+    }
     assert "line 2: not valid JSON" in captured.err
     assert "line 4: expected a JSON object, got list" in captured.err
     assert "2 of 4 lines failed (lines 2, 4)" in captured.err
 
 
-def test_run_isolates_a_record_that_makes_the_pipeline_fail(
+def test_run_puts_an_error_row_where_a_record_made_the_pipeline_fail(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_project(tmp_path, DOUBLER)
     write_lines(tmp_path / "in.jsonl", ['{"x": 1}', '{"z": 2}', '{"x": 3}'])
     assert main(["run", "demo", "--input", "in.jsonl", "--batch-size", "10"]) == 1
     captured = capsys.readouterr()
-    assert captured.out == '{"y": 2}\n{"y": 6}\n'
+    first, error_row, last = captured.out.splitlines()
+    assert (first, last) == ('{"y": 2}', '{"y": 6}')
+    assert "stage execute `double`" in json.loads(error_row)["packflow_error"]["message"]
     assert "line 2: stage execute `double`" in captured.err
     assert "KeyError" in captured.err
+
+
+def test_run_reports_a_line_that_is_not_utf8_by_number_and_runs_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    (tmp_path / "in.jsonl").write_bytes(b'{"x": 1}\n{"x": "\xff"}\n{"x": 3}\n')
+    assert main(["run", "demo", "--input", "in.jsonl"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[::2] == ['{"y": 2}', '{"y": 6}']
+    assert "line 2: not valid UTF-8 at byte 8" in captured.err
+
+
+def test_run_reads_a_file_that_starts_with_a_byte_order_mark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    (tmp_path / "in.jsonl").write_bytes(b'\xef\xbb\xbf{"x": 1}\n')
+    assert main(["run", "demo", "--input", "in.jsonl"]) == 0
+    assert capsys.readouterr().out == '{"y": 2}\n'
+
+
+def test_run_refuses_nan_in_the_input_as_not_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    write_lines(tmp_path / "in.jsonl", ['{"x": NaN}'])
+    assert main(["run", "demo", "--input", "in.jsonl"]) == 1
+    assert "line 1: not valid JSON: NaN is not JSON" in capsys.readouterr().err
+
+
+def test_run_names_an_output_file_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    code = main(["run", "x", "--input", "sample.jsonl", "--output", "no/such/dir/out.jsonl"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "packflow run: error: --output no/such/dir/out.jsonl: No such file or directory"
+    ]
+
+
+def test_run_says_when_the_input_is_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    assert main(["run", "x", "--input", "x"]) == 2
+    assert "--input x: is a folder, not a JSON Lines file" in capsys.readouterr().err
 
 
 def test_run_prints_progress_on_stderr_for_long_inputs(
