@@ -220,6 +220,42 @@ class _TypeVarT(_Node):
 
 
 @attrs.frozen
+class _AliasT(_Node):
+    """A ``TypeAliasType`` (PEP 695), expanded only when compared: it may be recursive."""
+
+    alias: Any
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return _fallback_repr(self.raw)
+
+    def value(self) -> _Node:
+        try:
+            return _normalize(_alias_value(self.alias))
+        except Exception as exc:  # e.g. a name in a string value that is not defined
+            return _UnknownT(f"cannot expand the alias {self} ({exc})", raw=self.raw)
+
+
+def _is_alias_type(tp: Any) -> bool:
+    return isinstance(tp, te.TypeAliasType) or type(tp).__name__ == "TypeAliasType"
+
+
+def _alias_value(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    alias = origin if _is_alias_type(origin) else tp
+    value = alias.__value__
+    if isinstance(value, str):
+        # ``TypeAliasType("JSON", "dict[str, JSON] | int")``: the string names the alias
+        # itself, so it can only be evaluated once the alias exists, in its module.
+        module = sys.modules.get(getattr(alias, "__module__", ""), None)
+        value = eval(value, dict(vars(module)) if module else {})
+    if alias is tp:
+        return value
+    params = getattr(alias, "__type_params__", ())
+    return substitute(value, dict(zip(params, typing.get_args(tp), strict=False)))
+
+
+@attrs.frozen
 class _UnknownT(_Node):
     why: str
     raw: Any = attrs.field(default=None, eq=False)
@@ -450,8 +486,8 @@ def _normalize_inner(tp: Any) -> _Node:
         return _TypeVarT(tp, raw=tp)
     if hasattr(tp, "__supertype__") and callable(tp):
         return _NewTypeT(tp, _normalize(tp.__supertype__), raw=tp)
-    if isinstance(tp, te.TypeAliasType) or type(tp).__name__ == "TypeAliasType":
-        return _normalize(tp.__value__)
+    if _is_alias_type(tp) or _is_alias_type(typing.get_origin(tp)):
+        return _AliasT(tp, raw=tp)
     np = sys.modules.get("numpy")
     if np is not None:
         numpy_node = _normalize_numpy(tp, np)
@@ -650,11 +686,20 @@ def _is_not(produced: _Node, consumed: _Node) -> Verdict:
 class _Check:
     """One run of the rules; ``bindings`` are the TypeVars solved so far."""
 
-    __slots__ = ("bindings", "depth")
+    __slots__ = ("assumed", "bindings", "depth")
 
-    def __init__(self, bindings: Mapping[Any, Any]) -> None:
+    def __init__(
+        self, bindings: Mapping[Any, Any], assumed: set[tuple[_Node, _Node]] | None = None
+    ) -> None:
         self.bindings: dict[Any, Any] = dict(bindings)
         self.depth = 0
+        # Pairs of recursive aliases under comparison: met again, they are assumed to fit
+        # (the usual coinductive reading of recursive types).
+        self.assumed: set[tuple[_Node, _Node]] = set() if assumed is None else assumed
+
+    def fork(self, bindings: Mapping[Any, Any]) -> _Check:
+        """A trial run with its own ``bindings`` that shares the alias assumptions."""
+        return _Check(bindings, self.assumed)
 
     def all_of(self, checks: typing.Iterable[Callable[[], Verdict]]) -> Verdict:
         """Compatible when every check is; the first failure wins over unknowns."""
@@ -677,6 +722,8 @@ class _Check:
             self.depth -= 1
 
     def _rules(self, p: _Node, c: _Node) -> Verdict:
+        if isinstance(p, _AliasT) or isinstance(c, _AliasT):
+            return self._aliases(p, c)
         if isinstance(c, _AnyT) or isinstance(p, _AnyT | _NeverT):
             return _OK
         if isinstance(p, _TypeVarT):
@@ -723,6 +770,20 @@ class _Check:
             return self._classes(p, c)
         return _unknown(f"no rule relates {p} to {c}")
 
+    def _aliases(self, p: _Node, c: _Node) -> Verdict:
+        pair = (p, c)
+        try:
+            seen = pair in self.assumed
+        except TypeError:  # an unhashable literal: the depth limit still ends a recursion
+            return self.run(_expand(p), _expand(c))
+        if seen:
+            return _OK
+        self.assumed.add(pair)
+        try:
+            return self.run(_expand(p), _expand(c))
+        finally:
+            self.assumed.discard(pair)
+
     def _member(self, member: _Node, union: _UnionT, c: _Node) -> Verdict:
         verdict = self.run(member, c)
         if verdict.status is Status.INCOMPATIBLE:
@@ -742,7 +803,7 @@ class _Check:
         bound = getattr(var, "__bound__", None)
         if constraints:
             for constraint in constraints:
-                trial = _Check(self.bindings)
+                trial = self.fork(self.bindings)
                 if trial.run(p, _normalize(constraint)).ok:
                     return self._bind(var, _normalize(constraint))
             options = ", ".join(format_type(x) for x in constraints)
@@ -762,16 +823,16 @@ class _Check:
             self.bindings[var] = _to_annotation(node)
             return _OK
         old = _normalize(previous)
-        if _Check({}).run(node, old).status is Status.COMPATIBLE:
+        if self.fork({}).run(node, old).status is Status.COMPATIBLE:
             return _OK
-        if _Check({}).run(old, node).status is Status.COMPATIBLE:
+        if self.fork({}).run(old, node).status is Status.COMPATIBLE:
             self.bindings[var] = _to_annotation(node)
             return _OK
         # Two unrelated solutions: like mypy's join, the variable becomes wide enough
         # for both (a union is the most precise such type).
         joined = _make_union([old, node])
         bound = getattr(var, "__bound__", None)
-        if bound is not None and not _Check({}).run(joined, _normalize(bound)).ok:
+        if bound is not None and not self.fork({}).run(joined, _normalize(bound)).ok:
             return _fail(f"{var.__name__} cannot be both {old} and {node}")
         self.bindings[var] = _to_annotation(joined)
         return _OK
@@ -783,7 +844,7 @@ class _Check:
         failures: list[Verdict] = []
         # Concrete members first: None fits the None of ``T | None`` rather than solving T.
         for member in sorted(c.members, key=lambda m: isinstance(m, _TypeVarT)):
-            trial = _Check(self.bindings)
+            trial = self.fork(self.bindings)
             verdict = trial.run(p, member)
             if verdict.status is Status.COMPATIBLE:
                 self.bindings = trial.bindings
@@ -842,7 +903,7 @@ class _Check:
     def _overlaps(self, a: _Node, b: _Node) -> bool:
         members = a.members if isinstance(a, _UnionT) else (a,)
         for member in members:
-            if _Check(self.bindings).run(member, b).ok or _Check({}).run(b, member).ok:
+            if self.fork(self.bindings).run(member, b).ok or self.fork({}).run(b, member).ok:
                 return True
         return False
 
@@ -983,6 +1044,10 @@ class _Check:
     def _view_as(self, p: _ClsT, target: Any) -> tuple[_Node, ...] | None:
         """The type arguments of ``p`` seen as an instance of the generic ``target``."""
         return _view_as(p.origin, p.args, target)
+
+
+def _expand(node: _Node) -> _Node:
+    return node.value() if isinstance(node, _AliasT) else node
 
 
 def _keyed(check: _Check, a: _Node, b: _Node, where: str) -> Callable[[], Verdict]:

@@ -33,7 +33,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mypy import api as mypy_api
 from numpy.typing import NDArray
-from typing_extensions import NotRequired, Required, TypedDict
+from typing_extensions import NotRequired, Required, TypeAliasType, TypedDict
 
 from packflow.typecheck import Status, check, explain, format_type, is_compatible, substitute
 
@@ -129,6 +129,13 @@ class Dog(Animal):
 class Color(enum.Enum):
     RED = 1
     BLUE = 2
+
+
+Ints = TypeAliasType("Ints", list[int])
+Pair2 = TypeAliasType("Pair2", tuple[T, T], type_params=(T,))
+# Recursive: the string value names the alias itself (``type JSON = ...`` from 3.12 on).
+JSON = TypeAliasType("JSON", "dict[str, JSON] | list[JSON] | str | int | float | bool | None")
+Tree = TypeAliasType("Tree", "T | list[Tree[T]]", type_params=(T,))
 
 
 def _case(produced: Any, consumed: Any, expected: bool, rule: str) -> Any:
@@ -241,6 +248,22 @@ RULES = [
     _case(Literal[Color.RED], Literal[Color.RED, Color.BLUE], True, "literal enum"),
     _case(Literal[Color.RED], Literal[Color.BLUE], False, "literal enum"),
     _case(Color, Literal[Color.RED], False, "literal enum"),
+    # type aliases (TypeAliasType, PEP 695), recursive ones included
+    _case(Ints, list[float], True, "alias type"),
+    _case(Ints, list[str], False, "alias type"),
+    _case(list[int], Ints, True, "alias type"),
+    _case(list[str], Ints, False, "alias type"),
+    _case(Pair2[int], tuple[float, float], True, "generic alias type"),
+    _case(Pair2[str], tuple[int, int], False, "generic alias type"),
+    _case(tuple[int, str], Pair2[int], False, "generic alias type"),
+    _case(JSON, JSON, True, "recursive alias"),
+    _case(dict[str, list[dict[str, int | None]]], JSON, True, "recursive alias"),
+    _case(bytes, JSON, False, "recursive alias"),
+    _case(dict[str, list[bytes]], JSON, False, "recursive alias"),
+    _case(list[list[int]], Tree[int], True, "recursive alias"),
+    _case(list[list[str]], Tree[int], False, "recursive alias"),
+    _case(Tree[int], Tree[float], True, "recursive alias"),
+    _case(Tree[float], Tree[int], False, "recursive alias"),
     # Annotated and NewType
     _case(Annotated[int, "meta"], int, True, "annotated"),
     _case(int, Annotated[int, "meta"], True, "annotated"),
@@ -429,6 +452,27 @@ def test_enum_literal_reads_as_written() -> None:
 
 def test_unresolved_forward_reference_reads_as_its_name() -> None:
     assert format_type(Optional[typing.ForwardRef("Missing")]) == "Missing | None"
+
+
+def test_an_alias_reads_as_its_name() -> None:
+    assert format_type(list[JSON]) == "list[JSON]"
+    assert format_type(Tree[int]) == "Tree[int]"
+
+
+def test_explain_expands_a_recursive_alias_to_the_failing_member() -> None:
+    assert explain(dict[str, bytes], JSON) == (
+        "dict[str, bytes] is not dict[str, JSON] | list[JSON] | str | int | float | bool | "
+        "None (it fits none of the union's members)"
+    )
+
+
+def test_alias_naming_an_undefined_name_is_unknown_with_a_note() -> None:
+    broken = TypeAliasType("Broken", "list[Undefined]")  # noqa: F821 - undefined on purpose
+    verdict = check(list[int], broken)
+    assert verdict.status is Status.UNKNOWN
+    assert verdict.reason is not None
+    assert "cannot expand the alias Broken" in verdict.reason
+    assert "Undefined" in verdict.reason
 
 
 def test_typevar_solution_is_returned_in_bindings() -> None:
