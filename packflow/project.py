@@ -318,7 +318,15 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
             path=str(where),
         )
     spec = runtime.get("inference_backend")
-    if spec is not None and not _BACKEND_SPEC.match(spec):
+    if spec is None:
+        # No default: guessing `inference:pipe` would blame a name the user never wrote.
+        raise ConfigError(
+            f"{where}: `runtime.inference_backend` is missing; name the backend as "
+            "'module:attribute', e.g. inference_backend: inference:pipe",
+            field="runtime.inference_backend",
+            path=str(where),
+        )
+    if not _BACKEND_SPEC.match(spec):
         raise ConfigError(
             f"{where}: `runtime.inference_backend` is {spec!r}; expected 'module:attribute', "
             "e.g. 'inference:pipe'",
@@ -629,7 +637,7 @@ def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True)
         try:
             config = read_project_config(root)
         except ConfigError as exc:
-            add("error", PROJECT_FILE, str(exc))
+            add("error", PROJECT_FILE, str(exc).removeprefix(f"{root / PROJECT_FILE}: "))
     else:
         add("error", PROJECT_FILE, "missing (required)")
     for filename in REQUIRED_FILES[1:]:
@@ -950,12 +958,16 @@ def export_project(
     report: ProjectReport | None = None
     if validate:
         report = validate_project(root)
+        if len(report.errors) == 1:
+            only = report.errors[0]
+            raise ProjectError(
+                f"not exporting {root}: validation found an error: {only.subject}: {only.message}",
+                report.errors,
+            )
         if report.errors:
             lines = "\n".join(f"  {finding}" for finding in report.errors)
-            count = len(report.errors)
             raise ProjectError(
-                f"not exporting {root}: validation found {count} "
-                f"error{'s' if count != 1 else ''}:\n{lines}",
+                f"not exporting {root}: validation found {len(report.errors)} errors:\n{lines}",
                 report.errors,
             )
     config = read_project_config(root)

@@ -391,13 +391,36 @@ def test_export_writes_the_archive_in_the_working_directory(
     assert (tmp_path / "my_model-0.1.0.zip").is_file()
 
 
+def test_export_of_a_missing_folder_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["export", "nowhere"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "packflow export: error: not exporting nowhere: validation found an error: "
+        "nowhere: the project folder does not exist"
+    ]
+
+
+def test_a_packflow_yaml_without_inference_backend_fails_check_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    (tmp_path / "x" / "packflow.yaml").write_text("name: x\nversion: 0.1.0\n")
+    assert main(["check", "x"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "`runtime.inference_backend` is missing" in line
+
+
 def test_export_refuses_a_project_that_does_not_validate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_project(tmp_path, "import not_installed_anywhere\n")
     assert main(["export", "demo"]) == 1
-    err = capsys.readouterr().err
-    assert "not exporting demo: validation found 1 error" in err
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        "packflow export: error: not exporting demo: validation found an error: "
+        "backend: does not load: cannot load 'inference:pipe'"
+    )
     assert not list(tmp_path.glob("*.zip"))
 
 

@@ -110,6 +110,7 @@ def test_unknown_keys_are_kept_as_custom_metadata(tmp_path: Path) -> None:
         tmp_path,
         """
         name: scorer
+        inference_backend: inference:pipe
         team: fraud
         deploy: {replicas: 3}
         """,
@@ -142,6 +143,13 @@ def test_a_missing_name_is_a_config_error_naming_the_field(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="`name` is missing") as info:
         read_project_config(tmp_path)
     assert info.value.field == "name"
+
+
+def test_a_missing_inference_backend_is_a_config_error_not_a_guess(tmp_path: Path) -> None:
+    write_yaml(tmp_path, "name: x\nversion: 1.0.0\n")
+    with pytest.raises(ConfigError, match=r"`runtime\.inference_backend` is missing") as info:
+        read_project_config(tmp_path)
+    assert info.value.field == "runtime.inference_backend"
 
 
 def test_invalid_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
@@ -432,9 +440,16 @@ def test_export_skips_archives_of_earlier_exports(tmp_path: Path) -> None:
         assert set(archive.namelist()) == SCAFFOLD
 
 
+def test_validate_names_packflow_yaml_once_in_a_config_finding(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "packflow.yaml").write_text("name: demo\nruntime: 5\n")
+    (finding,) = validate_project(folder).errors
+    assert str(finding) == "error: packflow.yaml: `runtime` must be a mapping, got a number (5)"
+
+
 def test_export_refuses_a_project_with_validation_errors(tmp_path: Path) -> None:
     folder = project(tmp_path, inference="raise RuntimeError('broken')\n")
-    with pytest.raises(ProjectError, match="validation found 1 error") as info:
+    with pytest.raises(ProjectError, match="validation found an error: backend") as info:
         export_project(folder, tmp_path / "dist")
     assert "RuntimeError: broken" in str(info.value.problems[0])
     assert not (tmp_path / "dist" / "demo-0.1.0.zip").exists()
