@@ -493,6 +493,8 @@ def _normalize_inner(tp: Any) -> _Node:
         numpy_node = _normalize_numpy(tp, np)
         if numpy_node is not None:
             return numpy_node
+    if any(tp is form for form in _ANNOTATED_ORIGINS):
+        return _UnknownT("Annotated needs a type argument", raw=tp)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in _ANNOTATED_ORIGINS:
@@ -642,6 +644,8 @@ def _normalize_dtype(dtype: Any, np: Any) -> _Node:
         dtype = inner[0] if inner else Any
     if dtype is Any or dtype is te.Any:
         return _AnyT()
+    if typing.get_origin(dtype) in _UNION_ORIGINS:
+        return _make_union([_normalize_dtype(d, np) for d in typing.get_args(dtype)])
     if isinstance(dtype, _TYPEVAR_TYPES):
         return _TypeVarT(dtype, raw=dtype)
     origin = typing.get_origin(dtype)
@@ -812,6 +816,9 @@ class _Check:
             verdict = self.run(p, _normalize(bound))
             if verdict.status is Status.INCOMPATIBLE:
                 return _fail(f"{p} is outside the bound of {var.__name__}: {verdict.reason}")
+            if verdict.status is Status.UNKNOWN:
+                solved = self._bind(var, p)
+                return solved if not solved.ok else _prefix(verdict, f"bound of {var.__name__}")
         return self._bind(var, p)
 
     def _bind(self, var: Any, node: _Node) -> Verdict:
@@ -1143,6 +1150,8 @@ def _view_as(origin: Any, args: tuple[_Node, ...], target: Any) -> tuple[_Node, 
         return None
     if origin in _ELEMENT_CONTAINERS and target in _ELEMENT_VIEWS:
         return (args[0] if args else _AnyT(),)
+    if origin is cabc.Coroutine and target is cabc.Awaitable:
+        return (args[2] if len(args) == 3 else _AnyT(),)
     if origin is cabc.ItemsView and target in _ELEMENT_VIEWS:
         pair = _TupleT(tuple(args) if len(args) == 2 else (_AnyT(), _AnyT()), variadic=False)
         return (pair,)

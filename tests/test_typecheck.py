@@ -320,6 +320,16 @@ RULES = [
     _case(np.ndarray, NDArray[np.float64], True, "numpy"),
     _case(NDArray[Any], NDArray[np.float32], True, "numpy"),
     _case(NDArray[np.float64], np.ndarray[Any, np.dtype[np.float64]], True, "numpy"),
+    _case(NDArray[np.float32], NDArray[np.float32 | np.float64], True, "numpy dtype union"),
+    _case(NDArray[np.int64], NDArray[np.float32 | np.float64], False, "numpy dtype union"),
+    _case(NDArray[np.float32 | np.float64], NDArray[np.floating], True, "numpy dtype union"),
+    _case(NDArray[np.float32 | np.int8], NDArray[np.floating], False, "numpy dtype union"),
+    _case(
+        np.ndarray[Any, np.dtype[np.float32 | np.float64]],
+        NDArray[np.float64],
+        False,
+        "numpy dtype union",
+    ),
     _case(list[float], NDArray[np.float64], False, "numpy"),
     _case(list[dict[str, Any]], np.ndarray, False, "numpy"),
     _case(NDArray[np.float64], list[float], False, "numpy"),
@@ -345,6 +355,16 @@ RULES = [
     _case(type[int], Callable[..., str], False, "callable"),
     _case(int, Callable[..., Any], False, "callable"),
     _case(Callable[[int], str], int, False, "callable"),
+    # generators and coroutines
+    _case(typing.Iterator[int], Iterable[float], True, "iterator"),
+    _case(typing.Generator[int, None, None], typing.Iterator[int], True, "generator"),
+    _case(typing.Generator[int, None, None], typing.Iterator[str], False, "generator"),
+    _case(typing.Iterator[int], typing.Generator[int, None, None], False, "generator"),
+    _case(list[int], typing.Iterator[int], False, "iterator"),
+    _case(typing.AsyncIterator[int], typing.AsyncIterable[float], True, "async iterator"),
+    _case(typing.AsyncIterator[int], Iterable[int], False, "async iterator"),
+    _case(typing.Coroutine[Any, Any, int], typing.Awaitable[float], True, "coroutine"),
+    _case(typing.Coroutine[Any, Any, str], typing.Awaitable[int], False, "coroutine"),
     # type[...]
     _case(type[bool], type[int], True, "type"),
     _case(type[int], type[str], False, "type"),
@@ -473,6 +493,23 @@ def test_alias_naming_an_undefined_name_is_unknown_with_a_note() -> None:
     assert verdict.reason is not None
     assert "cannot expand the alias Broken" in verdict.reason
     assert "Undefined" in verdict.reason
+
+
+def test_a_typevar_bound_that_cannot_be_resolved_makes_the_verdict_unknown() -> None:
+    unresolved = TypeVar("unresolved", bound="Nowhere")  # noqa: F821 - unresolvable on purpose
+    verdict = check(int, unresolved)
+    assert verdict.status is Status.UNKNOWN
+    assert verdict.reason == (
+        "bound of unresolved: the forward reference 'Nowhere' was not resolved"
+    )
+
+
+def test_bare_annotated_is_unknown() -> None:
+    assert check(Annotated, int).status is Status.UNKNOWN
+
+
+def test_dtype_union_reads_as_a_union() -> None:
+    assert format_type(NDArray[np.float32 | np.float64]) == "NDArray[float32 | float64]"
 
 
 def test_typevar_solution_is_returned_in_bindings() -> None:
