@@ -243,7 +243,8 @@ def _deep_merge(base: Any, top: Any) -> Any:
 def _read_override_file(path: str) -> dict[str, Any]:
     origin = f"config override file {path!r} (named by {CONFIG_FILE_ENV_VAR})"
     try:
-        with open(path, encoding="utf-8") as handle:
+        # utf-8-sig: editors on Windows start UTF-8 files with a byte order mark.
+        with open(path, encoding="utf-8-sig") as handle:
             text = handle.read()
     except FileNotFoundError:
         raise ConfigError(f"{origin} does not exist", path=path) from None
@@ -253,8 +254,20 @@ def _read_override_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"{origin} cannot be read: {exc.strerror}", path=path) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{origin} is not UTF-8 text: {exc.reason}", path=path) from exc
+    if not text.strip():
+        raise ConfigError(
+            f'{origin} is empty; it must hold a JSON object with a "configs" object',
+            path=path,
+        )
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{origin} gives the key {exc.key!r} twice in one object; JSON parsers keep "
+            f"only one of them, so say it once",
+            path=path,
+            field=exc.key,
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{origin} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -276,6 +289,22 @@ def _read_override_file(path: str) -> dict[str, Any]:
             path=path,
         )
     return configs
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, refusing a key given twice (``json`` keeps the last)."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKeyError(key)
+        document[key] = value
+    return document
 
 
 def _json_type(value: Any) -> str:

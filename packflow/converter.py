@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import cattrs
 from cattrs.cols import (
     is_mapping,
@@ -19,6 +20,7 @@ from cattrs.cols import (
     list_structure_factory,
     mapping_structure_factory,
 )
+from cattrs.gen import make_dict_structure_fn
 
 __all__ = ["converter"]
 
@@ -76,6 +78,21 @@ def _checked_mapping(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], An
     return structure
 
 
+def _checked_attrs(cl: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    # cattrs' own hook indexes the value blindly, so an int where an attrs class is
+    # expected fails with "argument of type 'int' is not iterable"; say what was wanted.
+    inner = make_dict_structure_fn(cl, conv)
+
+    def structure(value: Any, cl_: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"expected a mapping (JSON object) for {cl.__name__}, got {_describe(value)}"
+            )
+        return inner(value, cl_)
+
+    return structure
+
+
 converter = cattrs.Converter(forbid_extra_keys=True)
 converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(int, _strict_int)
@@ -83,3 +100,4 @@ converter.register_structure_hook(float, _strict_float)
 converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook_factory(is_sequence, _checked_sequence)
 converter.register_structure_hook_factory(is_mapping, _checked_mapping)
+converter.register_structure_hook_factory(attrs.has, _checked_attrs)

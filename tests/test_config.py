@@ -199,6 +199,24 @@ def test_missing_required_field_of_a_custom_config_is_reported() -> None:
     assert caught.value.field == "model_path"
 
 
+def test_a_required_field_may_come_from_the_override_file_alone(tmp_path: Path) -> None:
+    environ = write_override_file(tmp_path, {"configs": {"model_path": "from-file.bin"}})
+    config = resolve_config(ScorerConfig, {}, environ=environ)
+    assert config.model_path == "from-file.bin"
+
+
+def test_a_nested_config_that_is_not_an_object_says_an_object_was_expected(
+    tmp_path: Path,
+) -> None:
+    environ = write_override_file(tmp_path, {"configs": {"model_path": "m", "model": 5}})
+    with pytest.raises(ConfigError) as caught:
+        resolve_config(ScorerConfig, {}, environ=environ)
+    assert caught.value.field == "model"
+    assert "model: expected a mapping (JSON object) for ModelSettings, got int 5" in str(
+        caught.value
+    )
+
+
 def test_nested_field_problems_name_the_full_path() -> None:
     with pytest.raises(ConfigError) as caught:
         resolve_config(
@@ -242,6 +260,39 @@ def test_override_file_that_is_not_utf8_is_an_error(tmp_path: Path) -> None:
     path.write_bytes(b'{"configs": {"\xff": 1}}')
     with pytest.raises(ConfigError, match="not UTF-8"):
         resolve_config(BackendConfig, {}, environ={"BACKEND_CONFIG_FILE_PATH": str(path)})
+
+
+def test_an_empty_override_file_is_reported_as_empty(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is empty") as caught:
+        resolve_config(BackendConfig, {}, environ={"BACKEND_CONFIG_FILE_PATH": str(path)})
+    assert caught.value.path == str(path)
+
+
+def test_a_key_given_twice_in_the_override_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"configs": {"verbose": true, "verbose": false}}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="key 'verbose' twice") as caught:
+        resolve_config(BackendConfig, {}, environ={"BACKEND_CONFIG_FILE_PATH": str(path)})
+    assert (caught.value.field, caught.value.path) == ("verbose", str(path))
+
+
+def test_an_override_file_starting_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('\ufeff{"configs": {"verbose": true}}', encoding="utf-8")
+    config = resolve_config(BackendConfig, {}, environ={"BACKEND_CONFIG_FILE_PATH": str(path)})
+    assert config.verbose is True
+
+
+def test_an_override_file_at_a_unicode_path_is_read_and_named(tmp_path: Path) -> None:
+    path = tmp_path / "réglages é" / "cônfig.json"
+    path.parent.mkdir()
+    path.write_text('{"configs": {"verbos": true}}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean 'verbose'") as caught:
+        resolve_config(BackendConfig, {}, environ={"BACKEND_CONFIG_FILE_PATH": str(path)})
+    assert caught.value.path == str(path)
+    assert str(path) in str(caught.value)
 
 
 def test_invalid_json_is_reported_with_its_position(tmp_path: Path) -> None:
