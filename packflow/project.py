@@ -465,12 +465,14 @@ def create_project(
     directory
         Where to create the folder; the working directory by default.
     force
-        Write into an existing, non-empty folder (overwriting the scaffold's files).
+        Write into an existing, non-empty folder; files that already exist there are
+        kept as they are, only the missing ones are written.
 
     Raises
     ------
     ProjectError
-        When the name is invalid or the folder exists and is not empty.
+        When the name is invalid, the folder exists and is not empty (without
+        ``force``), or the files cannot be written.
     """
     check_project_name(name)
     if not _VERSION_CHARS.match(version):
@@ -501,15 +503,24 @@ def create_project(
         "python_version": python_version,
         "year": str(datetime.date.today().year),
     }
-    target.mkdir(parents=True, exist_ok=True)
-    (target / PROJECT_FILE).write_text(dump_project_config(config), encoding="utf-8")
+    # LICENSE.txt is empty on purpose: the license is the author's choice; validation
+    # reminds them.
+    files = {PROJECT_FILE: dump_project_config(config), "LICENSE.txt": ""}
     for template, filename in _SCAFFOLD:
         text = _template(template)
         for key, value in values.items():
             text = text.replace("{{ " + key + " }}", value)
-        (target / filename).write_text(text, encoding="utf-8")
-    # Left empty on purpose: the license is the author's choice; validation reminds them.
-    (target / "LICENSE.txt").write_text("", encoding="utf-8")
+        files[filename] = text
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for filename, text in files.items():
+            # With force, what the folder already holds is the user's work: keep it.
+            if not (target / filename).exists():
+                (target / filename).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot create project {name!r} in {target.parent}: {exc.strerror or exc}"
+        ) from exc
     return target
 
 

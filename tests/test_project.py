@@ -237,6 +237,23 @@ def test_a_created_project_validates_without_errors(tmp_path: Path) -> None:
     assert report.samples_validated == 3
 
 
+def test_create_with_force_keeps_the_files_the_folder_already_holds(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "inference.py").write_text("# my model\n")
+    (folder / "LICENSE.txt").write_text("MIT\n")
+    create_project("p", tmp_path, force=True)
+    assert (folder / "inference.py").read_text() == "# my model\n"
+    assert (folder / "LICENSE.txt").read_text() == "MIT\n"
+    assert (folder / "packflow.yaml").is_file()
+
+
+def test_create_where_the_folder_cannot_be_written_is_a_project_error(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    with pytest.raises(ProjectError, match=r"cannot create project 'p' in .*blocker: "):
+        create_project("p", tmp_path / "blocker")
+
+
 # --------------------------------------------------------------------------- validate
 
 
