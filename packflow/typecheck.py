@@ -194,7 +194,10 @@ class _TypedDictT(_Node):
     raw: Any = attrs.field(default=None, eq=False)
 
     def __str__(self) -> str:
-        return _class_name(self.cls)
+        args = typing.get_args(self.raw)
+        if not args:
+            return _class_name(self.cls)
+        return f"{_class_name(self.cls)}[{', '.join(map(format_type, args))}]"
 
     def field_map(self) -> dict[str, tuple[_Node, bool]]:
         return {key: (node, required) for key, node, required in self.fields}
@@ -508,7 +511,9 @@ def _normalize_inner(tp: Any) -> _Node:
     if any(origin is form for form in _TYPE_GUARDS):
         return _ClsT(bool, (), raw=tp)
     if te.is_typeddict(tp):
-        return _normalize_typeddict(tp)
+        return _normalize_typeddict(tp, tp, ())
+    if origin is not None and te.is_typeddict(origin):
+        return _normalize_typeddict(tp, origin, args)
     if tp is tuple or origin is tuple:
         return _normalize_tuple(tp, args)
     if tp is cabc.Callable or origin is cabc.Callable:
@@ -591,13 +596,16 @@ def _normalize_callable(tp: Any, args: tuple[Any, ...]) -> _Node:
     return _CallableT(None, _normalize(ret), raw=tp)
 
 
-def _normalize_typeddict(tp: Any) -> _Node:
-    hints = te.get_type_hints(tp, include_extras=True)
-    declared = getattr(tp, "__required_keys__", frozenset(hints))
+def _normalize_typeddict(tp: Any, cls: Any, args: tuple[Any, ...]) -> _Node:
+    hints = te.get_type_hints(cls, include_extras=True)
+    declared = getattr(cls, "__required_keys__", frozenset(hints))
+    # A generic TypedDict (``Page[int]``): its fields are read with the arguments in.
+    env = dict(zip(getattr(cls, "__parameters__", ()), args, strict=False))
     fields = tuple(
-        (key, _normalize(hint), _is_required(hint, key in declared)) for key, hint in hints.items()
+        (key, _normalize(substitute(hint, env)), _is_required(hint, key in declared))
+        for key, hint in hints.items()
     )
-    return _TypedDictT(tp, fields, raw=tp)
+    return _TypedDictT(cls, fields, raw=tp)
 
 
 _REQUIRED = _special_forms("Required")
@@ -1016,7 +1024,8 @@ class _Check:
 
     def _arguments(self, p: _ClsT, c: _ClsT, args: tuple[_Node, ...]) -> Verdict:
         if len(args) != len(c.args):
-            if all(isinstance(a, _AnyT) for a in c.args):
+            # A bare class that takes arguments only through __class_getitem__ means Any.
+            if not args or all(isinstance(a, _AnyT) for a in c.args):
                 return _OK
             return _unknown(f"cannot relate the type arguments of {p} to {c}")
         variances = _variances(c.origin)

@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import random
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from pathlib import Path
@@ -65,6 +66,18 @@ class Film(TypedDict):
 class Rated(TypedDict):
     name: str
     rating: float
+
+
+class Page(TypedDict, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class Series:
+    """Like pandas.Series: subscriptable through __class_getitem__, not Generic."""
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return types.GenericAlias(cls, item)
 
 
 class Scores(TypedDict):
@@ -202,6 +215,10 @@ RULES = [
     _case(set[int], Sequence[int], False, "abc"),
     _case(IntBox, Box[float], True, "user generic"),
     _case(IntBox, Box[str], False, "user generic"),
+    _case(Series, Series[int], True, "class_getitem generic"),  # type: ignore[misc]
+    _case(Series[int], Series, True, "class_getitem generic"),  # type: ignore[misc]
+    _case(Series[int], Series[float], True, "class_getitem generic"),  # type: ignore[misc]
+    _case(Series[str], Series[int], False, "class_getitem generic"),  # type: ignore[misc]
     _case(Box[int], Box[float], True, "user generic"),
     _case(Box[str], Box[int], False, "user generic"),
     _case(KeyedPair[int], Pair[str, float], True, "user generic"),
@@ -297,6 +314,11 @@ RULES = [
     _case(dict[int, Any], Movie, False, "typeddict"),
     _case(list[dict[str, Any]], list[Movie], True, "typeddict"),
     _case(str, Movie, False, "typeddict"),
+    _case(Page[int], Page[float], True, "generic typeddict"),
+    _case(Page[str], Page[int], False, "generic typeddict"),
+    _case(dict[str, Any], Page[int], True, "generic typeddict"),
+    _case(dict[str, str], Page[int], False, "generic typeddict"),
+    _case(Page[int], Mapping[str, object], True, "generic typeddict"),
     # TypeVars
     _case(int, T, True, "typevar"),
     _case(list[int], list[T], True, "typevar"),
@@ -510,6 +532,16 @@ def test_bare_annotated_is_unknown() -> None:
 
 def test_dtype_union_reads_as_a_union() -> None:
     assert format_type(NDArray[np.float32 | np.float64]) == "NDArray[float32 | float64]"
+
+
+def test_generic_typeddict_names_its_arguments() -> None:
+    assert explain(Page[str], Page[int]) == (
+        "key 'items' of Page[int]: element type of list: str is not int"
+    )
+
+
+def test_bare_class_getitem_generic_means_any_arguments() -> None:
+    assert check(Series, Series[int]).status is Status.COMPATIBLE  # type: ignore[misc]
 
 
 def test_typevar_solution_is_returned_in_bindings() -> None:
