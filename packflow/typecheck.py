@@ -128,6 +128,9 @@ class _UnionT(_Node):
     raw: Any = attrs.field(default=None, eq=False)
 
     def __str__(self) -> str:
+        named = _numpy_union_name(self.raw)
+        if named is not None:
+            return named
         literals = [m for m in self.members if isinstance(m, _LiteralT)]
         others = [str(m) for m in self.members if not isinstance(m, _LiteralT)]
         parts = []
@@ -136,6 +139,17 @@ class _UnionT(_Node):
         # None reads best last, as in ``int | None``.
         parts.extend(sorted(others, key=lambda s: s == "None"))
         return " | ".join(parts)
+
+
+def _numpy_union_name(raw: Any) -> str | None:
+    # numpy.typing's unions expand to a dozen private protocols; users wrote the name.
+    npt = sys.modules.get("numpy.typing")
+    if npt is None or raw is None:
+        return None
+    for name in ("ArrayLike", "DTypeLike"):
+        if raw is getattr(npt, name, None):
+            return name
+    return None
 
 
 @attrs.frozen

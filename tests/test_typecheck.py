@@ -29,7 +29,9 @@ from typing import (
 
 import attrs
 import numpy as np
+import numpy.typing as npt
 import pytest
+import typing_extensions as te
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mypy import api as mypy_api
@@ -594,6 +596,96 @@ def test_unresolved_forward_reference_is_unknown_not_incompatible() -> None:
     assert verdict.status is Status.UNKNOWN
     assert verdict.reason is not None
     assert "Missing" in verdict.reason
+
+
+P = te.ParamSpec("P")
+
+
+@te.runtime_checkable
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class Resource:
+    def close(self) -> None:
+        pass
+
+
+@attrs.frozen
+class Wrapped(Generic[T]):
+    item: T
+
+
+class DataFrame:
+    """An unknown third-party class, like pandas.DataFrame."""
+
+
+COMPATIBLE, INCOMPATIBLE, UNKNOWN = Status.COMPATIBLE, Status.INCOMPATIBLE, Status.UNKNOWN
+
+CONSTRUCTS = [
+    (Resource, Closeable, COMPATIBLE),
+    (int, Closeable, INCOMPATIBLE),
+    (te.Self, int, UNKNOWN),
+    (int, te.Self, UNKNOWN),
+    (P, int, UNKNOWN),
+    (Callable[P, int], Callable[[int], float], COMPATIBLE),
+    (Callable[P, str], Callable[[int], int], INCOMPATIBLE),
+    (Callable[te.Concatenate[int, P], int], Callable[..., float], COMPATIBLE),
+    (Callable[[int], int], Callable[te.Concatenate[int, P], str], INCOMPATIBLE),
+    (te.TypeAlias, int, UNKNOWN),
+    (tuple[te.Unpack[tuple[int, ...]]], tuple[int, ...], UNKNOWN),
+    (te.Unpack[tuple[int, str]], int, UNKNOWN),
+    (te.TypeGuard[int], bool, COMPATIBLE),
+    (te.TypeGuard[int], str, INCOMPATIBLE),
+    (type[bool], typing.Type[int], COMPATIBLE),
+    (typing.Type[int], type[str], INCOMPATIBLE),
+    (type[Dog], type, COMPATIBLE),
+    (type[Dog], Animal, INCOMPATIBLE),
+    (typing.Iterator[int], Iterable[float], COMPATIBLE),
+    (typing.Generator[str, None, None], Iterable[int], INCOMPATIBLE),
+    (typing.AsyncIterator[int], typing.AsyncIterator[float], COMPATIBLE),
+    (te.Final[int], float, COMPATIBLE),
+    (int, te.Final[str], INCOMPATIBLE),
+    (typing.ClassVar[list[int]], list[float], COMPATIBLE),
+    (typing.ClassVar[int], str, INCOMPATIBLE),
+    (te.LiteralString, str, COMPATIBLE),
+    (te.LiteralString, bytes, INCOMPATIBLE),
+    (te.Never, NDArray[np.float32], COMPATIBLE),
+    (typing.NoReturn, int, COMPATIBLE),
+    (int, te.Never, INCOMPATIBLE),
+    (Literal[Color.RED], Color, COMPATIBLE),
+    (Literal[Color.RED], Literal[Color.BLUE], INCOMPATIBLE),
+    (npt.NDArray[np.float64], npt.ArrayLike, UNKNOWN),
+    (npt.ArrayLike, NDArray[np.float64], INCOMPATIBLE),
+    (str, npt.ArrayLike, COMPATIBLE),
+    (np.ndarray[Any, np.dtype[np.float32]], NDArray[np.float32], COMPATIBLE),
+    (np.ndarray[Any, np.dtype[np.float32]], NDArray[np.float64], INCOMPATIBLE),
+    (NDArray[np.float64] | None, NDArray[np.float64], INCOMPATIBLE),
+    (NDArray[np.float64], NDArray[np.float64] | None, COMPATIBLE),
+    (DataFrame, DataFrame, COMPATIBLE),
+    (DataFrame, list[dict[str, Any]], INCOMPATIBLE),
+    (list[dict[str, Any]], DataFrame, INCOMPATIBLE),
+    ("DataFrame", DataFrame, UNKNOWN),
+    (list[typing.ForwardRef("DataFrame")], list[DataFrame], UNKNOWN),
+    (Wrapped[int], Wrapped[float], COMPATIBLE),
+    (list[Wrapped[str]], Sequence[Wrapped[int]], INCOMPATIBLE),
+]
+
+
+@pytest.mark.parametrize(("produced", "consumed", "status"), CONSTRUCTS, ids=repr)
+def test_construct_users_write_gets_a_verdict_or_a_note(
+    produced: Any, consumed: Any, status: Status
+) -> None:
+    verdict = check(produced, consumed)
+    assert verdict.status is status
+    assert (verdict.reason is None) is (status is Status.COMPATIBLE)
+    assert format_type(produced) and format_type(consumed)
+
+
+def test_array_like_reads_as_its_name() -> None:
+    explanation = explain(npt.ArrayLike, NDArray[np.float64])
+    assert explanation is not None
+    assert explanation.endswith("(a member of the union ArrayLike)")
 
 
 @pytest.mark.parametrize("exotic", [3, "x[", typing.Generic, Ellipsis, object()])
