@@ -358,17 +358,14 @@ class LocalLoader(InferenceBackendLoader):
 def _import_installed(spec: str, module_name: str, hint: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if module_name == missing or module_name.startswith(missing + "."):
+    except (Exception, SystemExit) as exc:
+        missing = getattr(exc, "name", None) or ""
+        if isinstance(exc, ModuleNotFoundError) and (
+            module_name == missing or module_name.startswith(missing + ".")
+        ):
             raise InferenceBackendLoadError(
                 f"cannot load {spec!r}: no module named {missing!r} is installed{hint}"
             ) from exc
-        raise InferenceBackendLoadError(
-            f"cannot load {spec!r}: importing module {module_name!r} raised "
-            f"{_describe_exception(exc)}"
-        ) from exc
-    except (Exception, SystemExit) as exc:
         raise InferenceBackendLoadError(
             f"cannot load {spec!r}: importing module {module_name!r} raised "
             f"{_describe_exception(exc)}"

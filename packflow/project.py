@@ -210,27 +210,24 @@ def _type_name(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _file_error(where: Path, message: str, field: str | None = None) -> ConfigError:
+    """A ``ConfigError`` about ``packflow.yaml`` that starts with the file's path."""
+    return ConfigError(f"{where}: {message}", field=field, path=str(where))
+
+
 def _expect_str(value: Any, key: str, where: Path) -> str:
     if isinstance(value, str):
         return value
     hint = ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         hint = f'; YAML read it as a number, so quote it: {key.rsplit(".", 1)[-1]}: "{value}"'
-    raise ConfigError(
-        f"{where}: `{key}` must be a string, got {_type_name(value)}{hint}",
-        field=key,
-        path=str(where),
-    )
+    raise _file_error(where, f"`{key}` must be a string, got {_type_name(value)}{hint}", key)
 
 
 def _unknown_key_error(key: str, known: Iterable[str], section: str, where: Path) -> ConfigError:
     matches = difflib.get_close_matches(key, list(known), n=1)
     hint = f"; did you mean `{matches[0]}`?" if matches else f"; known keys: {', '.join(known)}"
-    return ConfigError(
-        f"{where}: unknown key `{key}` in `{section}`{hint}",
-        field=f"{section}.{key}",
-        path=str(where),
-    )
+    return _file_error(where, f"unknown key `{key}` in `{section}`{hint}", f"{section}.{key}")
 
 
 def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
@@ -240,7 +237,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
     runtime_raw: dict[str, Any] = {}
     for key, value in raw.items():
         if not isinstance(key, str):
-            raise ConfigError(f"{where}: keys must be strings, got {key!r}", path=str(where))
+            raise _file_error(where, f"keys must be strings, got {key!r}")
         if key in _RUNTIME_KEYS:
             # The original packflow.yaml kept these at the top level; accept both places.
             runtime_raw[key] = value
@@ -248,10 +245,8 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
             if value is None:
                 continue
             if not isinstance(value, Mapping):
-                raise ConfigError(
-                    f"{where}: `runtime` must be a mapping, got {_type_name(value)}",
-                    field="runtime",
-                    path=str(where),
+                raise _file_error(
+                    where, f"`runtime` must be a mapping, got {_type_name(value)}", "runtime"
                 )
             for sub, subvalue in value.items():
                 if sub not in _RUNTIME_KEYS:
@@ -262,25 +257,21 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
         else:
             custom[key] = value
     if "name" not in data or data["name"] is None:
-        raise ConfigError(f"{where}: `name` is missing", field="name", path=str(where))
-    name = _expect_str(data["name"], "name", where)
-    if not _NAME.match(name):
-        raise ConfigError(
-            f"{where}: invalid project name {name!r}: a name starts with a letter and "
-            "continues with letters, digits, '-' and '_'",
-            field="name",
-            path=str(where),
-        )
+        raise _file_error(where, "`name` is missing", "name")
+    try:
+        check_project_name(_expect_str(data["name"], "name", where))
+    except ProjectError as exc:
+        raise _file_error(where, str(exc), "name") from None
     for key in ("version", "description", "sample_inputs"):
         if data.get(key) is None:
             data.pop(key, None)
         else:
             data[key] = _expect_str(data[key], key, where)
     if "version" in data and not _VERSION_CHARS.match(data["version"]):
-        raise ConfigError(
-            f"{where}: invalid version {data['version']!r}: use letters, digits and . + ! - _",
-            field="version",
-            path=str(where),
+        raise _file_error(
+            where,
+            f"invalid version {data['version']!r}: use letters, digits and . + ! - _",
+            "version",
         )
     maintainers = data.get("maintainers")
     if maintainers is None:
@@ -291,19 +282,19 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
         for index, item in enumerate(maintainers):
             _expect_str(item, f"maintainers[{index}]", where)
     else:
-        raise ConfigError(
-            f"{where}: `maintainers` must be a list of strings, got {_type_name(maintainers)}",
-            field="maintainers",
-            path=str(where),
+        raise _file_error(
+            where,
+            f"`maintainers` must be a list of strings, got {_type_name(maintainers)}",
+            "maintainers",
         )
     backend_config = data.get("backend_config")
     if backend_config is None:
         data.pop("backend_config", None)
     elif not isinstance(backend_config, Mapping):
-        raise ConfigError(
-            f"{where}: `backend_config` must be a mapping, got {_type_name(backend_config)}",
-            field="backend_config",
-            path=str(where),
+        raise _file_error(
+            where,
+            f"`backend_config` must be a mapping, got {_type_name(backend_config)}",
+            "backend_config",
         )
     runtime: dict[str, Any] = {}
     for key, value in runtime_raw.items():
@@ -311,27 +302,26 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
             continue
         runtime[key] = _expect_str(value, f"runtime.{key}", where)
     if "loader" in runtime and runtime["loader"] not in LOADERS:
-        raise ConfigError(
-            f"{where}: `runtime.loader` is {runtime['loader']!r}; choose one of "
-            f"{', '.join(LOADERS)}",
-            field="runtime.loader",
-            path=str(where),
+        raise _file_error(
+            where,
+            f"`runtime.loader` is {runtime['loader']!r}; choose one of {', '.join(LOADERS)}",
+            "runtime.loader",
         )
     spec = runtime.get("inference_backend")
     if spec is None:
         # No default: guessing `inference:pipe` would blame a name the user never wrote.
-        raise ConfigError(
-            f"{where}: `runtime.inference_backend` is missing; name the backend as "
+        raise _file_error(
+            where,
+            "`runtime.inference_backend` is missing; name the backend as "
             "'module:attribute', e.g. inference_backend: inference:pipe",
-            field="runtime.inference_backend",
-            path=str(where),
+            "runtime.inference_backend",
         )
     if not _BACKEND_SPEC.match(spec):
-        raise ConfigError(
-            f"{where}: `runtime.inference_backend` is {spec!r}; expected 'module:attribute', "
+        raise _file_error(
+            where,
+            f"`runtime.inference_backend` is {spec!r}; expected 'module:attribute', "
             "e.g. 'inference:pipe'",
-            field="runtime.inference_backend",
-            path=str(where),
+            "runtime.inference_backend",
         )
     data["runtime"] = runtime
     data["custom"] = custom
@@ -585,14 +575,6 @@ def read_jsonl_samples(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def _local_module_file(root: Path, spec: str) -> Path:
-    module = spec.partition(":")[0]
-    parts = module.split(".")
-    as_file = root.joinpath(*parts[:-1], parts[-1] + ".py")
-    as_package = root.joinpath(*parts, "__init__.py")
-    return as_package if as_package.is_file() and not as_file.is_file() else as_file
-
-
 def _check_requirements(path: Path, add: Callable[[str, str, str], None]) -> None:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -691,7 +673,9 @@ def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True)
                     f"the project asks for Python {wanted}; this is Python {running}",
                 )
         spec = config.runtime.inference_backend
-        module_file = _local_module_file(root, spec)
+        from packflow.loaders import LocalLoader
+
+        module_file = LocalLoader(spec, base_dir=root).path
         local = config.runtime.loader == "local"
         if local and not module_file.is_file():
             add(
