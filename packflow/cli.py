@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, redirect_stdout
 from pathlib import Path
 from typing import IO, Any
 
@@ -328,10 +328,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise UsageError(f"--input {args.input}: no such file")
             source = stack.enter_context(_open(path, "rb", "--input"))
+        sink: IO[str] = sys.stdout
+        # What the user's code prints must not land among the output lines.
+        stack.enter_context(redirect_stdout(sys.stderr))
         backend = loader.load()
-        if args.output == "-":
-            sink: IO[str] = sys.stdout
-        else:
+        if args.output != "-":
+            # Opened only now, so that a backend that fails to load leaves the file alone.
             sink = stack.enter_context(_open(Path(args.output), "w", "--output"))
 
         def write(text: str) -> None:

@@ -237,6 +237,10 @@ class InferenceBackendLoader:
         loader: InferenceBackendLoader
         if project.runtime.loader == "module":
             loader = ModuleLoader(spec)
+            loader._not_installed_hint = (
+                f" ({root / 'packflow.yaml'} says `loader: module`; use `loader: local` "
+                "for a file in the project folder)"
+            )
         else:
             loader = LocalLoader(spec, base_dir=root)
         return ProjectLoader(loader, project.backend_config)

@@ -568,6 +568,42 @@ def test_run_says_when_the_input_is_a_folder(
     assert "--input x: is a folder, not a JSON Lines file" in capsys.readouterr().err
 
 
+def test_run_keeps_what_the_users_code_prints_out_of_the_output(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        """
+        from packflow import Pipeline, Records
+
+        print("importing")
+        pipe = Pipeline("talker")
+
+        @pipe.initialize
+        def model(config) -> int:
+            print("loading weights")
+            return 2
+
+        @pipe.execute
+        def double(records: Records, model: int) -> Records:
+            print("scoring")
+            return [{"y": record["x"] * model} for record in records]
+        """,
+    )
+    done = packflow_cmd("run", "demo", "--input", "-", stdin='{"x": 1}\n{"x": 2}\n')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '{"y": 2}\n{"y": 4}\n'
+    assert "loading weights" in done.stderr
+
+
+def test_run_leaves_the_output_file_alone_when_the_backend_does_not_load(
+    tmp_path: Path,
+) -> None:
+    write_project(tmp_path, "raise RuntimeError('broken')\n")
+    (tmp_path / "out.jsonl").write_text("earlier results\n")
+    write_lines(tmp_path / "in.jsonl", ['{"x": 1}'])
+    assert main(["run", "demo", "--input", "in.jsonl", "--output", "out.jsonl"]) == 1
+    assert (tmp_path / "out.jsonl").read_text() == "earlier results\n"
+
+
 def test_run_prints_progress_on_stderr_for_long_inputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -397,3 +397,16 @@ def test_from_project_names_the_spec_when_the_attribute_is_missing(tmp_path: Pat
     (folder / "packflow.yaml").write_text(text)
     with pytest.raises(InferenceBackendLoadError, match="cannot load 'inference:model'"):
         InferenceBackendLoader.from_project(folder)
+
+
+def test_a_project_module_that_is_not_installed_points_at_the_loader_key(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "proj" / "packflow.yaml",
+        "name: proj\nruntime:\n  inference_backend: nowhere_installed_x:pipe\n  loader: module\n",
+    )
+    with pytest.raises(
+        InferenceBackendLoadError, match="says `loader: module`; use `loader: local`"
+    ):
+        InferenceBackendLoader.from_project(tmp_path / "proj")
