@@ -1013,6 +1013,11 @@ class _Check:
         po, co = p.origin, c.origin
         if po is co:
             return self._arguments(p, c, p.args)
+        if co is tuple or co in _ELEMENT_VIEWS:
+            items = _namedtuple_items(po) if _is_tuple_class(po) else None
+            if items is not None:
+                # A NamedTuple is read as its fixed tuple of field types.
+                return self.run(_TupleT(items, variadic=False), c)
         if any(co in _PROMOTIONS.get(base, ()) for base in _mro(po)):
             return _OK
         if getattr(co, "_is_protocol", False):
@@ -1100,6 +1105,10 @@ def _declares(cls: Any, member: str) -> bool:
 def _open(cls: Any) -> bool:
     """Whether instances of ``cls`` may carry attributes the class does not declare."""
     return any("__dict__" in vars(base) for base in _mro(cls))
+
+
+def _is_tuple_class(cls: Any) -> bool:
+    return isinstance(cls, type) and issubclass(cls, tuple)
 
 
 def _is_mapping_class(cls: Any) -> bool:
