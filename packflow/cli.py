@@ -100,7 +100,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     loader = _target(args.path)
     try:
-        checked = loader.check()
+        with redirect_stdout(sys.stderr):
+            checked = loader.check()
     except PipelineDefinitionError as exc:
         _err(f"packflow: check failed for {loader.spec!r}:")
         _err(str(exc))
@@ -122,7 +123,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_graph(args: argparse.Namespace) -> int:
     from packflow.render import render_mermaid, render_text
 
-    checked = _target(args.path).check()
+    # What the user's module prints while it is imported must not end up in the rendering.
+    with redirect_stdout(sys.stderr):
+        checked = _target(args.path).check()
     _out(render_mermaid(checked) if args.format == "mermaid" else render_text(checked))
     return EXIT_OK
 

@@ -621,8 +621,8 @@ def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True)
         findings.append(Finding("error" if level == "error" else "warning", subject, message))
 
     if not root.is_dir():
-        what = "is not a folder" if root.exists() else "does not exist"
-        add("error", str(root), f"the project folder {what}")
+        what = "is a file, not a project folder" if root.exists() else "no such project folder"
+        add("error", str(root), what)
         return ProjectReport(root, tuple(findings))
 
     config: ProjectConfig | None = None

@@ -131,7 +131,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         (["check", "nowhere"], "nowhere: no such project folder"),
         (["run", "nowhere", "--input", "x.jsonl"], "nowhere: no such project folder"),
         (["graph", "inference:pipe"], "and there is no inference.py in"),
-        (["export", "nowhere"], "nowhere: the project folder does not exist"),
+        (["export", "nowhere"], "nowhere: no such project folder"),
     ],
 )
 def test_a_user_mistake_prints_one_line_and_no_traceback(args: list[str], message: str) -> None:
@@ -357,6 +357,25 @@ def test_graph_in_mermaid_puts_the_type_on_every_edge(
 # --------------------------------------------------------------------------- validate, export
 
 
+@pytest.mark.parametrize("command", ["check", "graph"])
+def test_the_graph_is_all_that_stdout_holds_when_the_module_prints(
+    tmp_path: Path, command: str
+) -> None:
+    write_project(tmp_path, 'print("hello from import")\n' + textwrap.dedent(DOUBLER))
+    done = packflow_cmd(command, "demo")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("pipeline 'doubler'")
+    assert "hello from import" in done.stderr
+
+
+def test_validate_says_when_the_path_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["validate", "notes.txt"]) == 1
+    assert "error: notes.txt: is a file, not a project folder" in capsys.readouterr().out
+
+
 def test_validate_lists_warnings_and_passes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -397,7 +416,7 @@ def test_export_of_a_missing_folder_says_so_in_one_line(
     assert main(["export", "nowhere"]) == 1
     assert capsys.readouterr().err.splitlines() == [
         "packflow export: error: not exporting nowhere: validation found an error: "
-        "nowhere: the project folder does not exist"
+        "nowhere: no such project folder"
     ]
 
 

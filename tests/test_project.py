@@ -353,9 +353,7 @@ def test_a_missing_inference_module_is_an_error(tmp_path: Path) -> None:
 
 def test_a_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
     report = validate_project(tmp_path / "nowhere")
-    assert messages(report, "error") == [
-        f"error: {tmp_path / 'nowhere'}: the project folder does not exist"
-    ]
+    assert messages(report, "error") == [f"error: {tmp_path / 'nowhere'}: no such project folder"]
 
 
 # --------------------------------------------------------------------------- export
