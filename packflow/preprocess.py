@@ -25,6 +25,7 @@ Semantics, in brief (``docs/preprocessors-and-config.md`` has worked examples):
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -131,7 +132,8 @@ def build_preprocessor(config: BackendConfig) -> Preprocessor:
     if input_format is InputFormat.PASSTHROUGH or plan.is_identity:
         return _passthrough
     if input_format is InputFormat.NUMPY:
-        return _NumpyPreprocessor(plan, _dtype(config.numpy_dtype) if config.numpy_dtype else None)
+        dtype = None if config.numpy_dtype is None else _dtype(config.numpy_dtype)
+        return _NumpyPreprocessor(plan, dtype)
     return _RecordsPreprocessor(plan)
 
 
@@ -157,13 +159,34 @@ def _input_format(config: BackendConfig) -> InputFormat:
 
 
 def _dtype(name: str) -> np.dtype[Any]:
+    problem = _dtype_problem(name)
+    if problem:
+        raise PreprocessorInitError(problem)
+    return np.dtype(name)
+
+
+def _dtype_problem(name: str) -> str:
+    """Why ``name`` cannot be the ``numpy`` preprocessor's dtype, or ``""``."""
     try:
-        return np.dtype(name)
+        # np.dtype("") would quietly mean float64; an empty name is a mistake.
+        dtype = np.dtype(name) if name else None
     except TypeError:
+        dtype = None
+    if dtype is None:
         common = ["float64", "float32", "int64", "int32", "bool", "str", "object"]
         close = difflib.get_close_matches(name, common, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise PreprocessorInitError(f"numpy_dtype={name!r} is not a numpy dtype{hint}") from None
+        return f"numpy_dtype={name!r} is not a numpy dtype{hint}"
+    if dtype.kind == "V":
+        # Structured ("i4,f8"), subarray ("(2,)f8") and raw void dtypes change the
+        # array's shape or hold bytes: not one scalar per feature.
+        sort = "structured" if dtype.fields else "subarray" if dtype.subdtype else "void"
+        return (
+            f"numpy_dtype={name!r} is a {sort} dtype "
+            f"({dtype}); the array holds one scalar per feature, so use a scalar dtype "
+            f"such as 'float64', 'int64', 'bool', 'str' or 'object'"
+        )
+    return ""
 
 
 @attrs.frozen
@@ -217,6 +240,19 @@ def _plan(config: BackendConfig, input_format: InputFormat) -> _Plan:
             )
     if not delimiter:
         problems.append("nested_field_delimiter must not be empty")
+    elif len(delimiter) > 1:
+        delimited: tuple[tuple[str, Sequence[str]], ...] = (
+            ("rename_fields", [n for pair in rename for n in pair]),
+            ("feature_names", features),
+        )
+        for label, names_given in delimited:
+            for name in dict.fromkeys(names_given):
+                if _delimiter_overlaps(name, delimiter):
+                    problems.append(
+                        f"{label}: {name!r} holds overlapping copies of the delimiter "
+                        f"{delimiter!r}, so it does not say where one key ends and the "
+                        f"next begins; choose another delimiter"
+                    )
     if config.flatten_lists and not config.flatten_nested_inputs:
         problems.append(
             "flatten_lists=True only applies when flatten_nested_inputs=True; set both or neither"
@@ -230,6 +266,8 @@ def _plan(config: BackendConfig, input_format: InputFormat) -> _Plan:
             f"numpy_dtype={config.numpy_dtype!r} only applies to input_format='numpy' "
             f"(input_format is {input_format.value!r})"
         )
+    elif config.numpy_dtype is not None and _dtype_problem(config.numpy_dtype):
+        problems.append(_dtype_problem(config.numpy_dtype))
     duplicates = sorted({f for f in features if features.count(f) > 1})
     if duplicates:
         problems.append(f"feature_names lists {', '.join(map(repr, duplicates))} twice")
@@ -290,6 +328,16 @@ def _plan(config: BackendConfig, input_format: InputFormat) -> _Plan:
     )
 
 
+def _delimiter_overlaps(name: str, delimiter: str) -> bool:
+    """Whether two occurrences of ``delimiter`` in ``name`` overlap (``"a___b"``, ``"__"``).
+
+    Only then can ``name`` be cut into keys in more than one way that the runs of
+    ``name.split(delimiter)`` do not cover: ``"a_" + "__" + "b"`` and ``"a" + "__" + "_b"``.
+    """
+    starts = [i for i in range(len(name)) if name.startswith(delimiter, i)]
+    return any(b - a < len(delimiter) for a, b in itertools.pairwise(starts))
+
+
 # --- the reference path -------------------------------------------------------------------
 
 
@@ -327,8 +375,7 @@ def _read_flat(plan: _Plan, container: Any, path: Path) -> list[Any]:
         value: Any = MISSING
         if isinstance(container, dict):
             key = delimiter.join(path[:end])
-            if key in container:
-                value = container[key]
+            value = container[key] if key in container else _stringified_key(container, key)
         elif end == 1 and plan.flatten_lists and isinstance(container, list):
             position = _list_index(path[0], len(container))
             if position is not None:
@@ -341,6 +388,17 @@ def _read_flat(plan: _Plan, container: Any, path: Path) -> list[Any]:
         elif _is_branch(value, plan.flatten_lists):
             found.extend(_read_flat(plan, value, path[end:]))
     return found
+
+
+def _stringified_key(container: dict[Any, Any], key: str) -> Any:
+    """The value of a key that is not a string but flattens to ``key`` (``1`` -> ``"1"``).
+
+    Flattening writes every key with ``str()``, so a flat key must find it too.
+    """
+    for candidate, value in container.items():
+        if candidate.__class__ is not str and str(candidate) == key:
+            return value
+    return MISSING
 
 
 def _flat_value(plan: _Plan, index: int, record: dict[str, Any], name: str) -> Any:
@@ -845,13 +903,16 @@ class _NumpyPreprocessor:
     def _to_array(self, records: Records, values: list[Any]) -> npt.NDArray[Any]:
         shape = (len(records), len(self.plan.features))
         try:
-            if self.dtype is not None and self.dtype.kind in "biufc":
-                # Faster than np.array for a known numeric dtype; a sequence among the
-                # values fails here too, so the shape check below stays valid.
-                array = np.fromiter(values, dtype=self.dtype, count=len(values))
-            else:
-                array = np.array(values, dtype=self.dtype)
-        except (ValueError, TypeError, OverflowError) as exc:
+            # over="raise": a finite value too large for the dtype (1e300 as float32)
+            # would otherwise become inf with only a warning.
+            with np.errstate(over="raise"):
+                if self.dtype is not None and self.dtype.kind in "biufc":
+                    # Faster than np.array for a known numeric dtype; a sequence among
+                    # the values fails here too, so the shape check below stays valid.
+                    array = np.fromiter(values, dtype=self.dtype, count=len(values))
+                else:
+                    array = np.array(values, dtype=self.dtype)
+        except _CAST_ERRORS as exc:
             raise self._bad_value(values, shape, str(exc)) from exc
         if array.ndim != 1:
             raise self._bad_value(values, shape, "a value is not a scalar")
@@ -869,8 +930,9 @@ class _NumpyPreprocessor:
         target = self.dtype if self.dtype is not None else "a numeric or string array"
         for position, value in enumerate(values):
             try:
-                ok = np.array(value, dtype=self.dtype).ndim == 0
-            except (ValueError, TypeError, OverflowError):
+                with np.errstate(over="raise"):
+                    ok = np.array(value, dtype=self.dtype).ndim == 0
+            except _CAST_ERRORS:
                 ok = False
             if not ok:
                 index, feature = self._where(position, shape)
@@ -910,6 +972,10 @@ class _NumpyPreprocessor:
                 index=0,
                 field=self.plan.features[0],
             )
+
+
+#: What numpy raises for a value it cannot cast to the array's dtype.
+_CAST_ERRORS: Final = (ValueError, TypeError, OverflowError, FloatingPointError)
 
 
 def _kind_of(value: Any) -> str:

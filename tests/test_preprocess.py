@@ -291,6 +291,26 @@ def test_ignored_collisions_read_nested_paths_by_traversal_only() -> None:
             {"input_format": "numpy", "feature_names": ["a"], "numpy_dtype": "flaot64"},
             "did you mean 'float64'",
         ),
+        (
+            {"input_format": "numpy", "feature_names": ["a"], "numpy_dtype": ""},
+            "numpy_dtype='' is not a numpy dtype",
+        ),
+        (
+            {"input_format": "numpy", "feature_names": ["a"], "numpy_dtype": "i4,f8"},
+            "numpy_dtype='i4,f8' is a structured dtype",
+        ),
+        (
+            {"input_format": "numpy", "feature_names": ["a"], "numpy_dtype": "(2,)f8"},
+            r"numpy_dtype='\(2,\)f8' is a subarray dtype",
+        ),
+        (
+            {"nested_field_delimiter": "__", "feature_names": ["a___b"]},
+            "feature_names: 'a___b' holds overlapping copies of the delimiter '__'",
+        ),
+        (
+            {"nested_field_delimiter": "::", "rename_fields": {"a:::b": "c"}},
+            "rename_fields: 'a:::b' holds overlapping copies",
+        ),
     ],
 )
 def test_impossible_options_fail_when_the_preprocessor_is_built(
@@ -438,6 +458,67 @@ def test_numpy_output_type_names_the_configured_dtype() -> None:
 def test_numpy_output_type_without_dtype_is_any_ndarray() -> None:
     config = BackendConfig(input_format="numpy", feature_names=["a"])  # type: ignore[arg-type]
     assert preprocessor_output_type(config) == NDArray[Any]
+
+
+def test_numpy_value_too_large_for_a_float_dtype_is_reported_not_made_inf() -> None:
+    records = [{"a": 1.0}] * 5 + [{"a": 1e300}]
+    with pytest.raises(PreprocessorRuntimeError, match="cannot convert 1e\\+300") as caught:
+        to_array(records, feature_names=["a"], numpy_dtype="float32")
+    assert (caught.value.index, caught.value.field) == (5, "a")
+
+
+def test_numpy_int_too_large_for_a_small_dtype_names_the_record_and_feature() -> None:
+    records = [{"a": 1, "b": 2}] * 5 + [{"a": 1, "b": 1000}]
+    with pytest.raises(PreprocessorRuntimeError, match="cannot convert 1000") as caught:
+        to_array(records, feature_names=["a", "b"], numpy_dtype="int8")
+    assert (caught.value.index, caught.value.field) == (5, "b")
+
+
+# --- the sixth record of a batch is the bad one ----------------------------------------------
+
+GOOD = {"a": {"b": 1.0}, "c": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("options", "bad"),
+    [
+        ({"feature_names": ["a.b", "c"]}, "not a dict"),
+        ({"feature_names": ["a.b", "c"]}, {"a": {"b": 1, "x.y": 2}, "c": 2}),
+        ({"feature_names": ["a.b", "c"], "flatten_nested_inputs": True}, "not a dict"),
+        (
+            {"feature_names": ["a.b", "c"], "flatten_nested_inputs": True},
+            {"a": {"b": 1}, "a.b": 2, "c": 3},
+        ),
+        ({"flatten_nested_inputs": True}, {"a": {"b": 1}, "a.b": 2}),
+        ({"rename_fields": {"c": "x.z"}}, {"x": 5, "c": 1}),
+        ({"input_format": "numpy", "feature_names": ["a.b", "c"]}, {"a": {"b": 1.0}}),
+        ({"input_format": "numpy", "feature_names": ["a.b", "c"]}, {"a": {"b": "x"}, "c": 1}),
+        (
+            {"input_format": "numpy", "feature_names": ["a.b", "c"], "numpy_dtype": "float64"},
+            {"a": {"b": [1.0]}, "c": 1},
+        ),
+    ],
+)
+def test_an_error_in_the_sixth_record_names_index_5(options: dict[str, Any], bad: Any) -> None:
+    preprocessor = build_preprocessor(BackendConfig(**options))
+    preprocessor([GOOD] * 5)  # the good rows alone pass, also teaching the fast path
+    with pytest.raises(PreprocessorRuntimeError, match="record 5") as caught:
+        preprocessor([GOOD] * 5 + [bad, GOOD])
+    assert caught.value.index == 5
+
+
+# --- keys that are not strings ---------------------------------------------------------------
+
+
+def test_flatten_selects_a_key_that_is_not_a_string_by_its_flattened_name() -> None:
+    records = [{"a": {1: "one"}, 2: "two"}]
+    assert preprocess(records, flatten_nested_inputs=True) == [{"a.1": "one", "2": "two"}]
+    out = preprocess(records, flatten_nested_inputs=True, feature_names=["2", "a.1"])
+    assert out == [{"2": "two", "a.1": "one"}]
+
+
+def test_without_flattening_names_match_string_keys_only() -> None:
+    assert preprocess([{1: "one", "a": 2}], feature_names=["1", "a"]) == [{"a": 2}]
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -592,6 +673,12 @@ configs = st.builds(
     feature_names=st.lists(st.one_of(paths, st.just("r0")), unique=True, max_size=3),
     flatten_nested_inputs=st.booleans(),
     ignore_delimiter_collisions=st.booleans(),
+).flatmap(
+    lambda config: st.builds(
+        attrs.evolve,
+        st.just(config),
+        flatten_lists=st.booleans() if config.flatten_nested_inputs else st.just(False),
+    )
 )
 
 
@@ -608,6 +695,41 @@ def test_no_input_is_ever_mutated(records: Records, config: BackendConfig, numpy
     with contextlib.suppress(PreprocessorRuntimeError):
         preprocessor(records)
     assert records == before
+
+
+def outcome(preprocessor: Any, records: Records) -> Any:
+    try:
+        out = preprocessor(records)
+    except PreprocessorRuntimeError as error:
+        return ("error", error.index)
+    return ("ok", out.tolist() if isinstance(out, np.ndarray) else out)
+
+
+@settings(max_examples=120, deadline=None)
+@given(records=records_strategy, config=configs, numpy=st.booleans())
+def test_a_batch_gives_what_its_records_give_one_by_one_in_order(
+    records: Records, config: BackendConfig, numpy: bool
+) -> None:
+    if numpy:
+        config = attrs.evolve(config, input_format="numpy", numpy_dtype="object")
+    try:
+        preprocessor = build_preprocessor(config)
+    except PreprocessorInitError:
+        assume(False)
+    alone = [outcome(build_preprocessor(config), [record]) for record in records]
+    failing = [index for index, (kind, _) in enumerate(alone) if kind == "error"]
+    batch = outcome(preprocessor, records)
+    if failing:
+        # numpy finds missing features before values it cannot convert, so the index
+        # reported is that of a failing record, not always the first one.
+        assert batch[0] == "error"
+        assert batch[1] in failing
+        if not numpy:
+            assert batch[1] == failing[0]
+    elif numpy and not records:
+        assert batch[1] == []
+    else:
+        assert batch == ("ok", [row for _, out in alone for row in out])
 
 
 @settings(max_examples=100, deadline=None)
