@@ -14,7 +14,10 @@ What is checked
   Iterators and generators are only checked to be iterable: looking inside would
   consume them.
 - ``TypedDict``: a dict with every required key, each present key's value checked.
-- numpy arrays: the dtype against the annotation's dtype (``np.issubdtype``) and, when
+- ``type[C]``: a class that is ``C`` or a subclass. Type aliases (``TypeAliasType``,
+  recursive ones included) are checked as their value, expanded on first use.
+- numpy arrays: the dtype against the annotation's dtype or union of dtypes
+  (``np.issubdtype``) and, when
   the annotation spells a fixed shape (``np.ndarray[tuple[int, int], ...]``), the number
   of dimensions. The elements of an array are never visited, so a large array costs
   the same as a small one.
@@ -36,6 +39,7 @@ import typing_extensions as te
 # The normalized type nodes are shared with the static engine so that both read an
 # annotation the same way; they are internal to packflow.
 from packflow.typecheck import (
+    _AliasT,
     _AnyT,
     _CallableT,
     _ClsT,
@@ -146,6 +150,8 @@ def _compile(node: _Node) -> _Compiled:
         return lambda value: f"expected no value (Never), got {_show(value)}"
     if isinstance(node, _NewTypeT):
         return _compile(node.supertype)
+    if isinstance(node, _AliasT):
+        return _compile_alias(node)
     if isinstance(node, _UnionT):
         return _compile_union(node)
     if isinstance(node, _LiteralT):
@@ -166,6 +172,33 @@ def _compile(node: _Node) -> _Compiled:
     if isinstance(node, _ClsT):
         return _compile_class(node)
     return None
+
+
+def _compile_alias(node: _AliasT) -> _Compiled:
+    try:
+        return _compile_alias_cached(node)
+    except TypeError:  # unhashable annotation metadata
+        return _lazy_alias(node)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_alias_cached(node: _AliasT) -> _Compiled:
+    return _lazy_alias(node)
+
+
+def _lazy_alias(node: _AliasT) -> _Compiled:
+    # A recursive alias names itself: compiling its value eagerly would never end, so
+    # the value is compiled on first use, and the cache hands the inner reference this
+    # same checker.
+    compiled: list[_Compiled] = []
+
+    def check_alias(value: Any) -> str | None:
+        if not compiled:
+            compiled.append(_compile(node.value()))
+        check = compiled[0]
+        return None if check is None else check(value)
+
+    return check_alias
 
 
 def _compile_typevar(node: _TypeVarT) -> _Compiled:
@@ -255,6 +288,8 @@ def _compile_class(node: _ClsT) -> _Compiled:
     if accepted is None:
         return _compile_protocol(node)
     args = node.args
+    if origin is type and args and isinstance(args[0], _ClsT) and args[0].origin is not object:
+        return _compile_class_object(node, args[0].origin)
     if args and isinstance(origin, type) and issubclass(origin, cabc.Mapping):
         return _compile_mapping(node, accepted)
     element = _element_checker(origin, args)
@@ -275,6 +310,18 @@ def _compile_class(node: _ClsT) -> _Compiled:
         return None
 
     return check_instance
+
+
+def _compile_class_object(node: _ClsT, base: Any) -> _Compiled:
+    if not isinstance(base, type):
+        return None
+
+    def check_class_object(value: Any) -> str | None:
+        if isinstance(value, type) and issubclass(value, base):
+            return None
+        return _expected(node, value)
+
+    return check_class_object
 
 
 def _accepted_classes(origin: Any) -> tuple[type, ...] | None:
@@ -340,14 +387,17 @@ def _compile_array(node: _ClsT, np: Any) -> _Compiled:
     if isinstance(dtype_node, _TypeVarT):
         bound = getattr(dtype_node.var, "__bound__", None)
         dtype_node = _normalize(bound) if bound is not None else _AnyT()
-    scalar = dtype_node.origin if isinstance(dtype_node, _ClsT) else None
+    options = dtype_node.members if isinstance(dtype_node, _UnionT) else (dtype_node,)
+    scalars = tuple(o.origin for o in options if isinstance(o, _ClsT))
+    if len(scalars) != len(options):
+        scalars = ()  # Any or a dtype the engine cannot read: every dtype fits
     ndim = _fixed_ndim(node.raw, np)
     array_class = node.origin
 
     def check_array(value: Any) -> str | None:
         if not isinstance(value, array_class):
             return _expected(node, value)
-        if scalar is not None and not np.issubdtype(value.dtype, scalar):
+        if scalars and not any(np.issubdtype(value.dtype, s) for s in scalars):
             return f"expected {node}, got an ndarray of dtype {value.dtype}"
         if ndim is not None and value.ndim != ndim:
             return f"expected a {ndim}-D array, got {value.ndim}-D with shape {value.shape}"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import NotRequired, TypeAliasType, TypedDict
 
 from packflow.records import Records
 from packflow.valuecheck import compile_checker, mismatch
@@ -33,6 +33,10 @@ class Row:
 
 class Closeable(Protocol):
     def close(self) -> None: ...
+
+
+Ints = TypeAliasType("Ints", list[int])
+JSON = TypeAliasType("JSON", "dict[str, JSON] | list[JSON] | str | int | float | bool | None")
 
 
 @pytest.mark.parametrize(
@@ -64,6 +68,10 @@ class Closeable(Protocol):
         (2.0, Num),
         (object(), Any),
         (open, Closeable | Callable[..., Any]),
+        ([1, 2], Ints),
+        ({"a": [1, "x", None, {"b": 2.5}]}, JSON),
+        (np.zeros(2, dtype=np.float32), NDArray[np.float32 | np.float64]),
+        (bool, type[int]),
     ],
 )
 def test_fitting_value_gives_none(value: Any, annotation: Any) -> None:
@@ -112,6 +120,19 @@ def test_fitting_value_gives_none(value: Any, annotation: Any) -> None:
         (3, Closeable, "expected Closeable, got int (3), which lacks close"),
         (3, Callable[[int], int], "expected Callable[[int], int], got int (3)"),
         ("s", Num, "expected float, got str ('s')"),
+        ([1, "a"], Ints, "element 1 of list: expected int, got str ('a')"),
+        (
+            {"a": [b"x"]},
+            JSON,
+            "expected dict[str, JSON] | list[JSON] | str | int | float | bool | None, "
+            "got dict ({'a': [b'x']})",
+        ),
+        (
+            np.zeros(2, dtype=np.int8),
+            NDArray[np.float32 | np.float64],
+            "expected NDArray[float32 | float64], got an ndarray of dtype int8",
+        ),
+        (int, type[str], "expected type[str], got type (<class 'int'>)"),
     ],
 )
 def test_mismatch_describes_what_arrived(value: Any, annotation: Any, message: str) -> None:
