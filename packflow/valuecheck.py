@@ -17,9 +17,8 @@ What is checked
 - ``type[C]``: a class that is ``C`` or a subclass. Type aliases (``TypeAliasType``,
   recursive ones included) are checked as their value, expanded on first use.
 - numpy arrays: the dtype against the annotation's dtype or union of dtypes
-  (``np.issubdtype``) and, when
-  the annotation spells a fixed shape (``np.ndarray[tuple[int, int], ...]``), the number
-  of dimensions. The elements of an array are never visited, so a large array costs
+  (``np.issubdtype``) and, when the annotation spells a fixed shape
+  (``np.ndarray[tuple[int, int], ...]``), the number of dimensions. The elements of an array are never visited, so a large array costs
   the same as a small one.
 - ``Any``, unsolved ``TypeVar``\\ s without a bound and constructs the type engine
   cannot interpret accept every value.
