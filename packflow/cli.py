@@ -308,6 +308,13 @@ def _input_path(given: str, project: Path | None) -> Path:
     return inside if inside.exists() else path
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
 def _open(path: Path, mode: str, option: str) -> IO[Any]:
     try:
         return open(path, mode, encoding=None if "b" in mode else "utf-8")
@@ -330,6 +337,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 raise UsageError(f"--input {args.input}: is a folder, not a JSON Lines file")
             if not path.is_file():
                 raise UsageError(f"--input {args.input}: no such file")
+            if args.output != "-" and _same_file(path, Path(args.output)):
+                raise UsageError(
+                    f"--output {args.output} is the input file; writing it would erase the "
+                    "input before it is read"
+                )
             source = stack.enter_context(_open(path, "rb", "--input"))
         sink: IO[str] = sys.stdout
         # What the user's code prints must not land among the output lines.

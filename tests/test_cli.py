@@ -579,6 +579,16 @@ def test_run_names_an_output_file_it_cannot_write(
     ]
 
 
+def test_run_refuses_to_write_its_output_over_its_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, DOUBLER)
+    write_lines(tmp_path / "in.jsonl", ['{"x": 1}'])
+    assert main(["run", "demo", "--input", "in.jsonl", "--output", "./in.jsonl"]) == 2
+    assert "--output ./in.jsonl is the input file" in capsys.readouterr().err
+    assert (tmp_path / "in.jsonl").read_text() == '{"x": 1}\n'
+
+
 def test_run_says_when_the_input_is_a_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
