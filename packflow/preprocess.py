@@ -663,7 +663,9 @@ class _Source:
     """Python source for one specialised loop, built line by line."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        # A dict subclass may define __missing__ (defaultdict inserts the key), so no
+        # container is indexed before it is known to be a plain dict.
+        self.lines: list[str] = ["if r.__class__ is not dict: raise _Bail"]
         self.variables: dict[Path, str] = {(): "r"}
 
     def container(self, path: Path) -> str:
@@ -673,16 +675,8 @@ class _Source:
             name = f"d{len(self.variables)}"
             self.variables[path] = name
             self.lines.append(f"{name} = {parent}[{path[-1]!r}]")
+            self.lines.append(f"if {name}.__class__ is not dict: raise _Bail")
         return self.variables[path]
-
-    def all_dicts(self) -> str:
-        """A test that every container read so far is a plain dict.
-
-        Deferred to one chained comparison before the row is built: a non-dict met
-        earlier either raises on the next lookup or is caught here, and either way the
-        row goes to the reference path.
-        """
-        return " is ".join(f"{name}.__class__" for name in self.variables.values()) + " is dict"
 
 
 def _fast_body(plan: _Plan, paths: Sequence[Path]) -> tuple[list[str], list[str]]:
@@ -723,8 +717,9 @@ def _fast_body(plan: _Plan, paths: Sequence[Path]) -> tuple[list[str], list[str]
             expressions.append(value)
         else:
             expressions.append(read)
-    row_is_plain = " and ".join([source.all_dicts(), *clean_tests])
-    return [*source.lines, f"if not ({row_is_plain}): raise _Bail"], expressions
+    if not clean_tests:
+        return source.lines, expressions
+    return [*source.lines, f"if not ({' and '.join(clean_tests)}): raise _Bail"], expressions
 
 
 def _nested_literal(plan: _Plan, expressions: Sequence[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import pickle
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any
@@ -827,6 +827,24 @@ def test_dict_subclasses_are_read_like_dicts() -> None:
     records = [OrderedDict(a=OrderedDict(b=1), c=2)]
     assert preprocess(records, feature_names=["a.b", "c"]) == [{"a": {"b": 1}, "c": 2}]
     assert preprocess(records, flatten_nested_inputs=True) == [{"a.b": 1, "c": 2}]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"feature_names": ["user.age", "a"]},
+        {"feature_names": ["user.age", "a"], "flatten_nested_inputs": True},
+        {"feature_names": ["user.age"], "input_format": "numpy", "numpy_dtype": "object"},
+    ],
+)
+def test_a_defaultdict_record_gets_no_keys_added(options: dict[str, Any]) -> None:
+    # Indexing a defaultdict for a missing key inserts it; reading must never do that.
+    records = [defaultdict(dict, {"a": 1}), {"user": defaultdict(dict), "a": 2}]
+    with contextlib.suppress(PreprocessorRuntimeError):
+        build_preprocessor(BackendConfig(**options))(records)
+    assert records == [{"a": 1}, {"user": {}, "a": 2}]
+    assert list(records[0]) == ["a"]
+    assert list(records[1]["user"]) == []
 
 
 def test_nested_paths_go_through_dicts_only() -> None:
