@@ -26,6 +26,7 @@ from cattrs.errors import (
     IterableValidationError,
     IterableValidationNote,
 )
+from typing_extensions import TypeAliasType
 
 from packflow.converter import converter
 from packflow.exceptions import PreprocessorRuntimeError
@@ -47,11 +48,13 @@ _BATCH_ORIGINS = (
 )
 
 
-def attrs_record_type(annotation: Any) -> type | None:
+def attrs_record_type(annotation: Any) -> Any:
     """The attrs class ``C`` when ``annotation`` is a batch of it, else ``None``.
 
     A batch is ``list[C]``, ``Sequence[C]``, ``MutableSequence[C]``, ``Collection[C]``
-    or ``Iterable[C]`` (any spelling, ``Annotated`` stripped).
+    or ``Iterable[C]`` (any spelling, ``Annotated`` and type aliases seen through). ``C``
+    may be a generic attrs class with its arguments (``list[Box[int]]`` gives
+    ``Box[int]``, which cattrs structures with ``int`` items).
 
     Examples
     --------
@@ -63,22 +66,32 @@ def attrs_record_type(annotation: Any) -> type | None:
     >>> attrs_record_type(list[dict[str, int]]) is None
     True
     """
-    while typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
+    annotation = _plain(annotation)
     if typing.get_origin(annotation) not in _BATCH_ORIGINS:
         return None
     args = typing.get_args(annotation)
     if len(args) != 1:
         return None
-    element = args[0]
-    while typing.get_origin(element) is typing.Annotated:
-        element = typing.get_args(element)[0]
-    if isinstance(element, type) and attrs.has(element):
+    element = _plain(args[0])
+    cls = typing.get_origin(element) or element
+    if isinstance(cls, type) and attrs.has(cls):
         return element
     return None
 
 
-def structure_records(records: Sequence[Any], cls: type) -> list[Any]:
+def _plain(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` metadata and (non-generic) alias names."""
+    for _ in range(50):  # an alias chain cannot be longer; a cycle must not hang
+        if typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif isinstance(annotation, TypeAliasType) and not annotation.__type_params__:
+            annotation = annotation.__value__
+        else:
+            break
+    return annotation
+
+
+def structure_records(records: Sequence[Any], cls: Any) -> list[Any]:
     """Structure each record into an instance of the attrs class ``cls``.
 
     Parameters
@@ -86,7 +99,7 @@ def structure_records(records: Sequence[Any], cls: type) -> list[Any]:
     records
         The batch, one ``dict`` per event.
     cls
-        The attrs class each record becomes.
+        The attrs class each record becomes (a generic one with its arguments, too).
 
     Returns
     -------
@@ -104,7 +117,7 @@ def structure_records(records: Sequence[Any], cls: type) -> list[Any]:
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise PreprocessorRuntimeError(
-                f"record {index}: expected a dict to structure into {cls.__name__}, "
+                f"record {index}: expected a dict to structure into {format_type(cls)}, "
                 f"got {type(record).__name__}",
                 index=index,
             )
@@ -114,7 +127,7 @@ def structure_records(records: Sequence[Any], cls: type) -> list[Any]:
             field, reason = _first_failure(exc, record)
             where = f", field {field!r}" if field else ""
             raise PreprocessorRuntimeError(
-                f"record {index}{where}: does not fit {cls.__name__}: {reason}",
+                f"record {index}{where}: does not fit {format_type(cls)}: {reason}",
                 index=index,
                 field=field,
             ) from exc

@@ -5,12 +5,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import attrs
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from typing_extensions import TypeAliasType
 
 from packflow.checker import Edge, TypeProblem, TypeReport, check_graph, raise_for_problems
 from packflow.config import BackendConfig
@@ -132,6 +133,23 @@ def takes_words(x: list[str]) -> list[str]:
 
 def structured(rows: list[Row]) -> list[Score]:
     return [Score(r.a + r.b) for r in rows]
+
+
+@attrs.frozen
+class Tagged(Generic[T]):
+    value: T
+    tag: str
+
+
+Rows = TypeAliasType("Rows", list[Row])
+
+
+def tag_rows(rows: list[Tagged[int]]) -> list[Tagged[int]]:
+    return rows
+
+
+def aliased_rows(rows: Rows) -> Records:
+    return []
 
 
 def score_rows(rows: list[Row]) -> Records:
@@ -385,6 +403,14 @@ def test_records_fit_a_first_stage_that_wants_attrs_instances() -> None:
 def test_attrs_list_returned_by_the_last_stage_fits_the_records_contract() -> None:
     report = run(("execute", structured))
     assert report.ok
+
+
+def test_records_fit_a_first_stage_that_wants_generic_attrs_instances() -> None:
+    assert run(("execute", tag_rows)).ok
+
+
+def test_records_fit_a_first_stage_whose_attrs_batch_is_a_type_alias() -> None:
+    assert run(("execute", aliased_rows)).ok
 
 
 def test_arrays_do_not_fit_a_first_stage_that_wants_attrs_instances() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typing_extensions import TypeAliasType
 
 from packflow.exceptions import PackflowError, PreprocessorRuntimeError
 from packflow.records import (
@@ -43,12 +44,41 @@ class Plain:
     pass
 
 
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Tagged(Generic[T]):
+    value: T
+    tag: str
+
+
+People = TypeAliasType("People", list[Person])
+
+
 @pytest.mark.parametrize(
     "annotation",
     [list[Person], Sequence[Person], Iterable[Person], Annotated[list[Person], "rows"]],
 )
 def test_attrs_record_type_finds_the_class_of_a_batch(annotation: Any) -> None:
     assert attrs_record_type(annotation) is Person
+
+
+def test_attrs_record_type_sees_through_a_type_alias() -> None:
+    assert attrs_record_type(People) is Person
+    assert attrs_record_type(list[Annotated[Person, "row"]]) is Person
+
+
+def test_attrs_record_type_keeps_the_arguments_of_a_generic_attrs_class() -> None:
+    assert attrs_record_type(list[Tagged[int]]) == Tagged[int]
+
+
+def test_generic_attrs_records_are_structured_with_their_arguments() -> None:
+    assert structure_records([{"value": 3, "tag": "a"}], Tagged[int]) == [Tagged(3, "a")]
+    with pytest.raises(PreprocessorRuntimeError) as caught:
+        structure_records([{"value": "x", "tag": "a"}], Tagged[int])
+    assert caught.value.field == "value"
+    assert str(caught.value).startswith("record 0, field 'value': does not fit Tagged[int]")
 
 
 @pytest.mark.parametrize(
