@@ -970,6 +970,19 @@ def export_project(
     archive = destination / config.archive_name
     old_archives = re.compile(re.escape(config.name.replace("-", "_")) + r"-[^/]*\.zip\Z")
     files = list_project_files(root, exclude=lambda relpath: bool(old_archives.match(relpath)))
+    needed = [*REQUIRED_FILES]
+    if config.runtime.loader == "local":
+        from packflow.loaders import LocalLoader
+
+        module_file = LocalLoader(config.runtime.inference_backend, base_dir=root).path
+        needed.append(module_file.relative_to(root).as_posix())
+    left_out = [name for name in needed if name not in files and (root / name).is_file()]
+    if left_out:
+        raise ProjectError(
+            f"not exporting {root}: the archive would leave out {', '.join(left_out)}, "
+            "which the project needs to load; .gitignore (or a secret or cache rule) "
+            "excludes it"
+        )
     try:
         destination.mkdir(parents=True, exist_ok=True)
         # Written next to the target and renamed, so a failed export leaves no broken zip.

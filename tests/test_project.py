@@ -462,6 +462,17 @@ def test_validate_names_packflow_yaml_once_in_a_config_finding(tmp_path: Path) -
     assert str(finding) == "error: packflow.yaml: `runtime` must be a mapping, got a number (5)"
 
 
+def test_export_refuses_when_gitignore_would_leave_out_the_inference_module(
+    tmp_path: Path,
+) -> None:
+    folder = project(tmp_path)
+    with open(folder / ".gitignore", "a") as handle:
+        handle.write("inference.py\npackflow.yaml\n")
+    with pytest.raises(ProjectError, match=r"would leave out packflow\.yaml, inference\.py"):
+        export_project(folder, tmp_path / "dist")
+    assert not (tmp_path / "dist" / "demo-0.1.0.zip").exists()
+
+
 def test_export_refuses_a_project_with_validation_errors(tmp_path: Path) -> None:
     folder = project(tmp_path, inference="raise RuntimeError('broken')\n")
     with pytest.raises(ProjectError, match="validation found an error: backend") as info:
