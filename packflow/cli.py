@@ -48,6 +48,10 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _target(path: str) -> Any:
     """A project folder's loader, or a loader for a ``module:attribute`` spec."""
     from packflow.loaders import InferenceBackendLoader, loader_for_spec
@@ -109,14 +113,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     _out(render_text(checked))
     for note in getattr(checked.report, "notes", ()) or ():
         _out(f"note: {note}")
-    stages = len(checked.graph.stages)
+    stages = _count(len(checked.graph.stages), "stage")
+    initializers = _count(len(checked.graph.initializers), "initializer")
     _out("")
-    _out(
-        f"ok: {loader.spec} type-checks "
-        f"({stages} stage{'s' if stages != 1 else ''}, "
-        f"{len(checked.graph.initializers)} initializer"
-        f"{'s' if len(checked.graph.initializers) != 1 else ''})"
-    )
+    _out(f"ok: {loader.spec} type-checks ({stages}, {initializers})")
     return EXIT_OK
 
 
@@ -138,10 +138,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _out(f"  {finding}")
     errors, warnings = len(report.errors), len(report.warnings)
     failed = errors > 0 or (args.strict and warnings > 0)
-    summary = (
-        f"{errors} error{'s' if errors != 1 else ''}, "
-        f"{warnings} warning{'s' if warnings != 1 else ''}"
-    )
+    summary = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
     if report.samples_validated is not None:
         summary += f"; {report.samples_validated} sample records passed validate()"
     _out(f"{'FAILED' if failed else 'ok'}: {args.path}: {summary}")
@@ -155,8 +152,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for finding in result.report.warnings if result.report else ():
         _err(f"  {finding}")
     shown = os.path.relpath(result.archive)
-    count = len(result.files)
-    _out(f"wrote {shown} ({count} file{'s' if count != 1 else ''})")
+    _out(f"wrote {shown} ({_count(len(result.files), 'file')})")
     return EXIT_OK
 
 
