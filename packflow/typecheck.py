@@ -26,6 +26,7 @@ import collections.abc as cabc
 import contextlib
 import enum
 import functools
+import inspect
 import re
 import sys
 import types
@@ -791,6 +792,11 @@ class _Check:
         if isinstance(p, _TupleT):
             return self.run(_ClsT(tuple, (p.element(),), raw=p.raw), c)
         if isinstance(p, _CallableT):
+            if isinstance(c, _ClsT) and getattr(c.origin, "_is_protocol", False):
+                signature = _call_signature(c.origin)
+                if signature is not None:
+                    return self.run(p, signature)
+                return _unknown(f"cannot read the call signature of protocol {c}")
             return _fail(f"a callable {p} is not {c}")
         if isinstance(p, _ClsT) and isinstance(c, _ClsT):
             return self._classes(p, c)
@@ -989,6 +995,9 @@ class _Check:
                 return _fail(f"{p} is not callable")
             if c.params is None and isinstance(c.ret, _AnyT):
                 return _OK
+            signature = _call_signature(p.origin)
+            if signature is not None:
+                return self.run(signature, c)
             return _unknown(f"the call signature of {p} is not compared with {c}")
         if not isinstance(p, _CallableT):
             return _is_not(p, c)
@@ -1083,6 +1092,23 @@ class _Check:
 
 def _expand(node: _Node) -> _Node:
     return node.value() if isinstance(node, _AliasT) else node
+
+
+def _call_signature(cls: Any) -> _CallableT | None:
+    """The ``Callable`` that calling an instance of ``cls`` amounts to, if it can be read."""
+    call = getattr(cls, "__call__", None)  # noqa: B004 - the method, not callable(cls)
+    if not inspect.isfunction(call):
+        return None
+    try:
+        hints = typing.get_type_hints(call)
+        parameters = list(inspect.signature(call).parameters.values())[1:]  # without self
+    except Exception:  # unresolvable annotations: the caller says "unknown"
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ret = _normalize(hints.get("return", Any))
+    if any(param.kind not in positional for param in parameters):
+        return _CallableT(None, ret)
+    return _CallableT(tuple(_normalize(hints.get(param.name, Any)) for param in parameters), ret)
 
 
 def _keyed(check: _Check, a: _Node, b: _Node, where: str) -> Callable[[], Verdict]:

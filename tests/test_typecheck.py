@@ -133,6 +133,15 @@ class File:
         return b""
 
 
+class Scorer(Protocol):
+    def __call__(self, x: int) -> float: ...
+
+
+class LinearScorer:
+    def __call__(self, x: float) -> int:
+        return 0
+
+
 class Animal:
     pass
 
@@ -396,6 +405,13 @@ RULES = [
     _case(File, Readable, True, "protocol"),
     _case(int, Readable, False, "protocol"),
     _case(int, typing.SupportsFloat, True, "protocol"),
+    _case(Callable[[int], float], Scorer, True, "callback protocol"),
+    _case(Callable[[int], str], Scorer, False, "callback protocol"),
+    _case(Callable[[str], float], Scorer, False, "callback protocol"),
+    _case(Scorer, Callable[[int], float], True, "callback protocol"),
+    _case(LinearScorer, Callable[[int], float], True, "callable instance"),
+    _case(LinearScorer, Callable[[int], str], False, "callable instance"),
+    _case(LinearScorer, Scorer, True, "callable instance"),
 ]
 
 
