@@ -21,6 +21,8 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeAlias
@@ -225,7 +227,7 @@ class InferenceBackendLoader:
         InferenceBackendLoadError
             When ``packflow.yaml`` is missing or broken; the ``ConfigError`` is chained.
         """
-        from packflow.project import read_project_config
+        from packflow.project import find_project_file, read_project_config
 
         root = Path(path)
         try:
@@ -243,7 +245,7 @@ class InferenceBackendLoader:
             )
         else:
             loader = LocalLoader(spec, base_dir=root)
-        return ProjectLoader(loader, project.backend_config)
+        return ProjectLoader(loader, project.backend_config, source=find_project_file(root))
 
     @classmethod
     def from_project(cls, path: str | os.PathLike[str] = ".", **config: Any) -> LoadedBackend:
@@ -265,11 +267,22 @@ class InferenceBackendLoader:
 
 
 class ProjectLoader:
-    """A project's loader together with the ``backend_config`` of its ``packflow.yaml``."""
+    """A project's loader together with the ``backend_config`` of its ``packflow.yaml``.
 
-    def __init__(self, loader: InferenceBackendLoader, backend_config: dict[str, Any]) -> None:
+    ``source`` is that ``packflow.yaml``: a config error caused by a value of
+    ``backend_config`` names it.
+    """
+
+    def __init__(
+        self,
+        loader: InferenceBackendLoader,
+        backend_config: dict[str, Any],
+        *,
+        source: Path | None = None,
+    ) -> None:
         self.loader = loader
         self.backend_config = dict(backend_config)
+        self.source = source
 
     def __repr__(self) -> str:
         return f"ProjectLoader({self.loader!r})"
@@ -284,11 +297,29 @@ class ProjectLoader:
 
     def load(self, **config: Any) -> LoadedBackend:
         """As :meth:`InferenceBackendLoader.load`, over the project's ``backend_config``."""
-        return _build(self.loader.resolve(), {**self.backend_config, **config}, self.spec)
+        with self._blaming_backend_config(config):
+            return _build(self.loader.resolve(), {**self.backend_config, **config}, self.spec)
 
     def check(self, **config: Any) -> CheckedPipeline:
         """As :meth:`InferenceBackendLoader.check`, over the project's ``backend_config``."""
-        return self.loader.check(**{**self.backend_config, **config})
+        with self._blaming_backend_config(config):
+            return self.loader.check(**{**self.backend_config, **config})
+
+    @contextmanager
+    def _blaming_backend_config(self, config: dict[str, Any]) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            from_yaml = set(self.backend_config) - set(config)
+            named = {exc.field, *(p.split(":", 1)[0].split(".")[0] for p in exc.problems)}
+            if self.source is None or exc.path is not None or not named & from_yaml:
+                raise
+            raise ConfigError(
+                f"{self.source}: backend_config: {exc}",
+                field=exc.field,
+                path=str(self.source),
+                problems=exc.problems,
+            ) from exc
 
 
 class ModuleLoader(InferenceBackendLoader):

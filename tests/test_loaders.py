@@ -410,3 +410,22 @@ def test_a_project_module_that_is_not_installed_points_at_the_loader_key(
         InferenceBackendLoadError, match="says `loader: module`; use `loader: local`"
     ):
         InferenceBackendLoader.from_project(tmp_path / "proj")
+
+
+def test_a_bad_backend_config_value_names_packflow_yaml(tmp_path: Path) -> None:
+    folder = create_project("demo", tmp_path)
+    yaml_text = (folder / "packflow.yaml").read_text()
+    (folder / "packflow.yaml").write_text(
+        yaml_text.replace("backend_config: {}", "backend_config: {input_formt: numpy}")
+    )
+    with pytest.raises(ConfigError, match=r"packflow\.yaml: backend_config: invalid config"):
+        InferenceBackendLoader.from_project(folder)
+    with pytest.raises(ConfigError, match=r"(?s)packflow\.yaml: backend_config: .*input_format"):
+        InferenceBackendLoader.for_project(folder).check()
+
+
+def test_a_bad_keyword_is_not_blamed_on_packflow_yaml(tmp_path: Path) -> None:
+    folder = create_project("demo", tmp_path)
+    with pytest.raises(ConfigError, match=r"^invalid config") as info:
+        InferenceBackendLoader.from_project(folder, verbose="loud")
+    assert info.value.path is None
