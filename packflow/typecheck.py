@@ -245,7 +245,11 @@ class _AliasT(_Node):
     raw: Any = attrs.field(default=None, eq=False)
 
     def __str__(self) -> str:
-        return _fallback_repr(self.raw)
+        origin = typing.get_origin(self.raw)
+        if origin is None:
+            return str(getattr(self.raw, "__name__", _fallback_repr(self.raw)))
+        args = ", ".join(map(format_type, typing.get_args(self.raw)))
+        return f"{getattr(origin, '__name__', _fallback_repr(origin))}[{args}]"
 
     def value(self) -> _Node:
         try:

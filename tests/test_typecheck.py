@@ -517,6 +517,7 @@ def test_unresolved_forward_reference_reads_as_its_name() -> None:
 def test_an_alias_reads_as_its_name() -> None:
     assert format_type(list[JSON]) == "list[JSON]"
     assert format_type(Tree[int]) == "Tree[int]"
+    assert format_type(Pair2[NDArray[np.float32]]) == "Pair2[NDArray[float32]]"
 
 
 def test_explain_expands_a_recursive_alias_to_the_failing_member() -> None:
