@@ -560,7 +560,12 @@ def read_jsonl_samples(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     ValueError
         When a line is not valid JSON or not a JSON object; the message names the line.
     """
-    records: list[dict[str, Any]] = []
+    return [record for _, record in _numbered_samples(path)]
+
+
+def _numbered_samples(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]:
+    """The records of a JSON Lines file with the line number of each."""
+    records: list[tuple[int, dict[str, Any]]] = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -571,7 +576,7 @@ def read_jsonl_samples(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 raise ValueError(f"line {number}: not valid JSON: {exc.msg}") from exc
             if not isinstance(value, dict):
                 raise ValueError(f"line {number}: expected a JSON object, got {_type_name(value)}")
-            records.append(value)
+            records.append((number, value))
     return records
 
 
@@ -715,20 +720,33 @@ def _validate_backend(
         add("error", "packflow.yaml: sample_inputs", f"{sample_name} does not exist")
         return None
     try:
-        samples = read_jsonl_samples(sample_file)
+        samples = _numbered_samples(sample_file)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         add("error", sample_name, str(exc))
         return None
     if not samples:
         add("warning", sample_name, "holds no records; validate() was not run")
         return None
+    problem = _validation_problem(backend, [record for _, record in samples])
+    if problem is None:
+        return len(samples)
+    # Find the lines at fault, as `packflow run` does, so the user knows where to look.
+    for number, record in samples:
+        single = _validation_problem(backend, [record])
+        if single is not None:
+            add("error", f"{sample_name}:{number}", f"validate() failed: {single}")
+            problem = None
+    if problem is not None:
+        add("error", sample_name, f"validate() failed: {problem}")
+    return None
+
+
+def _validation_problem(backend: Any, records: list[dict[str, Any]]) -> str | None:
     try:
-        backend.validate(samples)
+        backend.validate(records)
     except Exception as exc:
-        message = str(exc) if isinstance(exc, PackflowError) else f"{type(exc).__name__}: {exc}"
-        add("error", sample_name, f"validate() failed: {message}")
-        return None
-    return len(samples)
+        return str(exc) if isinstance(exc, PackflowError) else f"{type(exc).__name__}: {exc}"
+    return None
 
 
 # --------------------------------------------------------------------------- export

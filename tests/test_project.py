@@ -327,8 +327,17 @@ def test_samples_that_fail_validate_are_an_error(tmp_path: Path) -> None:
             return [{"value": {1, 2}} for _ in records]
         """,
     )
+    errors = messages(validate_project(folder), "error")
+    assert [error.split(" validate() failed")[0] for error in errors] == [
+        f"error: sample.jsonl:{number}:" for number in (1, 2, 3)
+    ]
+
+
+def test_validate_names_the_sample_line_that_fails(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "sample.jsonl").write_text('{"value": 0.1}\n\n{"nothing": 1}\n{"value": 2}\n')
     (error,) = messages(validate_project(folder), "error")
-    assert error.startswith("error: sample.jsonl: validate() failed")
+    assert error.startswith("error: sample.jsonl:3: validate() failed: stage execute `score`")
 
 
 def test_a_project_without_samples_gets_a_warning(tmp_path: Path) -> None:
