@@ -882,7 +882,8 @@ class _Check:
         unknown: Verdict | None = None
         failures: list[Verdict] = []
         # Concrete members first: None fits the None of ``T | None`` rather than solving T.
-        for member in sorted(c.members, key=lambda m: isinstance(m, _TypeVarT)):
+        order = sorted(c.members, key=lambda m: isinstance(m, _TypeVarT))
+        for member in order:
             trial = self.fork(self.bindings)
             verdict = trial.run(p, member)
             if verdict.status is Status.COMPATIBLE:
@@ -894,13 +895,16 @@ class _Check:
                 failures.append(verdict)
         if unknown is not None:
             return unknown
-        non_none = [m for m in c.members if not (isinstance(m, _ClsT) and m.origin is type(None))]
-        if len(non_none) == 1 and len(failures) == len(c.members):
-            # Optional[X]: the reason X failed is the interesting one.
-            order = sorted(c.members, key=lambda m: isinstance(m, _TypeVarT))
-            reason = failures[order.index(non_none[0])].reason
-            if reason and reason != f"{p} is not {non_none[0]}":
-                return _fail(f"{p} is not {c}: {reason}")
+        # A member that failed only deep inside (``list[str]`` against ``list[int]``) is
+        # the one the user meant: its reason is the interesting one. ``Optional[X]`` is
+        # the common case.
+        deep = [
+            (member, verdict.reason)
+            for member, verdict in zip(order, failures, strict=True)
+            if verdict.reason and verdict.reason != str(_is_not(p, member).reason)
+        ]
+        if len(deep) == 1:
+            return _fail(f"{p} is not {c}: {deep[0][1]}")
         return _fail(f"{p} is not {c} (it fits none of the union's members)")
 
     def _into_newtype(self, p: _Node, c: _NewTypeT) -> Verdict:

@@ -521,9 +521,19 @@ def test_an_alias_reads_as_its_name() -> None:
 
 
 def test_explain_expands_a_recursive_alias_to_the_failing_member() -> None:
+    members = "dict[str, JSON] | list[JSON] | str | int | float | bool | None"
     assert explain(dict[str, bytes], JSON) == (
-        "dict[str, bytes] is not dict[str, JSON] | list[JSON] | str | int | float | bool | "
-        "None (it fits none of the union's members)"
+        f"dict[str, bytes] is not {members}: value type of dict: bytes is not {members} "
+        "(it fits none of the union's members)"
+    )
+
+
+def test_explain_follows_the_union_member_that_failed_deep_inside() -> None:
+    assert explain(list[str], list[int] | tuple[int, ...]) == (
+        "list[str] is not list[int] | tuple[int, ...]: element type of list: str is not int"
+    )
+    assert explain(bytes, int | str) == (
+        "bytes is not int | str (it fits none of the union's members)"
     )
 
 
