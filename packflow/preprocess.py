@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import attrs
@@ -742,6 +742,13 @@ def _nested_literal(plan: _Plan, expressions: Sequence[str]) -> str:
 
 
 def _compile(source: str, name: str, namespace: dict[str, Any]) -> Callable[..., Any]:
+    # Bind every name the loop uses as a keyword-only default: the loop then reads
+    # them as locals, which is measurably faster than globals or builtins per record.
+    names = [*namespace, "dict", "len", "enumerate"]
+    header = f"def {name}(records):"
+    assert header in source
+    bound = ", ".join(f"{n}={n}" for n in names)
+    source = source.replace(header, f"def {name}(records, *, {bound}):", 1)
     code = compile(source, f"<packflow preprocessor {name}>", "exec")
     exec(code, namespace)
     function: Callable[..., Any] = namespace[name]
@@ -846,6 +853,9 @@ class _NumpyPreprocessor:
         self.dtype = dtype
         self._clean = _CleanKeys(plan)
         self._fast = self._compile_fast()
+        self._stream = (
+            self._compile_stream() if dtype is not None and dtype.kind in "biufc" else None
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.plan, self.dtype))
@@ -857,13 +867,37 @@ class _NumpyPreprocessor:
         width = len(self.plan.features)
         if not records:
             return np.empty((0, width), dtype=self.dtype or np.float64)
+        if self._stream is not None:
+            return self._streamed(records)
+        return self._to_array(records, self._values(records))
+
+    def _values(self, records: Records) -> list[Any]:
+        """Every row's values, one after the other."""
         if self._fast is not None:
             values: list[Any] = self._fast(records)
-        else:
-            values = []
-            for index, record in enumerate(records):
-                values.extend(self._row(index, record))
-        return self._to_array(records, values)
+            return values
+        values = []
+        for index, record in enumerate(records):
+            values.extend(self._row(index, record))
+        return values
+
+    def _streamed(self, records: Records) -> npt.NDArray[Any]:
+        """The array for a numeric dtype, filled straight from the compiled loop.
+
+        Not building the list of values first is the difference between meeting the
+        throughput target or not. When a value cannot be cast, the values are gathered
+        again (the input is never mutated, so they are the same) to name the culprit.
+        """
+        assert self._stream is not None
+        shape = (len(records), len(self.plan.features))
+        try:
+            with np.errstate(over="raise"):
+                array = np.fromiter(
+                    self._stream(records), dtype=self.dtype, count=shape[0] * shape[1]
+                )
+        except _CAST_ERRORS as exc:
+            raise self._bad_value(self._values(records), shape, str(exc)) from exc
+        return array.reshape(shape)
 
     def _row(self, index: int, record: Any) -> list[Any]:
         """The reference path for one row: its values, or the error naming the feature."""
@@ -895,15 +929,39 @@ class _NumpyPreprocessor:
         )
         return _compile(source, "_columns", _fast_namespace(plan, self._clean, self._row))
 
+    def _compile_stream(self) -> Callable[[Records], Iterator[Any]] | None:
+        plan = self.plan
+        if plan.overlapping or not all(plan.candidates):
+            return None
+        lines, expressions = _fast_body(plan, _first_sources(plan))
+        # Every lookup happens before the first yield, so a row the fast path gives up
+        # on half-way yields nothing of its own before the reference path's values.
+        reads = [f"x{n} = {e}" for n, e in enumerate(expressions) if not e.isidentifier()]
+        names = [e if e.isidentifier() else f"x{n}" for n, e in enumerate(expressions)]
+        source = (
+            "def _stream(records):\n"
+            "    for index, r in enumerate(records):\n"
+            "        try:\n"
+            f"{_indent([*lines, *reads], 3)}"
+            "        except Exception:\n"
+            "            yield from _slow(index, r)\n"
+            "            continue\n"
+            f"{_indent([f'yield {n}' for n in names], 2)}"
+        )
+        return _compile(source, "_stream", _fast_namespace(plan, self._clean, self._row))
+
     def _to_array(self, records: Records, values: list[Any]) -> npt.NDArray[Any]:
         shape = (len(records), len(self.plan.features))
         try:
             # over="raise": a finite value too large for the dtype (1e300 as float32)
             # would otherwise become inf with only a warning.
             with np.errstate(over="raise"):
-                if self.dtype is not None and self.dtype.kind in "biufc":
+                if self.dtype is not None and self.dtype.kind in "biufcO":
                     # Faster than np.array for a known numeric dtype; a sequence among
                     # the values fails here too, so the shape check below stays valid.
+                    # For "object" it keeps every value as it is, a list included:
+                    # np.array would make a list a row of its own or not depending on
+                    # the other values of the batch.
                     array = np.fromiter(values, dtype=self.dtype, count=len(values))
                 else:
                     array = np.array(values, dtype=self.dtype)

@@ -444,6 +444,13 @@ def test_numpy_value_that_is_not_a_scalar_names_the_record_and_feature() -> None
     assert (caught.value.index, caught.value.field) == (1, "b")
 
 
+def test_numpy_object_dtype_keeps_a_list_value_as_one_element_in_any_batch() -> None:
+    for records in ([{"a": [1]}], [{"a": [1]}, {"a": [2]}], [{"a": None}, {"a": []}]):
+        array = to_array(records, feature_names=["a"], numpy_dtype="object")
+        assert array.shape == (len(records), 1)
+        assert [row[0] for row in array] == [record["a"] for record in records]
+
+
 def test_numpy_checks_keys_containing_the_delimiter() -> None:
     records = [{"a": {"b": 1}, "c.d": 2}]
     with pytest.raises(PreprocessorRuntimeError, match=r"'c.d' contains"):
@@ -492,6 +499,14 @@ GOOD = {"a": {"b": 1.0}, "c": 2.0}
         ({"flatten_nested_inputs": True}, {"a": {"b": 1}, "a.b": 2}),
         ({"rename_fields": {"c": "x.z"}}, {"x": 5, "c": 1}),
         ({"input_format": "numpy", "feature_names": ["a.b", "c"]}, {"a": {"b": 1.0}}),
+        (
+            {"input_format": "numpy", "feature_names": ["a.b", "c"], "numpy_dtype": "float64"},
+            {"a": {"b": 1.0}},
+        ),
+        (
+            {"input_format": "numpy", "feature_names": ["a.b", "c"], "numpy_dtype": "int8"},
+            {"a": {"b": 1}, "c": 300},
+        ),
         ({"input_format": "numpy", "feature_names": ["a.b", "c"]}, {"a": {"b": "x"}, "c": 1}),
         (
             {"input_format": "numpy", "feature_names": ["a.b", "c"], "numpy_dtype": "float64"},
@@ -746,6 +761,49 @@ def test_numpy_columns_hold_the_selected_values(rows: Records) -> None:
     assert array.shape == (len(rows), 2)
     for row, line in zip(rows, array.tolist(), strict=True):
         assert line == [float(row["n"]["b"]), row["a"]]
+
+
+numeric_rows = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "a": st.one_of(st.integers(-300, 300), st.floats(-1e3, 1e3), st.just("1.5")),
+            "n": st.one_of(
+                st.fixed_dictionaries({"b": st.one_of(st.integers(-300, 300), st.none())}),
+                st.just([1]),
+            ),
+        },
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=numeric_rows, dtype=st.sampled_from(["float64", "int16", "float32"]))
+def test_numeric_dtypes_give_the_object_array_cast_or_the_same_error(
+    rows: Records, dtype: str
+) -> None:
+    def attempt(numpy_dtype: str) -> Any:
+        try:
+            return to_array(rows, feature_names=["n.b", "a"], numpy_dtype=numpy_dtype)
+        except PreprocessorRuntimeError as error:
+            return error
+
+    as_objects = attempt("object")
+    got = attempt(dtype)
+    if isinstance(as_objects, PreprocessorRuntimeError):
+        assert isinstance(got, PreprocessorRuntimeError)
+        assert (got.index, got.field) == (as_objects.index, as_objects.field)
+        return
+    try:
+        with np.errstate(over="raise"):
+            expected = np.array(as_objects.tolist(), dtype=dtype)
+    except (ValueError, TypeError, OverflowError, FloatingPointError):
+        assert isinstance(got, PreprocessorRuntimeError)
+        return
+    assert not isinstance(got, PreprocessorRuntimeError), got
+    assert got.dtype == np.dtype(dtype)
+    assert np.array_equal(got, expected.reshape(len(rows), 2), equal_nan=True)
 
 
 DOTTED_KEYS = ["a", "b", "a.b", "b.a"]
