@@ -244,6 +244,8 @@ RULES = [
     _case(dict[str, int], Mapping[str, float], True, "mapping"),
     _case(Mapping[str, int], dict[str, int], False, "mapping"),
     _case(dict[int, str], Mapping[str, str], False, "mapping"),
+    _case(Mapping[int, str], Mapping[float, str], True, "mapping keys covariant (mypy: no)"),
+    _case(Mapping[float, str], Mapping[int, str], False, "mapping keys covariant"),
     # tuples
     _case(tuple[int, str], tuple[int, str], True, "tuple"),
     _case(tuple[int, int], tuple[float, float], True, "tuple"),
@@ -915,19 +917,27 @@ def test_namedtuple_fits_an_iterable_of_its_field_types() -> None:
 
 # --------------------------------------------------------------------------------------
 # Differential test against mypy, the reference semantics where the rules are silent.
-# mutable containers are left out of the generated types: reading them covariantly is
-# the one deliberate departure (tested in the rule table above).
+# Left out of the generated types are the deliberate departures, tested in the rule table
+# above: mutable containers and mapping keys are read covariantly, and a mapping fits a
+# TypedDict consumer.
 
 _MYPY_PRELUDE = """\
+import enum
 from typing import Literal, NewType, Optional
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing_extensions import TypeAliasType
 class Animal: ...
 class Dog(Animal): ...
 UserId = NewType("UserId", int)
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+Ints = TypeAliasType("Ints", Sequence[int])
 """
 _MYPY_LEAVES = (
     "int", "float", "bool", "complex", "str", "bytes", "None", "object",
-    "Animal", "Dog", "UserId", "Literal['a']", "Literal[1]",
+    "Animal", "Dog", "UserId", "Literal['a']", "Literal[1]", "Literal['a', 'b']",
+    "Color", "Literal[Color.RED]", "type[Dog]", "type[Animal]", "Ints", "tuple[()]",
 )  # fmt: skip
 
 
@@ -946,6 +956,10 @@ def _random_type(rng: random.Random, depth: int) -> str:
             f"{a} | {b}",
             f"Optional[{a}]",
             f"Callable[[{a}], {b}]",
+            f"Callable[[{a}, {b}], {a}]",
+            f"Callable[..., {a}]",
+            f"Iterator[{a}]",
+            f"tuple[{a}]",
         ]
     )
 
