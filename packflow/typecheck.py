@@ -1030,6 +1030,10 @@ class _Check:
         po, co = p.origin, c.origin
         if po is co:
             return self._arguments(p, c, p.args)
+        if any(base is Any for base in _mro(po)):
+            # A class deriving from Any (typically from an untyped library) fits anything,
+            # as in mypy.
+            return _OK
         if co is tuple or co in _ELEMENT_VIEWS:
             items = _namedtuple_items(po) if _is_tuple_class(po) else None
             if items is not None:

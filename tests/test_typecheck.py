@@ -142,6 +142,10 @@ class LinearScorer:
         return 0
 
 
+class Untyped(Any):  # type: ignore[misc]
+    """Like a class whose base comes from an untyped library."""
+
+
 class Animal:
     pass
 
@@ -186,6 +190,8 @@ RULES = [
     _case(float, int, False, "tower"),
     _case(complex, float, False, "tower"),
     _case(int, bool, False, "tower"),
+    _case(Untyped, int, True, "Any base"),
+    _case(int, Untyped, False, "Any base"),
     # None
     _case(None, None, True, "none"),
     _case(type(None), None, True, "none"),
