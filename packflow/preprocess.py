@@ -24,6 +24,7 @@ Semantics, in brief (``docs/preprocessors-and-config.md`` has worked examples):
 
 from __future__ import annotations
 
+import collections
 import difflib
 import itertools
 from collections.abc import Callable, Iterator, Sequence
@@ -268,7 +269,7 @@ def _plan(config: BackendConfig, input_format: InputFormat) -> _Plan:
         )
     elif config.numpy_dtype is not None and _dtype_problem(config.numpy_dtype):
         problems.append(_dtype_problem(config.numpy_dtype))
-    duplicates = sorted({f for f in features if features.count(f) > 1})
+    duplicates = sorted(f for f, count in collections.Counter(features).items() if count > 1)
     if duplicates:
         problems.append(f"feature_names lists {', '.join(map(repr, duplicates))} twice")
     targets: dict[str, str] = {}
@@ -284,12 +285,15 @@ def _plan(config: BackendConfig, input_format: InputFormat) -> _Plan:
 
     if not config.flatten_nested_inputs:
         for label, group in (("feature_names", features), ("rename_fields targets", targets)):
+            # One set lookup per prefix rather than comparing every pair: configs with
+            # thousands of features must still build at once.
             paths = [split(n) for n in group]
-            for path in paths:
-                for other in paths:
-                    if len(other) > len(path) and other[: len(path)] == path:
+            known = set(paths)
+            for other in paths:
+                for depth in range(1, len(other)):
+                    if other[:depth] in known:
                         problems.append(
-                            f"{label} holds both {delimiter.join(path)!r} and "
+                            f"{label} holds both {delimiter.join(other[:depth])!r} and "
                             f"{delimiter.join(other)!r}, which lies inside it"
                         )
         if problems:
@@ -741,6 +745,20 @@ def _nested_literal(plan: _Plan, expressions: Sequence[str]) -> str:
     return render(tree)
 
 
+def _compiled_or_none(
+    compile_loop: Callable[[], Callable[[Records], Any] | None],
+) -> Callable[[Records], Any] | None:
+    """The compiled loop, or ``None`` (the reference path) when Python cannot compile it.
+
+    A name hundreds of keys deep gives a dict literal nested past the parser's limit;
+    the reference path handles it all the same.
+    """
+    try:
+        return compile_loop()
+    except (SyntaxError, RecursionError, MemoryError):
+        return None
+
+
 def _compile(source: str, name: str, namespace: dict[str, Any]) -> Callable[..., Any]:
     # Bind every name the loop uses as a keyword-only default: the loop then reads
     # them as locals, which is measurably faster than globals or builtins per record.
@@ -794,7 +812,7 @@ class _RecordsPreprocessor:
     def __init__(self, plan: _Plan) -> None:
         self.plan = plan
         self._clean = _CleanKeys(plan)
-        self._fast = self._compile_fast()
+        self._fast = _compiled_or_none(self._compile_fast)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The compiled loop cannot be pickled; the plan can, and rebuilds it.
@@ -852,10 +870,9 @@ class _NumpyPreprocessor:
         self.plan = plan
         self.dtype = dtype
         self._clean = _CleanKeys(plan)
-        self._fast = self._compile_fast()
-        self._stream = (
-            self._compile_stream() if dtype is not None and dtype.kind in "biufc" else None
-        )
+        self._fast = _compiled_or_none(self._compile_fast)
+        numeric = dtype is not None and dtype.kind in "biufc"
+        self._stream = _compiled_or_none(self._compile_stream) if numeric else None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.plan, self.dtype))
