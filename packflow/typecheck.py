@@ -762,7 +762,7 @@ class _Check:
         if isinstance(c, _TypeVarT):
             return self._solve(p, c)
         if isinstance(p, _UnionT):
-            return self.all_of(functools.partial(self._member, m, p, c) for m in p.members)
+            return self._union_producer(p.members, p, c)
         if isinstance(c, _UnionT):
             return self._into_union(p, c)
         if isinstance(c, _ClsT) and c.origin is object:
@@ -816,15 +816,27 @@ class _Check:
             return _OK
         self.assumed.add(pair)
         try:
-            return self.run(_expand(p), _expand(c))
+            produced, consumed = _expand(p), _expand(c)
+            if isinstance(consumed, _TypeVarT) and not isinstance(produced, _TypeVarT):
+                return self._solve(p, consumed)  # solved to the alias, which reads best
+            if isinstance(produced, _UnionT) and not isinstance(consumed, _AnyT | _TypeVarT):
+                # Name the alias, not its expansion, when one of its members fails.
+                return self._union_producer(produced.members, p, consumed)
+            return self.run(produced, consumed)
         finally:
             self.assumed.discard(pair)
 
-    def _member(self, member: _Node, union: _UnionT, c: _Node) -> Verdict:
+    def _member(self, member: _Node, union: _Node, c: _Node) -> Verdict:
         verdict = self.run(member, c)
         if verdict.status is Status.INCOMPATIBLE:
-            return _fail(f"{verdict.reason} (a member of the union {union})")
+            suffix = f" (a member of the union {union})"
+            reason = str(verdict.reason)
+            # A recursive alias meets its own union again one level down: say it once.
+            return _fail(reason if reason.endswith(suffix) else reason + suffix)
         return verdict
+
+    def _union_producer(self, members: tuple[_Node, ...], union: _Node, c: _Node) -> Verdict:
+        return self.all_of(functools.partial(self._member, m, union, c) for m in members)
 
     # -- TypeVars -----------------------------------------------------------------
 

@@ -536,6 +536,17 @@ def test_explain_expands_a_recursive_alias_to_the_failing_member() -> None:
     )
 
 
+def test_explain_names_a_recursive_alias_producer_once() -> None:
+    assert explain(dict[str, JSON], dict[str, dict[str, int] | float | None]) == (
+        "value type of dict: dict[str, JSON] is not dict[str, int] | float | None: "
+        "value type of dict: dict[str, JSON] is not int (a member of the union JSON)"
+    )
+
+
+def test_a_recursive_alias_producer_solves_a_typevar_as_a_whole() -> None:
+    assert check(JSON, T).bindings[T] is JSON
+
+
 def test_explain_follows_the_union_member_that_failed_deep_inside() -> None:
     assert explain(list[str], list[int] | tuple[int, ...]) == (
         "list[str] is not list[int] | tuple[int, ...]: element type of list: str is not int"
