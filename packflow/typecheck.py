@@ -796,7 +796,7 @@ class _Check:
         if isinstance(p, _TupleT):
             return self.run(_ClsT(tuple, (p.element(),), raw=p.raw), c)
         if isinstance(p, _CallableT):
-            if isinstance(c, _ClsT) and getattr(c.origin, "_is_protocol", False):
+            if isinstance(c, _ClsT) and _is_callback_protocol(c.origin):
                 signature = _call_signature(c.origin)
                 if signature is not None:
                     return self.run(p, signature)
@@ -1116,6 +1116,15 @@ class _Check:
 
 def _expand(node: _Node) -> _Node:
     return node.value() if isinstance(node, _AliasT) else node
+
+
+def _is_callback_protocol(cls: Any) -> bool:
+    if not getattr(cls, "_is_protocol", False):
+        return False
+    try:
+        return set(te.get_protocol_members(cls)) == {"__call__"}
+    except TypeError:
+        return False
 
 
 def _call_signature(cls: Any) -> _CallableT | None:

@@ -137,6 +137,12 @@ class Scorer(Protocol):
     def __call__(self, x: int) -> float: ...
 
 
+class NamedScorer(Protocol):
+    name: str
+
+    def __call__(self, x: int) -> float: ...
+
+
 class LinearScorer:
     def __call__(self, x: float) -> int:
         return 0
@@ -417,6 +423,7 @@ RULES = [
     _case(Callable[[int], str], Scorer, False, "callback protocol"),
     _case(Callable[[str], float], Scorer, False, "callback protocol"),
     _case(Scorer, Callable[[int], float], True, "callback protocol"),
+    _case(Callable[[int], float], NamedScorer, False, "protocol with more than __call__"),
     _case(LinearScorer, Callable[[int], float], True, "callable instance"),
     _case(LinearScorer, Callable[[int], str], False, "callable instance"),
     _case(LinearScorer, Scorer, True, "callable instance"),
