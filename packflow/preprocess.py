@@ -366,7 +366,11 @@ def _list_index(segment: str, size: int) -> int | None:
     return None
 
 
-def _read_flat(plan: _Plan, container: Any, path: Path) -> list[Any]:
+#: Per record: for each dict met (by id), its keys that are not strings, by ``str()``.
+_Stringified = dict[int, dict[str, Any]]
+
+
+def _read_flat(plan: _Plan, container: Any, path: Path, memo: _Stringified) -> list[Any]:
     """Every value the flat key ``path`` may denote in ``container``, most nested first.
 
     A flat key ``"a.b.c"`` is the joined key path of one leaf; since keys may themselves
@@ -379,7 +383,10 @@ def _read_flat(plan: _Plan, container: Any, path: Path) -> list[Any]:
         value: Any = MISSING
         if isinstance(container, dict):
             key = delimiter.join(path[:end])
-            value = container[key] if key in container else _stringified_key(container, key)
+            if key in container:
+                value = container[key]
+            else:
+                value = _stringified(container, memo).get(key, MISSING)
         elif end == 1 and plan.flatten_lists and isinstance(container, list):
             position = _list_index(path[0], len(container))
             if position is not None:
@@ -390,23 +397,27 @@ def _read_flat(plan: _Plan, container: Any, path: Path) -> list[Any]:
             if not _is_branch(value, plan.flatten_lists):
                 found.append(value)
         elif _is_branch(value, plan.flatten_lists):
-            found.extend(_read_flat(plan, value, path[end:]))
+            found.extend(_read_flat(plan, value, path[end:], memo))
     return found
 
 
-def _stringified_key(container: dict[Any, Any], key: str) -> Any:
-    """The value of a key that is not a string but flattens to ``key`` (``1`` -> ``"1"``).
+def _stringified(container: dict[Any, Any], memo: _Stringified) -> dict[str, Any]:
+    """``container``'s keys that are not strings, under their ``str()``.
 
-    Flattening writes every key with ``str()``, so a flat key must find it too.
+    Flattening writes every key with ``str()``, so a flat key must find them too. Built
+    once per dict and record, so that a wide record is not scanned once per name.
     """
-    for candidate, value in container.items():
-        if candidate.__class__ is not str and str(candidate) == key:
-            return value
-    return MISSING
+    found = memo.get(id(container))
+    if found is None:
+        found = {str(k): v for k, v in container.items() if k.__class__ is not str}
+        memo[id(container)] = found
+    return found
 
 
-def _flat_value(plan: _Plan, index: int, record: dict[str, Any], name: str) -> Any:
-    values = _read_flat(plan, record, plan.split(name))
+def _flat_value(
+    plan: _Plan, index: int, record: dict[str, Any], name: str, memo: _Stringified
+) -> Any:
+    values = _read_flat(plan, record, plan.split(name), memo)
     if not values:
         return MISSING
     if len(values) > 1 and plan.check_collisions:
@@ -471,7 +482,7 @@ def _flatten_carefully(plan: _Plan, index: int, record: dict[str, Any]) -> dict[
         elif prefix in flat:
             if plan.check_collisions:
                 raise _collision(plan, index, prefix)
-            flat[prefix] = _flat_value(plan, index, record, prefix)
+            flat[prefix] = _flat_value(plan, index, record, prefix, {})
         else:
             flat[prefix] = value
 
@@ -615,10 +626,11 @@ def _reference_values(plan: _Plan, index: int, record: Any) -> list[Any]:
         raise _not_a_dict(index, record)
     if plan.flatten:
         values = []
+        memo: _Stringified = {}
         for names in plan.candidates:
             value: Any = MISSING
             for name in names:
-                value = _flat_value(plan, index, record, name)
+                value = _flat_value(plan, index, record, name, memo)
                 if value is not MISSING:
                     break
             values.append(value)

@@ -536,6 +536,20 @@ def test_ten_thousand_feature_names_build_in_well_under_two_seconds() -> None:
     assert preprocessor([record]) == [record]
 
 
+def test_a_wide_record_the_fast_path_hands_over_is_read_in_linear_time() -> None:
+    # "missing" sends the row to the reference path, which looked for keys that are not
+    # strings by scanning the whole record once per name: ~1.3 s for this one row.
+    record = {f"group{i}": {"x": i} for i in range(8_000)}
+    names = [f"group{i}.x" for i in range(8_000)]
+    preprocessor = build_preprocessor(
+        BackendConfig(flatten_nested_inputs=True, feature_names=[*names, "missing"])
+    )
+    start = time.perf_counter()
+    out = preprocessor([record])
+    assert time.perf_counter() - start < 0.4
+    assert out == [{name: i for i, name in enumerate(names)}]
+
+
 def test_a_name_hundreds_of_keys_deep_is_read_like_any_other() -> None:
     depth = 300
     record: dict[str, Any] = {"leaf": 1}
