@@ -18,8 +18,8 @@ What is checked
   recursive ones included) are checked as their value, expanded on first use.
 - numpy arrays: the dtype against the annotation's dtype or union of dtypes
   (``np.issubdtype``) and, when the annotation spells a fixed shape
-  (``np.ndarray[tuple[int, int], ...]``), the number of dimensions. The elements of an array are never visited, so a large array costs
-  the same as a small one.
+  (``np.ndarray[tuple[int, int], ...]``), the number of dimensions. The elements of an
+  array are never visited, so a large array costs the same as a small one.
 - ``Any``, unsolved ``TypeVar``\\ s without a bound and constructs the type engine
   cannot interpret accept every value.
 """
@@ -215,10 +215,16 @@ def _compile_union(node: _UnionT) -> _Compiled:
     checks = [m for m in members if m is not None]
 
     def check_union(value: Any) -> str | None:
+        problems = []
         for check in checks:
-            if check(value) is None:
+            problem = check(value)
+            if problem is None:
                 return None
-        return _expected(node, value)
+            problems.append(problem)
+        # One member was the right kind of value but failed inside (a dict for the
+        # TypedDict of ``Reading | None``): where it failed is what helps.
+        inside = [problem for problem in problems if not problem.startswith("expected ")]
+        return inside[0] if len(inside) == 1 else _expected(node, value)
 
     return check_union
 

@@ -82,6 +82,15 @@ class Series:
         return types.GenericAlias(cls, item)
 
 
+class Reading(TypedDict):
+    values: Optional[list[Optional[float]]]
+
+
+class Sensor(TypedDict):
+    id: int
+    last: NotRequired[Optional[Reading]]
+
+
 class Scores(TypedDict):
     low: float
     high: float
@@ -344,6 +353,12 @@ RULES = [
     _case(dict[str, Any], Page[int], True, "generic typeddict"),
     _case(dict[str, str], Page[int], False, "generic typeddict"),
     _case(Page[int], Mapping[str, object], True, "generic typeddict"),
+    _case(Sensor, Sensor, True, "typeddict nested Optional"),
+    _case(dict[str, Any], Sensor, True, "typeddict nested Optional"),
+    _case(dict[str, int | dict[str, Any] | None], Sensor, True, "typeddict nested Optional"),
+    _case(dict[str, str], Sensor, False, "typeddict nested Optional"),
+    _case(Sensor, dict[str, int | Reading | None], True, "typeddict nested Optional"),
+    _case(Sensor, dict[str, int | Reading], False, "typeddict nested Optional"),
     # TypeVars
     _case(int, T, True, "typevar"),
     _case(list[int], list[T], True, "typevar"),

@@ -35,6 +35,15 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
+class Reading(TypedDict):
+    values: Optional[list[Optional[float]]]  # noqa: UP045
+
+
+class Sensor(TypedDict):
+    id: int
+    last: NotRequired[Optional[Reading]]  # noqa: UP045
+
+
 Ints = TypeAliasType("Ints", list[int])
 JSON = TypeAliasType("JSON", "dict[str, JSON] | list[JSON] | str | int | float | bool | None")
 
@@ -69,6 +78,8 @@ JSON = TypeAliasType("JSON", "dict[str, JSON] | list[JSON] | str | int | float |
         (object(), Any),
         (open, Closeable | Callable[..., Any]),
         ([1, 2], Ints),
+        ({"id": 1, "last": None}, Sensor),
+        ({"id": 1, "last": {"values": [1.5, None, 2]}}, Sensor),
         ({"a": [1, "x", None, {"b": 2.5}]}, JSON),
         (np.zeros(2, dtype=np.float32), NDArray[np.float32 | np.float64]),
         (bool, type[int]),
@@ -122,10 +133,16 @@ def test_fitting_value_gives_none(value: Any, annotation: Any) -> None:
         ("s", Num, "expected float, got str ('s')"),
         ([1, "a"], Ints, "element 1 of list: expected int, got str ('a')"),
         (
+            {"id": 1, "last": {"values": [1.5, "x"]}},
+            Sensor,
+            "value of key 'last': value of key 'values': element 1 of list: "
+            "expected float | None, got str ('x')",
+        ),
+        (
             {"a": [b"x"]},
             JSON,
-            "expected dict[str, JSON] | list[JSON] | str | int | float | bool | None, "
-            "got dict ({'a': [b'x']})",
+            "value of key 'a': element 0 of list: expected dict[str, JSON] | list[JSON] | "
+            "str | int | float | bool | None, got bytes (b'x')",
         ),
         (
             np.zeros(2, dtype=np.int8),
