@@ -740,7 +740,8 @@ configs = st.builds(
 @given(records=records_strategy, config=configs, numpy=st.booleans())
 def test_no_input_is_ever_mutated(records: Records, config: BackendConfig, numpy: bool) -> None:
     if numpy:
-        config = attrs.evolve(config, input_format="numpy", numpy_dtype="object")
+        dtype = "object" if len(records) % 2 else "float64"  # the list and streamed paths
+        config = attrs.evolve(config, input_format="numpy", numpy_dtype=dtype)
     try:
         preprocessor = build_preprocessor(config)
     except PreprocessorInitError:
@@ -932,6 +933,7 @@ def test_dict_subclasses_are_read_like_dicts() -> None:
         {"feature_names": ["user.age", "a"]},
         {"feature_names": ["user.age", "a"], "flatten_nested_inputs": True},
         {"feature_names": ["user.age"], "input_format": "numpy", "numpy_dtype": "object"},
+        {"feature_names": ["user.age"], "input_format": "numpy", "numpy_dtype": "float64"},
     ],
 )
 def test_a_defaultdict_record_gets_no_keys_added(options: dict[str, Any]) -> None:
