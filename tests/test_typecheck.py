@@ -763,6 +763,14 @@ def test_exotic_construct_gives_unknown_never_a_crash(exotic: Any) -> None:
     assert is_compatible(exotic, int)
 
 
+def test_a_deeply_nested_type_still_fits_itself() -> None:
+    deep: Any = int
+    for _ in range(80):
+        deep = list[deep]
+    assert check(deep, deep).status is Status.COMPATIBLE
+    assert check(deep, list).status is Status.COMPATIBLE
+
+
 def test_unhashable_annotation_metadata_is_fine() -> None:
     assert is_compatible(Annotated[int, {"unit": "m"}], float)
 
