@@ -10,7 +10,6 @@ import sys
 import tempfile
 import textwrap
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,7 @@ if not SCRIPT.exists():
     SCRIPT = Path(shutil.which("packflow") or SCRIPT)
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("BACKEND_CONFIG_FILE_PATH", raising=False)
-    saved_path = list(sys.path)
-    yield
-    sys.path[:] = saved_path
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", "") or "").startswith(str(tmp_path)):
-            del sys.modules[name]
+pytestmark = pytest.mark.usefixtures("isolated_cwd")
 
 
 def packflow_cmd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
