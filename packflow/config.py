@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import enum
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -282,6 +283,15 @@ def _read_override_file(path: str) -> dict[str, Any]:
     if "configs" not in document:
         found = ", ".join(repr(k) for k in document) or "none"
         raise ConfigError(f'{origin} has no "configs" object (top-level keys: {found})', path=path)
+    others = [key for key in document if key != "configs"]
+    if others:
+        # Deployment tools may keep their own keys beside "configs", so this is not an
+        # error; but a setting put there by mistake must not vanish without a word.
+        logging.getLogger("packflow").warning(
+            '%s: top-level keys %s are ignored; only the "configs" object is read',
+            origin,
+            ", ".join(repr(key) for key in others),
+        )
     configs = document["configs"]
     if not isinstance(configs, dict):
         raise ConfigError(

@@ -365,3 +365,14 @@ def test_file_rename_fields_merge_over_those_given_in_code(
     )
     config = resolve_config(BackendConfig, {"rename_fields": in_code}, environ=environ)
     assert config.rename_fields == {**in_code, **in_file}
+
+
+def test_top_level_keys_beside_configs_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = write_override_file(tmp_path, {"verbose": True, "configs": {}})
+    with caplog.at_level("WARNING", logger="packflow"):
+        config = resolve_config(BackendConfig, {}, environ=environ)
+    assert config.verbose is False
+    assert "'verbose'" in caplog.text
+    assert "ignored" in caplog.text
