@@ -89,6 +89,9 @@ def ensure_native_types(obj: Any) -> Any:
 
 
 def _numpy_scalar(value: np.generic) -> Any:
+    if isinstance(value, np.str_):
+        # np.str_ is a str; its item() and str() drop trailing NUL characters.
+        return str.__str__(value)
     if isinstance(value, np.datetime64):
         return None if np.isnat(value) else str(np.datetime_as_string(value))
     if isinstance(value, np.timedelta64):

@@ -113,6 +113,10 @@ def test_numpy_scalars_become_builtin_scalars(value: Any, expected_type: type) -
     assert converted == value
 
 
+def test_a_numpy_string_keeps_its_trailing_nul_characters() -> None:
+    assert ensure_native_types(np.str_("a\x00")) == "a\x00"
+
+
 def test_numpy_datetime64_becomes_a_json_ready_iso_string() -> None:
     converted = ensure_native_types({"at": np.datetime64("2024-05-06T07:08:09")})
     assert json.loads(json.dumps(converted)) == {"at": "2024-05-06T07:08:09"}
