@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import pickle
 import sys
 import threading
@@ -410,8 +411,6 @@ def _import_pipeline(module_name: str, attribute: str) -> Pipeline:
 
 
 def _odd_parameter_problems(role: str, info: FunctionInfo) -> list[str]:
-    import inspect
-
     problems: list[str] = []
     try:
         signature = inspect.signature(info.func)
