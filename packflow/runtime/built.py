@@ -15,7 +15,6 @@ from types import MappingProxyType
 from typing import Any
 
 from packflow.exceptions import (
-    InferenceBackendInitializationError,
     InferenceBackendRuntimeError,
     InferenceBackendValidationError,
     PackflowError,
@@ -23,7 +22,7 @@ from packflow.exceptions import (
     RuntimeTypeError,
     StageError,
 )
-from packflow.graph import CheckedPipeline, Initializer, Stage, StageGraph
+from packflow.graph import CheckedPipeline, Stage, StageGraph
 from packflow.log import get_logger
 from packflow.metrics import Metrics, MetricsRecorder
 from packflow.outputs import find_invalid_value
@@ -31,54 +30,13 @@ from packflow.records import attrs_record_type, structure_records, unstructure_r
 from packflow.typecheck import format_type
 from packflow.valuecheck import compile_checker
 
-__all__ = ["BuiltPipeline", "run_initializers"]
+__all__ = ["BuiltPipeline"]
 
 Step = tuple[str, Callable[[Any], Any], Stage | None]
 
 # Errors that already say where they happened (stage, or record and field); any other
 # error a stage raises gets wrapped in a StageError.
 _PASS_THROUGH = (StageError, RuntimeTypeError, PreprocessorRuntimeError)
-
-
-def run_initializers(
-    graph: StageGraph,
-    *,
-    config: Any,
-    logger: logging.Logger,
-    overrides: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run the graph's initializers in dependency order and return the resources.
-
-    ``overrides`` supplies resources by name instead of running their initializers
-    (used by tests that replace a model with a fake).
-
-    Raises
-    ------
-    InferenceBackendInitializationError
-        When an initializer raises; the original exception is chained.
-    """
-    available: dict[str, Any] = {"config": config, "logger": logger}
-    resources: dict[str, Any] = {}
-    given = dict(overrides or {})
-    for init in graph.initializers:
-        if init.name in given:
-            value = given.pop(init.name)
-        else:
-            value = _call_initializer(init, available, graph.name)
-        available[init.name] = value
-        resources[init.name] = value
-    return resources
-
-
-def _call_initializer(init: Initializer, available: Mapping[str, Any], pipeline: str) -> Any:
-    kwargs = {name: available[name] for name in init.requires}
-    try:
-        return init.func(**kwargs)
-    except Exception as exc:
-        raise InferenceBackendInitializationError(
-            f"pipeline {pipeline!r}: initializer `{init.name}` ({init.info.location}) "
-            f"raised {type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _bind(stage: Stage, available: Mapping[str, Any]) -> Callable[[Any], Any]:
