@@ -11,20 +11,25 @@ contract, metrics and errors).
 
 from __future__ import annotations
 
+import abc
+import contextvars
 import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from packflow.config import BackendConfig
+from packflow.config import BackendConfig, check_config_model
 from packflow.exceptions import (
-    ConfigError,
     InferenceBackendInitializationError,
     PipelineDefinitionError,
 )
 from packflow.graph import STAGE_KINDS, CheckedPipeline, describe_function
-from packflow.metrics import Metrics
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
+from packflow.surface import Runtime
+
+if TYPE_CHECKING:
+    from packflow.compose import ComposedPipeline
+    from packflow.runtime.isolation import OnError
 
 __all__ = ["BackendLogger", "InferenceBackend", "backend_pipeline", "built_pipeline"]
 
@@ -45,7 +50,28 @@ class BackendLogger(_LoggerAdapter):
         self.info(msg, *args, **kwargs)
 
 
-class InferenceBackend:
+class _BackendMeta(abc.ABCMeta):
+    """Lets backend classes be composed: ``Backend >> pipe``, ``BackendA >> BackendB``."""
+
+    def __rshift__(cls, other: Any) -> ComposedPipeline:
+        from packflow.compose import compose
+
+        return compose(cls, other)
+
+    def __rrshift__(cls, other: Any) -> ComposedPipeline:
+        from packflow.compose import compose
+
+        return compose(other, cls)
+
+
+#: The override-file section a class backend resolves its config from while it is built
+#: as a part of a composition (the part's name); ``None`` otherwise.
+config_section: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "packflow_config_section", default=None
+)
+
+
+class InferenceBackend(Runtime, metaclass=_BackendMeta):
     """Base class of class-based backends.
 
     Define ``execute(self, inputs)`` (required) and, when needed, ``initialize(self)``,
@@ -60,8 +86,11 @@ class InferenceBackend:
     3. runs ``initialize()``, wrapping any exception in
        :class:`~packflow.InferenceBackendInitializationError`.
 
-    An intermediate base class that leaves ``execute`` to its subclasses says so with
-    ``class TorchBackend(InferenceBackend, abstract=True)``.
+    As with an abstract base class, an intermediate class may leave ``execute`` to its
+    subclasses (a shared base, a mixin); instantiating a class without ``execute``, or
+    ``InferenceBackend`` itself, raises ``TypeError``. ``abstract=True``
+    (``class TorchBackend(InferenceBackend, abstract=True)``) is accepted as a marker
+    that says so.
 
     Examples
     --------
@@ -78,23 +107,12 @@ class InferenceBackend:
     logger: BackendLogger
     _packflow_runtime: BuiltPipeline | None = None
     _packflow_overrides: dict[str, Any]
-    _packflow_abstract: ClassVar[bool] = True
 
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._packflow_abstract = abstract
         model = cls.__dict__.get("backend_config_model")
         if model is not None:
-            _check_config_model(cls, model)
-        if abstract:
-            return
-        if not callable(getattr(cls, "execute", None)):
-            raise PipelineDefinitionError(
-                f"class {cls.__name__}({_base_names(cls)}) has no execute method; "
-                "an InferenceBackend must define `def execute(self, inputs): ...` "
-                f"(or be declared `class {cls.__name__}(..., abstract=True)` when a "
-                "subclass will define it)"
-            )
+            check_config_model(model, f"{cls.__name__}.backend_config_model")
         for kind in STAGE_KINDS:
             method = cls.__dict__.get(kind.value)
             if method is not None and isinstance(method, (staticmethod, classmethod)):
@@ -105,17 +123,18 @@ class InferenceBackend:
 
     def __init__(self, **config: Any) -> None:
         cls = type(self)
-        if cls._packflow_abstract:
-            what = (
-                "InferenceBackend itself"
-                if cls is InferenceBackend
-                else f"{cls.__name__}: it is declared abstract=True"
-            )
-            raise PipelineDefinitionError(
-                f"cannot instantiate {what}; subclass it and define execute(self, inputs)"
-            )
+        missing = missing_execute(cls)
+        if missing:
+            raise TypeError(missing)
         self._packflow_overrides = dict(config)
-        built = backend_pipeline(self).build(**config)
+        pipeline = backend_pipeline(self)
+        section = config_section.get()
+        resolved = (
+            pipeline._resolve_section(section, config)
+            if section is not None
+            else pipeline.resolve_config(**config)
+        )
+        built = pipeline._build(pipeline._check(resolved), None)
         self.config = built.config
         self.logger = BackendLogger(built.logger, None)
         self._packflow_runtime = built
@@ -144,7 +163,7 @@ class InferenceBackend:
 
     def __repr__(self) -> str:
         runtime = self._packflow_runtime
-        stages = " -> ".join(s.kind.value for s in runtime.graph.stages) if runtime else "?"
+        stages = " -> ".join(runtime.step_labels[1:]) if runtime else "?"
         return f"<{type(self).__name__} (InferenceBackend): {stages}>"
 
     # -- the user's hooks ----------------------------------------------------------------
@@ -155,7 +174,7 @@ class InferenceBackend:
         ``self.config`` and ``self.logger`` are available.
         """
 
-    # -- the runtime surface --------------------------------------------------------------
+    # -- the runtime surface (the rest is inherited from packflow.surface.Runtime) --------
 
     def _runtime(self) -> BuiltPipeline:
         runtime = self._packflow_runtime
@@ -166,41 +185,41 @@ class InferenceBackend:
             )
         return runtime
 
-    def __call__(self, inputs: Any) -> Any:
+    def __call__(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
         """Run one record (a dict, returns a dict) or a batch (a list, returns a list).
 
         Raises
         ------
         InferenceBackendRuntimeError
             When the input is neither a dict nor a list of dicts, or the output is not
-            a list with one element per input.
+            a list with one dict per input.
         StageError
             When a method raises; the original exception is chained.
         """
         runtime = self._packflow_runtime
         if runtime is None:  # the hot path stays one attribute read and one call
             runtime = self._runtime()
-        return runtime(inputs)
-
-    def validate(self, sample: Any) -> Any:
-        """Run ``sample`` and check that the outputs are JSON-ready records.
-
-        Returns the outputs.
-
-        Raises
-        ------
-        InferenceBackendValidationError
-            Naming the record index and key path of the first invalid value.
-        """
-        return self._runtime().validate(sample)
-
-    def get_metrics(self) -> Metrics:
-        """The metrics of this thread's last call (batch size, milliseconds per stage)."""
-        return self._runtime().get_metrics()
+        return runtime(inputs, on_error=on_error)
 
     def ready(self) -> bool:
         """Whether the backend can serve calls; override to check external resources."""
         return self._runtime().ready()
+
+
+def missing_execute(cls: type) -> str:
+    """Why ``cls`` cannot be instantiated for lack of ``execute``, or ``""``."""
+    if cls is InferenceBackend:
+        return (
+            "cannot instantiate InferenceBackend itself: it is abstract; subclass it and "
+            "define execute(self, inputs)"
+        )
+    if callable(getattr(cls, "execute", None)):
+        return ""
+    return (
+        f"cannot instantiate {cls.__name__}({_base_names(cls)}): it has no execute method; "
+        f"an InferenceBackend must define `def execute(self, inputs): ...` (a base class "
+        "without one is for subclasses to complete)"
+    )
 
 
 def _rebuild(cls: type[InferenceBackend], config: dict[str, Any]) -> InferenceBackend:
@@ -209,28 +228,6 @@ def _rebuild(cls: type[InferenceBackend], config: dict[str, Any]) -> InferenceBa
 
 def _base_names(cls: type) -> str:
     return ", ".join(base.__name__ for base in cls.__bases__)
-
-
-def _check_config_model(cls: type, model: Any) -> None:
-    # attrs.has() is true for any subclass of an attrs class; an undecorated subclass
-    # would silently drop the fields it declares, so ask for the class's own attrs.
-    if (
-        isinstance(model, type)
-        and issubclass(model, BackendConfig)
-        and "__attrs_attrs__" in model.__dict__
-    ):
-        return
-    hint = ""
-    if isinstance(model, type) and issubclass(model, BackendConfig):
-        hint = (
-            "; decorate it with @attrs.frozen(kw_only=True), as BackendConfig is "
-            "(packflow config models are attrs classes, not pydantic models)"
-        )
-    raise ConfigError(
-        f"{cls.__name__}.backend_config_model must be an attrs subclass of "
-        f"packflow.BackendConfig, got {model!r}{hint}",
-        field="backend_config_model",
-    )
 
 
 def backend_pipeline(backend: InferenceBackend | type[InferenceBackend]) -> Pipeline:

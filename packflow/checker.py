@@ -24,8 +24,9 @@ import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import typing_extensions as te
@@ -67,6 +68,11 @@ class TypeProblem:
     actual: str
     explanation: str
     hint: str
+    #: Where the data came from, for a data edge whose producer is a function: its stage,
+    #: name and ``file:line`` (at a seam of a composition, the upstream part's last stage).
+    source: str = ""
+    #: The part of a composition the consumer belongs to (``None`` outside compositions).
+    part: str | None = None
 
     def __str__(self) -> str:
         where = "return type" if self.parameter == "return" else f"parameter `{self.parameter}`"
@@ -74,6 +80,8 @@ class TypeProblem:
             f"{self.location}: stage `{self.stage}` function `{self.function}`, {where}: "
             f"expected {self.expected}, got {self.actual}"
         ]
+        if self.source:
+            lines.append(f"  from: {self.source}")
         if self.explanation:
             lines.append(f"  why: {self.explanation}")
         if self.hint:
@@ -114,6 +122,11 @@ class TypeReport:
     edges: tuple[Edge, ...] = ()
     data_types: Mapping[str, Any] = attrs.field(factory=dict)
     return_types: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Each initializer's resolved return annotation, by resource name.
+    resource_types: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Annotations that could not be resolved (definition problems, one line each); the
+    #: functions concerned were checked as if unannotated.
+    unresolved: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -121,16 +134,36 @@ class TypeReport:
         return not self.problems
 
 
-def raise_for_problems(report: TypeReport, pipeline_name: str = "") -> None:
-    """Raise :class:`PipelineTypeError` listing every problem of ``report``, if any.
+def raise_for_problems(
+    report: TypeReport | None,
+    pipeline_name: str = "",
+    definition_problems: Sequence[str] = (),
+) -> None:
+    """Raise one error listing every problem of every kind, if there is any.
+
+    Definition problems (``definition_problems``, and the unresolved annotations of
+    ``report``) and type problems come together, so one check reports them all.
 
     Raises
     ------
     PipelineTypeError
-        When ``report.problems`` is not empty.
+        When there is a type problem; ``problems`` lists the definition problems (as
+        strings) first, then the :class:`TypeProblem` values.
+    PipelineDefinitionError
+        When there are only definition problems (strings).
     """
-    if report.problems:
-        raise PipelineTypeError(report.problems, pipeline_name)
+    definitions = [*definition_problems, *(report.unresolved if report is not None else ())]
+    types = report.problems if report is not None else ()
+    if types:
+        raise PipelineTypeError(types, pipeline_name, definition_problems=definitions)
+    if definitions:
+        count = len(definitions)
+        listing = "\n".join(f"{n}. {p}" for n, p in enumerate(definitions, 1))
+        raise PipelineDefinitionError(
+            f"pipeline {pipeline_name!r}: {count} definition problem"
+            f"{'s' if count != 1 else ''}:\n{listing}",
+            definitions,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -251,7 +284,15 @@ def _show(tp: Any) -> str:
     return tp if isinstance(tp, str) else format_type(tp)
 
 
-def check_graph(graph: StageGraph, *, input_type: Any, strict: bool) -> TypeReport:
+def check_graph(
+    graph: StageGraph,
+    *,
+    input_type: Any,
+    strict: bool,
+    part: str | None = None,
+    upstream: Stage | None = None,
+    upstream_part: str | None = None,
+) -> TypeReport:
     """Type-check every edge and injected parameter of ``graph``.
 
     Parameters
@@ -259,22 +300,26 @@ def check_graph(graph: StageGraph, *, input_type: Any, strict: bool) -> TypeRepo
     graph
         The stage graph (stages in run order, initializers in dependency order).
     input_type
-        What the preprocessor hands the first stage: ``packflow.Records`` for the
-        ``records`` and ``passthrough`` formats, an ``NDArray`` type for ``numpy``.
+        What the first stage receives: ``packflow.Records`` for the ``records`` and
+        ``passthrough`` formats, an ``NDArray`` type for ``numpy``; in a composition
+        whose part passes records through, what the upstream part returns.
     strict
         Whether a missing annotation is a problem (``True``) or ``Any`` (``False``).
+    part
+        The part's name in a composition: problems are then labelled ``"a.execute"``.
+    upstream, upstream_part
+        In a composition, the upstream part's last stage and that part's name, when
+        ``input_type`` is what that stage returns: a problem on the first stage's data
+        parameter then names it as the source.
 
     Returns
     -------
     TypeReport
-        All problems found, the notes on undecidable checks, and the type on every edge.
-
-    Raises
-    ------
-    PipelineDefinitionError
-        When an annotation cannot be resolved (every such function is listed).
+        All problems found, the notes on undecidable checks, the type on every edge, and
+        the annotations that could not be resolved (``unresolved``; such functions are
+        checked as if unannotated, so that one check reports everything).
     """
-    hints = _resolve_all(graph)
+    hints, unresolved = _resolve_all(graph)
     out = _Collector(graph, strict)
     init_returns = _check_initializers(graph, hints, out)
 
@@ -284,16 +329,19 @@ def check_graph(graph: StageGraph, *, input_type: Any, strict: bool) -> TypeRepo
     produced: Any = input_type
     source = PREPROCESS
     previous: Stage | None = None
-    for stage in graph.stages:
+    producer = _describe_stage(upstream, upstream_part) if upstream is not None else ""
+    for position, stage in enumerate(graph.stages):
         stage_hints = hints[id(stage.info)]
-        role = str(stage.kind)
+        kind = str(stage.kind)
+        role = f"{part}.{kind}" if part else kind
         annotation = stage_hints.get(stage.data_param, _MISSING)
         if annotation is _MISSING:
             if strict:
                 out.missing(role, stage.info, stage.data_param, produced)
             annotation = Any
-        edges.append(Edge(source, role, produced, annotation))
-        verdict = _check_data_edge(produced, annotation, previous)
+        edges.append(Edge(source, kind, produced, annotation))
+        verdict = _check_data_edge(produced, annotation, first=position == 0)
+        before = len(out.problems)
         out.verdict(
             verdict,
             role,
@@ -301,8 +349,18 @@ def check_graph(graph: StageGraph, *, input_type: Any, strict: bool) -> TypeRepo
             stage.data_param,
             annotation,
             produced,
-            functools.partial(_edge_hint, stage, previous, produced, annotation),
+            functools.partial(
+                _edge_hint,
+                stage,
+                previous if previous is not None else upstream,
+                produced,
+                annotation,
+            ),
         )
+        if producer and len(out.problems) > before:
+            out.problems[before:] = [
+                attrs.evolve(p, source=producer) for p in out.problems[before:]
+            ]
         bindings = dict(verdict.bindings)
         bindings = _check_injected(
             role, stage.info, stage.injected, stage_hints, init_returns, bindings, out
@@ -312,26 +370,74 @@ def check_graph(graph: StageGraph, *, input_type: Any, strict: bool) -> TypeRepo
             if strict:
                 out.missing(role, stage.info, "return", Any)
             returned = Any
-        data_types[role] = substitute(annotation, bindings)
+        else:
+            _check_unbound_typevars(role, stage, stage_hints, returned, out)
+        data_types[kind] = substitute(annotation, bindings)
         produced = substitute(returned, bindings)
-        return_types[role] = produced
-        source = role
+        return_types[kind] = produced
+        source = kind
         previous = stage
+        producer = _describe_stage(stage, part)
 
     if previous is not None:
         edges.append(Edge(source, OUTPUT, produced, Records))
-        _check_output(previous, produced, out)
+        _check_output(previous, produced, out, part)
 
+    problems = out.problems
+    if part:
+        problems = [attrs.evolve(p, part=part) for p in problems]
     return TypeReport(
-        problems=tuple(out.problems),
+        problems=tuple(problems),
         notes=tuple(out.notes),
         edges=tuple(edges),
         data_types=data_types,
         return_types=return_types,
+        resource_types=init_returns,
+        unresolved=tuple(unresolved),
     )
 
 
-def _resolve_all(graph: StageGraph) -> dict[int, dict[str, Any]]:
+def _describe_stage(stage: Stage, part: str | None) -> str:
+    kind = str(stage.kind)
+    label = f"{part}.{kind}" if part else kind
+    return f"stage `{label}` function `{stage.name}` ({stage.location})"
+
+
+def _typevars(tp: Any) -> set[Any]:
+    """The ``TypeVar``\\ s that occur in an annotation (generic aliases list theirs)."""
+    if isinstance(tp, TypeVar):
+        return {tp}
+    found: set[Any] = set()
+    for parameter in getattr(tp, "__parameters__", ()) or ():
+        if isinstance(parameter, TypeVar):
+            found.add(parameter)
+    return found
+
+
+def _check_unbound_typevars(
+    role: str, stage: Stage, hints: Mapping[str, Any], returned: Any, out: _Collector
+) -> None:
+    # A TypeVar that only the return annotation mentions is solved by nothing: the
+    # stage promises "whatever the caller wants", which no value can keep.
+    bound: set[Any] = set()
+    for name, annotation in hints.items():
+        if name != "return":
+            bound |= _typevars(annotation)
+    free = sorted(_typevars(returned) - bound, key=lambda tv: tv.__name__)
+    for typevar in free:
+        out.problem(
+            role,
+            stage.info,
+            "return",
+            f"a type that {typevar.__name__} is solved to",
+            returned,
+            f"TypeVar {typevar.__name__} appears only in the return annotation, so no "
+            "argument decides what it stands for",
+            f"annotate a parameter with {typevar.__name__} too, or return a concrete type",
+        )
+
+
+def _resolve_all(graph: StageGraph) -> tuple[dict[int, dict[str, Any]], list[str]]:
     hints: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
     named: list[tuple[str, FunctionInfo]] = [(INITIALIZE, i.info) for i in graph.initializers]
@@ -341,9 +447,8 @@ def _resolve_all(graph: StageGraph) -> dict[int, dict[str, Any]]:
             hints[id(info)] = resolve_hints(info, role)
         except PipelineDefinitionError as exc:
             errors.append(str(exc))
-    if errors:
-        raise PipelineDefinitionError("\n".join(errors), errors)
-    return hints
+            hints[id(info)] = {}
+    return hints, errors
 
 
 def _check_initializers(
@@ -412,10 +517,10 @@ def _provided(
 # Edge rules that belong to the pipeline rather than to the type engine
 
 
-def _check_data_edge(produced: Any, annotation: Any, previous: Stage | None) -> Verdict:
+def _check_data_edge(produced: Any, annotation: Any, *, first: bool) -> Verdict:
     # Records handed to a first stage that wants attrs instances are structured at run time.
     if (
-        previous is None
+        first
         and attrs_record_type(annotation) is not None
         and check(produced, Records).status is Status.COMPATIBLE
     ):
@@ -423,8 +528,8 @@ def _check_data_edge(produced: Any, annotation: Any, previous: Stage | None) -> 
     return check(produced, annotation)
 
 
-def _check_output(last: Stage, produced: Any, out: _Collector) -> None:
-    role = str(last.kind)
+def _check_output(last: Stage, produced: Any, out: _Collector, part: str | None) -> None:
+    role = f"{part}.{last.kind}" if part else str(last.kind)
     if attrs_record_type(produced) is not None:
         return  # attrs instances are unstructured to dicts at run time
     verdict = check(produced, Records)
@@ -435,7 +540,7 @@ def _check_output(last: Stage, produced: Any, out: _Collector) -> None:
         "return",
         Records,
         produced,
-        functools.partial(_output_hint, last),
+        functools.partial(_output_hint, last, produced),
     )
 
 
@@ -476,7 +581,17 @@ def _edge_hint(stage: Stage, previous: Stage | None, produced: Any, annotation: 
     return f"make `{previous.name}` return {want}, or annotate `{stage.data_param}` as {got}"
 
 
-def _output_hint(last: Stage) -> str:
+def _is_lazy(tp: Any) -> bool:
+    # Iterators and generators are not lists: a list is what lines up with the input.
+    return tp is not Any and check(tp, Iterator[Any]).status is Status.COMPATIBLE
+
+
+def _output_hint(last: Stage, produced: Any) -> str:
+    if _is_lazy(produced) or typing.get_origin(produced) is tuple or produced is tuple:
+        return (
+            f"make `{last.name}` return a list (e.g. `return list(...)`) annotated "
+            "list[dict[str, Any]]: the outputs must be a list that lines up with the inputs"
+        )
     if last.kind is not StageKind.TRANSFORM_OUTPUTS:
         return "add a transform_outputs stage that returns list[dict] (one dict per input record)"
     return (

@@ -109,11 +109,42 @@ converter.register_structure_hook(InputFormat, lambda value, _: _to_input_format
 C = TypeVar("C", bound=BackendConfig)
 
 
+def check_config_model(model: Any, what: str) -> None:
+    """Refuse a config model that is not an attrs subclass of :class:`BackendConfig`.
+
+    ``what`` names where it was given (``"pipeline 'p': config_model"``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``what``, with a hint for a subclass that was not decorated with attrs.
+    """
+    # attrs.has() is also true for an undecorated subclass of an attrs class, whose own
+    # field declarations attrs would silently ignore: ask for the class's own attrs.
+    if (
+        isinstance(model, type)
+        and issubclass(model, BackendConfig)
+        and "__attrs_attrs__" in model.__dict__
+    ):
+        return
+    hint = ""
+    if isinstance(model, type) and issubclass(model, BackendConfig):
+        hint = (
+            "; decorate it with @attrs.frozen(kw_only=True), as BackendConfig is "
+            "(packflow config models are attrs classes, not pydantic models)"
+        )
+    raise ConfigError(
+        f"{what} must be an attrs subclass of packflow.BackendConfig, got {model!r}{hint}",
+        field=what.rsplit(" ", 1)[-1].rsplit(".", 1)[-1],
+    )
+
+
 def resolve_config(
     model: type[C],
     overrides: Mapping[str, Any],
     *,
     environ: Mapping[str, str] | None = None,
+    section: str | None = None,
 ) -> C:
     """Resolve a config of class ``model`` from defaults, ``overrides`` and the file.
 
@@ -131,6 +162,9 @@ def resolve_config(
     environ
         Where to look up ``BACKEND_CONFIG_FILE_PATH``; ``os.environ`` by default. An
         unset or empty variable means no override file.
+    section
+        For a part of a composition: the override file's ``"configs"`` holds one object
+        per part, and ``configs[section]`` is the one for this config (none is fine).
 
     Returns
     -------
@@ -159,6 +193,8 @@ def resolve_config(
     from_file: set[str] = set()
     if path is not None:
         file_configs = _read_override_file(path)
+        if section is not None:
+            file_configs = _section(file_configs, section, path)
         from_file = set(file_configs)
         for key, value in file_configs.items():
             base = values[key] if key in values else _default_of(model, key)
@@ -195,6 +231,36 @@ def resolve_config(
         if not problems:
             return config
     raise _config_error(model, problems, path if from_file else None)
+
+
+def _section(configs: dict[str, Any], section: str, path: str) -> dict[str, Any]:
+    value = configs.get(section, {})
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"config override file {path!r} (named by {CONFIG_FILE_ENV_VAR}): "
+            f'"configs"."{section}" must be a JSON object (the config of part {section!r}), '
+            f"found {_json_type(value)}",
+            path=path,
+            field=section,
+        )
+    return value
+
+
+def read_override_sections(environ: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
+    """The override file's path and the keys of its ``"configs"``, or ``("", [])``.
+
+    Used by compositions, whose ``"configs"`` holds one object per part name.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`resolve_config`, for a file that is missing or malformed.
+    """
+    env = os.environ if environ is None else environ
+    path = env.get(CONFIG_FILE_ENV_VAR) or None
+    if path is None:
+        return "", []
+    return path, list(_read_override_file(path))
 
 
 def _config_error(

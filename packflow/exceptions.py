@@ -46,20 +46,34 @@ class PipelineDefinitionError(PackflowError):
 class PipelineTypeError(PipelineDefinitionError):
     """The annotations of a pipeline's stages do not fit together.
 
-    ``problems`` holds one frozen value per problem (stage, function, location,
-    parameter, expected, actual, explanation, hint); ``str()`` is a numbered report.
+    ``problems`` holds one frozen value per type problem (stage, function, location,
+    parameter, expected, actual, explanation, hint, source, part), after the definition
+    problems found by the same check, if any (as strings; they are also in
+    ``definition_problems``); ``str()`` is a numbered report of them all.
     """
 
-    def __init__(self, problems: Sequence[Any], pipeline: str = "") -> None:
+    def __init__(
+        self,
+        problems: Sequence[Any],
+        pipeline: str = "",
+        *,
+        definition_problems: Sequence[str] = (),
+    ) -> None:
         self.pipeline = pipeline
+        self.definition_problems: list[str] = list(definition_problems)
         header = f"pipeline {pipeline!r}: " if pipeline else ""
         count = len(problems)
-        lines = [f"{header}{count} type problem{'s' if count != 1 else ''} between stages:"]
-        for number, problem in enumerate(problems, 1):
+        kinds = f"{count} type problem{'s' if count != 1 else ''}"
+        if self.definition_problems:
+            defined = len(self.definition_problems)
+            kinds = f"{defined} definition problem{'s' if defined != 1 else ''} and {kinds}"
+        lines = [f"{header}{kinds} between stages:"]
+        everything = [*self.definition_problems, *problems]
+        for number, problem in enumerate(everything, 1):
             text = str(problem).replace("\n", "\n   ")
             lines.append(f"{number}. {text}")
-        super().__init__("\n".join(lines), problems)
-        self.problems = list(problems)
+        super().__init__("\n".join(lines), everything)
+        self.problems = everything
 
 
 class ConfigError(PackflowError):
@@ -87,21 +101,59 @@ class InferenceBackendInitializationError(PackflowError):
 
 
 class InferenceBackendRuntimeError(PackflowError):
-    """A call broke the run-time contract (bad input type, output length drift)."""
+    """A call broke the run-time contract (bad input type, output length drift).
 
+    ``stage``, ``function`` and ``location`` name the step responsible when one is
+    (``"a.execute"`` in a composition); ``index`` is the record it is about, or ``None``
+    when the error is about the whole batch (an output list that does not line up with
+    its input), which is why ``on_error="row"`` can isolate the first kind and raises
+    the second.
+    """
 
-class StageError(InferenceBackendRuntimeError):
-    """A stage raised; the original exception is chained as ``__cause__``."""
-
-    def __init__(self, message: str, *, stage: str, function: str, location: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str | None = None,
+        function: str | None = None,
+        location: str | None = None,
+        index: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.stage = stage
         self.function = function
         self.location = location
+        self.index = index
+
+
+class StageError(InferenceBackendRuntimeError):
+    """A stage raised; the original exception is chained as ``__cause__``.
+
+    ``stage`` is the step's label (``"execute"``, or ``"a.execute"`` in a composition).
+    """
+
+    stage: str
+    function: str
+    location: str
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str,
+        function: str,
+        location: str,
+        index: int | None = None,
+    ) -> None:
+        super().__init__(message, stage=stage, function=function, location=location, index=index)
 
 
 class RuntimeTypeError(InferenceBackendRuntimeError):
     """With ``runtime_checks=True``: a value between stages does not fit its annotation."""
+
+    stage: str
+    function: str
+    location: str
 
     def __init__(
         self,
@@ -113,10 +165,7 @@ class RuntimeTypeError(InferenceBackendRuntimeError):
         expected: str,
         actual: str,
     ) -> None:
-        super().__init__(message)
-        self.stage = stage
-        self.function = function
-        self.location = location
+        super().__init__(message, stage=stage, function=function, location=location)
         self.expected = expected
         self.actual = actual
 
@@ -142,7 +191,14 @@ class PreprocessorInitError(PackflowError):
 
 
 class PreprocessorRuntimeError(PackflowError):
-    """A record could not be preprocessed; ``index`` and ``field`` say which and where."""
+    """A record could not be preprocessed; ``index`` and ``field`` say which and where.
+
+    ``stage`` is the step that raised it (``"preprocess"``, ``"b.preprocess"`` in a
+    composition, or the first stage when attrs records are structured for it); it is set
+    by the runtime as the error passes through.
+    """
+
+    stage: str | None = None
 
     def __init__(
         self, message: str, *, index: int | None = None, field: str | None = None

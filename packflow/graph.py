@@ -22,6 +22,7 @@ __all__ = [
     "Initializer",
     "Stage",
     "StageGraph",
+    "StageId",
     "StageKind",
     "describe_function",
 ]
@@ -39,6 +40,23 @@ class StageKind(str, enum.Enum):
 
 
 STAGE_KINDS: tuple[StageKind, ...] = tuple(StageKind)
+
+
+@attrs.frozen
+class StageId:
+    """Where a step stands: its part in a composition (``None`` alone) and its kind.
+
+    ``kind`` is a stage kind's value, ``"preprocess"`` or ``"initialize"``. ``str()`` is
+    the label used in metrics, type reports and error rows: ``"execute"`` for a single
+    pipeline, ``"a.execute"`` for the part ``a`` of a composition.
+    """
+
+    part: str | None
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.part}.{self.kind}" if self.part else self.kind
+
 
 #: Names that can always be injected, whatever the initializers.
 INJECTABLE_BUILTINS: tuple[str, ...] = ("config", "logger")
@@ -195,3 +213,7 @@ class CheckedPipeline:
     preprocessor: Callable[[Any], Any] = attrs.field(eq=False)
     input_type: Any
     report: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.graph.name

@@ -27,11 +27,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeAlias
 
-from packflow.backend import InferenceBackend, built_pipeline, check_backend
+from packflow.backend import InferenceBackend, built_pipeline, check_backend, missing_execute
+from packflow.compose import CheckedComposition, ComposedPipeline
 from packflow.exceptions import ConfigError, InferenceBackendLoadError
 from packflow.graph import CheckedPipeline
 from packflow.pipeline import Pipeline
-from packflow.preprocess import preprocessor_output_type
 from packflow.runtime import BuiltPipeline
 
 __all__ = [
@@ -47,11 +47,13 @@ __all__ = [
 #: What ``load()`` returns: a ready instance of either front end.
 LoadedBackend: TypeAlias = "BuiltPipeline | InferenceBackend"
 # What a spec may name once factories are called.
-_Target: TypeAlias = "Pipeline | BuiltPipeline | InferenceBackend | type[InferenceBackend]"
+_Target: TypeAlias = (
+    "Pipeline | ComposedPipeline | BuiltPipeline | InferenceBackend | type[InferenceBackend]"
+)
 
 _WANTED = (
-    "a Pipeline, an InferenceBackend subclass or instance, or a zero-argument factory "
-    "returning one"
+    "a Pipeline (or a composition a >> b), an InferenceBackend subclass or instance, or "
+    "a zero-argument factory returning one"
 )
 
 
@@ -192,7 +194,7 @@ class InferenceBackendLoader:
         """
         return _build(self.resolve(), config, self.spec)
 
-    def check(self, **config: Any) -> CheckedPipeline:
+    def check(self, **config: Any) -> CheckedPipeline | CheckedComposition:
         """Type-check what the spec names without building it or running its code.
 
         An instance that is already built was checked when it was built; its check is
@@ -208,15 +210,11 @@ class InferenceBackendLoader:
             return target.check(config=target.resolve_config(**config))
         if isinstance(target, type):
             return check_backend(target, **config)
+        if isinstance(target, ComposedPipeline):
+            return target.check(configs=target.resolve_configs(**config))
         # A built instance was checked when it was built; new config means a rebuild.
         built = built_pipeline(_build(target, config, self.spec) if config else target)
-        return CheckedPipeline(
-            graph=built.graph,
-            config=built.config,
-            preprocessor=lambda records: records,
-            input_type=preprocessor_output_type(built.config),
-            report=built.report,
-        )
+        return built.checked
 
     @classmethod
     def for_project(cls, path: str | os.PathLike[str] = ".") -> ProjectLoader:
@@ -300,7 +298,7 @@ class ProjectLoader:
         with self._blaming_backend_config(config):
             return _build(self.loader.resolve(), {**self.backend_config, **config}, self.spec)
 
-    def check(self, **config: Any) -> CheckedPipeline:
+    def check(self, **config: Any) -> CheckedPipeline | CheckedComposition:
         """As :meth:`InferenceBackendLoader.check`, over the project's ``backend_config``."""
         with self._blaming_backend_config(config):
             return self.loader.check(**{**self.backend_config, **config})
@@ -408,7 +406,7 @@ def _import_installed(spec: str, module_name: str, hint: str) -> ModuleType:
 
 
 def _is_loadable(target: Any) -> bool:
-    if isinstance(target, (Pipeline, BuiltPipeline, InferenceBackend)):
+    if isinstance(target, (Pipeline, ComposedPipeline, BuiltPipeline, InferenceBackend)):
         return True
     return isinstance(target, type) and issubclass(target, InferenceBackend)
 
@@ -433,7 +431,7 @@ def _suggest(name: str, owner: Any) -> str:
             for attr, value in vars(owner).items()
             if not attr.startswith("_")
             and _is_loadable(value)
-            and not getattr(value, "_packflow_abstract", False)
+            and not (isinstance(value, type) and missing_execute(value))
         ]
         if hasattr(owner, "__dict__")
         else []
@@ -457,9 +455,12 @@ def _nearby_python_files(folder: Path) -> str:
 
 
 def _build(target: _Target, config: dict[str, Any], spec: str) -> LoadedBackend:
-    if isinstance(target, Pipeline):
+    if isinstance(target, (Pipeline, ComposedPipeline)):
         return target.build(**config)
     if isinstance(target, type):
+        missing = missing_execute(target)
+        if missing:
+            raise InferenceBackendLoadError(f"cannot load {spec!r}: {missing}")
         return target(**config)
     if isinstance(target, InferenceBackend):
         if not config:

@@ -6,22 +6,16 @@ Data moves one way: definition (``Pipeline`` + decorators) -> checked graph
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import pickle
-import sys
-import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from packflow._text import closest
 from packflow.checker import check_graph, raise_for_problems
-from packflow.config import BackendConfig, resolve_config
-from packflow.exceptions import (
-    ConfigError,
-    InferenceBackendRuntimeError,
-    PipelineDefinitionError,
-)
+from packflow.config import BackendConfig, check_config_model, resolve_config
+from packflow.exceptions import PipelineDefinitionError
 from packflow.graph import (
     INJECTABLE_BUILTINS,
     STAGE_KINDS,
@@ -34,22 +28,28 @@ from packflow.graph import (
     describe_function,
 )
 from packflow.log import get_logger
-from packflow.metrics import Metrics
-from packflow.preprocess import build_preprocessor, preprocessor_output_type
+from packflow.pickling import caller_modules, find_binding
+from packflow.preprocess import build_preprocessor, is_passthrough, preprocessor_output_type
 from packflow.runtime import BuiltPipeline, run_initializers
+from packflow.runtime.resources import check_fakes
+from packflow.surface import LazyDefault
+
+if TYPE_CHECKING:
+    from packflow.compose import ComposedPipeline
 
 __all__ = ["Pipeline"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Pipeline:
+class Pipeline(LazyDefault):
     """An inference pipeline made of plain functions.
 
     Parameters
     ----------
     name
-        The pipeline's name, used in errors, logs and metrics.
+        The pipeline's name, used in errors, logs and metrics (and as the part's name
+        when it is composed with ``>>``).
     config_model
         The config class: :class:`packflow.BackendConfig` or an attrs subclass of it.
     strict
@@ -82,18 +82,7 @@ class Pipeline:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise PipelineDefinitionError(f"a pipeline needs a non-empty name, got {name!r}")
-        # attrs.has() is also true for an undecorated subclass of an attrs class, whose
-        # own field declarations attrs would silently ignore: ask for the class's own.
-        if not (
-            isinstance(config_model, type)
-            and issubclass(config_model, BackendConfig)
-            and "__attrs_attrs__" in config_model.__dict__
-        ):
-            raise ConfigError(
-                f"pipeline {name!r}: config_model must be an attrs subclass of "
-                f"packflow.BackendConfig, got {config_model!r}",
-                field="config_model",
-            )
+        check_config_model(config_model, f"pipeline {name!r}: config_model")
         self.name = name
         self.config_model = config_model
         self.strict = strict
@@ -101,27 +90,30 @@ class Pipeline:
         self._config: dict[str, Any] = dict(config)
         self._initializers: dict[str, FunctionInfo] = {}
         self._stages: dict[StageKind, FunctionInfo] = {}
-        self._default: BuiltPipeline | None = None
-        self._lock = threading.Lock()
+        self._origins: tuple[str, ...] = caller_modules()
+        self._init_default()
+
+    # -- pickling ----------------------------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by reference, like a function: the module and the name it is bound to,
-        # so that a worker process imports the same definition (and builds its own
-        # instance) instead of receiving a copy of registries, locks and resources.
-        module_name, attribute = self._reference()
-        return (_import_pipeline, (module_name, attribute))
+        # By reference when the pipeline is a module global (of the module that made it,
+        # or that defines its functions), like a function: a worker process imports the
+        # same definition and builds its own instance. Otherwise by value: the definition
+        # (name, config, functions), never a registry lock or a built instance.
+        reference = find_binding(self, self._origins, self._function_modules())
+        if reference is not None:
+            return (_import_pipeline, reference)
+        return (_rebuild_pipeline, (self._definition(),))
 
-    def _reference(self) -> tuple[str, str]:
-        modules = {info.func.__module__ for info in self._all_functions()}
-        for module_name in sorted(m for m in modules if m):
-            module = sys.modules.get(module_name)
-            for attribute, value in vars(module or object()).items():
-                if value is self:
-                    return module_name, attribute
-        raise pickle.PicklingError(
-            f"pipeline {self.name!r} cannot be pickled by reference: it is not a global "
-            "of the module that defines its functions; define it at module level"
-        )
+    def _function_modules(self) -> list[str]:
+        return [getattr(info.func, "__module__", "") or "" for info in self._all_functions()]
+
+    def _definition(self) -> tuple[Any, ...]:
+        stages = {kind.value: info.func for kind, info in self._stages.items()}
+        initializers = [info.func for info in self._initializers.values()]
+        flags = {"config_model": self.config_model, "strict": self.strict}
+        flags["runtime_checks"] = self.runtime_checks
+        return (self.name, flags, dict(self._config), initializers, stages)
 
     def _all_functions(self) -> list[FunctionInfo]:
         return [*self._initializers.values(), *self._stages.values()]
@@ -169,7 +161,9 @@ class Pipeline:
 
         Re-registering a function with the same qualified name replaces it (so that
         re-running a notebook cell works); a different function for a stage that is
-        already taken is an error. Registering invalidates the default built instance.
+        already taken is an error. Registering drops the default instance (the next
+        ``pipe(...)`` builds a new one); instances returned by ``build()`` earlier keep
+        the definition they were built from.
 
         Raises
         ------
@@ -177,20 +171,15 @@ class Pipeline:
             When ``kind`` is not a stage kind, ``func`` is not a function, or the stage
             already has a different function.
         """
-        try:
-            stage_kind = StageKind(kind)
-        except ValueError:
-            kinds = ", ".join(k.value for k in STAGE_KINDS)
-            raise PipelineDefinitionError(
-                f"pipeline {self.name!r}: {kind!r} is not a stage kind; use one of {kinds}"
-            ) from None
+        stage_kind = self._stage_kind(kind)
         info = self._describe(func, stage_kind.value)
         existing = self._stages.get(stage_kind)
         if existing is not None and existing.qualname != info.qualname:
             raise PipelineDefinitionError(
                 f"pipeline {self.name!r} already has a stage {stage_kind.value}: "
                 f"{existing}; cannot also register {info}. A pipeline has at most one "
-                f"{stage_kind.value} stage."
+                f"{stage_kind.value} stage (use pipe.replace({stage_kind.value}=...) for "
+                "a copy with another one)."
             )
         self._stages[stage_kind] = info
         self._invalidate()
@@ -220,6 +209,18 @@ class Pipeline:
         self._initializers[info.name] = info
         self._invalidate()
 
+    def _stage_kind(self, kind: Any) -> StageKind:
+        try:
+            return StageKind(kind)
+        except ValueError:
+            kinds = ", ".join(k.value for k in STAGE_KINDS)
+            match = closest(str(kind), [k.value for k in STAGE_KINDS])
+            suggestion = f" (did you mean {match!r}?)" if match else ""
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r}: {kind!r} is not a stage kind{suggestion}; use one "
+                f"of {kinds}"
+            ) from None
+
     def _describe(self, func: Callable[..., Any], role: str) -> FunctionInfo:
         try:
             return describe_function(func)
@@ -228,12 +229,66 @@ class Pipeline:
                 f"pipeline {self.name!r}: cannot register {role}: {exc}"
             ) from exc
 
-    def _invalidate(self) -> None:
-        with self._lock:
-            self._default = None
-
     def _ordered_kinds(self) -> list[StageKind]:
         return [kind for kind in STAGE_KINDS if kind in self._stages]
+
+    # -- copies and compositions -----------------------------------------------------
+
+    def replace(self, **stages: Callable[..., Any] | None) -> Pipeline:
+        """A copy with some stages swapped, or an optional stage removed (``None``).
+
+        The original pipeline, and its default instance, are untouched; the copy is
+        checked like any pipeline when it is checked or built.
+
+        Examples
+        --------
+        >>> pipe = Pipeline("p")
+        >>> @pipe.execute
+        ... def predict(records):
+        ...     return records
+        >>> fake = pipe.replace(execute=lambda records: [{"fake": True} for _ in records])
+        >>> fake({"x": 1}), pipe({"x": 1})
+        ({'fake': True}, {'x': 1})
+
+        Raises
+        ------
+        PipelineDefinitionError
+            When a keyword is not a stage kind, ``execute`` is removed, or a value is not
+            a function.
+        """
+        kinds = {self._stage_kind(kind): func for kind, func in stages.items()}
+        if StageKind.EXECUTE in kinds and kinds[StageKind.EXECUTE] is None:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r}: replace(execute=None) would leave no execute "
+                "stage; every pipeline needs one"
+            )
+        copy = Pipeline(
+            self.name,
+            config_model=self.config_model,
+            strict=self.strict,
+            runtime_checks=self.runtime_checks,
+            **self._config,
+        )
+        copy._initializers = dict(self._initializers)
+        copy._stages = dict(self._stages)
+        for kind, func in kinds.items():
+            if func is None:
+                copy._stages.pop(kind, None)
+            else:
+                copy._stages[kind] = copy._describe(func, kind.value)
+        copy._origins = caller_modules()
+        return copy
+
+    def __rshift__(self, other: Any) -> ComposedPipeline:
+        """``a >> b``: a new pipeline where ``b`` receives what ``a`` returns."""
+        from packflow.compose import compose
+
+        return compose(self, other)
+
+    def __rrshift__(self, other: Any) -> ComposedPipeline:
+        from packflow.compose import compose
+
+        return compose(other, self)
 
     # -- checking ----------------------------------------------------------------------
 
@@ -247,6 +302,10 @@ class Pipeline:
             named by ``BACKEND_CONFIG_FILE_PATH`` is unusable.
         """
         return resolve_config(self.config_model, {**self._config, **overrides})
+
+    def _resolve_section(self, section: str, overrides: Mapping[str, Any]) -> BackendConfig:
+        """As :meth:`resolve_config`, reading the override file's ``configs[section]``."""
+        return resolve_config(self.config_model, {**self._config, **overrides}, section=section)
 
     def check(self, *, config: BackendConfig | None = None) -> CheckedPipeline:
         """Build and check the stage graph without running any user code.
@@ -263,35 +322,74 @@ class Pipeline:
 
         Raises
         ------
+        PipelineTypeError
+            Listing every problem at once, when any is a type problem between stages:
+            the definition problems (below) come first in ``problems``.
         PipelineDefinitionError
             Listing every definition problem at once (missing ``execute``, unknown
             injected names, cycles between initializers, stages without a data
-            parameter).
-        PipelineTypeError
-            Listing every type problem between stages.
+            parameter, annotations that cannot be resolved), when there is no type
+            problem.
         ConfigError, PreprocessorInitError
             When the config is invalid or asks for an impossible preprocessor.
         """
+        return self._check(config)
+
+    def _check(self, config: BackendConfig | None) -> CheckedPipeline:
         if config is None:
             config = self.resolve_config()
-        preprocessor = build_preprocessor(config)
-        graph = self._graph()
-        input_type = preprocessor_output_type(config)
-        report = check_graph(graph, input_type=input_type, strict=self.strict)
-        raise_for_problems(report, self.name)
-        if report.notes:
+        checked, definition_problems = self._inspect(config)
+        raise_for_problems(checked.report, self.name, definition_problems)
+        self._log_notes(checked)
+        return checked
+
+    def _log_notes(self, checked: CheckedPipeline) -> None:
+        notes = checked.report.notes
+        if notes:
             logger = get_logger(self.name)
-            for note in report.notes:
+            for note in notes:
                 logger.info("type check of pipeline %r: %s", self.name, note)
-        return CheckedPipeline(
+
+    def _inspect(
+        self,
+        config: BackendConfig,
+        *,
+        part: str | None = None,
+        upstream: Upstream | None = None,
+    ) -> tuple[CheckedPipeline, list[str]]:
+        """Check without raising: the checked pipeline and the definition problems.
+
+        The report's ``problems`` hold the type problems; a caller with problems must
+        not use the result to build (see :meth:`_check`, and compositions, which gather
+        the problems of all their parts into one error).
+        """
+        preprocessor = build_preprocessor(config)
+        graph, definition_problems = self._graph()
+        input_type = preprocessor_output_type(config)
+        source: Stage | None = None
+        source_part: str | None = None
+        if upstream is not None and is_passthrough(preprocessor):
+            # Records pass through untouched: the first stage gets what upstream returns.
+            input_type, source, source_part = upstream
+        report = check_graph(
+            graph,
+            input_type=input_type,
+            strict=self.strict,
+            part=part,
+            upstream=source,
+            upstream_part=source_part,
+        )
+        checked = CheckedPipeline(
             graph=graph,
             config=config,
             preprocessor=preprocessor,
             input_type=input_type,
             report=report,
         )
+        return checked, definition_problems
 
-    def _graph(self) -> StageGraph:
+    def _graph(self) -> tuple[StageGraph, list[str]]:
+        """The stage graph, and every definition problem found on the way."""
         problems: list[str] = []
         resource_names = tuple(self._initializers)
         available = INJECTABLE_BUILTINS + resource_names
@@ -327,86 +425,98 @@ class Pipeline:
             initializers[name] = Initializer(info=info, requires=requires)
         ordered, cycle_problems = _dependency_order(initializers)
         problems.extend(cycle_problems)
-        if problems:
-            count = len(problems)
-            listing = "\n".join(f"{n}. {p}" for n, p in enumerate(problems, 1))
-            raise PipelineDefinitionError(
-                f"pipeline {self.name!r}: {count} definition problem"
-                f"{'s' if count != 1 else ''}:\n{listing}",
-                problems,
-            )
-        return StageGraph(
+        graph = StageGraph(
             name=self.name,
             config_model=self.config_model,
             initializers=tuple(ordered),
             stages=tuple(stages),
         )
+        return graph, problems
 
     # -- building and calling ----------------------------------------------------------
 
-    def build(self, **config_overrides: Any) -> BuiltPipeline:
+    def build(
+        self, *, resources: Mapping[str, Any] | None = None, **config_overrides: Any
+    ) -> BuiltPipeline:
         """Resolve the config, check the graph, run the initializers.
 
         Returns a ready instance: call it with a dict or a list of dicts.
+
+        Parameters
+        ----------
+        resources
+            Test doubles by resource name: ``resources={"model": fake}`` uses ``fake``
+            instead of running the initializer ``model`` (initializers that only fed
+            it do not run either). The fake must fit the initializer's return
+            annotation.
+        **config_overrides
+            Config values over the pipeline's own.
 
         Raises
         ------
         ConfigError, PipelineDefinitionError, PipelineTypeError, PreprocessorInitError
             As :meth:`check`; no initializer runs when the check fails.
+        PipelineDefinitionError
+            When ``resources`` names something no initializer provides.
         InferenceBackendInitializationError
-            When an initializer raises.
+            When an initializer raises, or a fake does not fit its initializer's return
+            annotation.
         """
         config = self.resolve_config(**config_overrides)
-        checked = self.check(config=config)
-        logger = get_logger(self.name)
-        resources = run_initializers(checked.graph, config=config, logger=logger)
-        return BuiltPipeline(checked, resources, logger=logger, runtime_checks=self.runtime_checks)
+        return self._build(self._check(config), resources)
 
-    def _instance(self) -> BuiltPipeline:
+    def _build(
+        self,
+        checked: CheckedPipeline,
+        resources: Mapping[str, Any] | None,
+        *,
+        prefix: str = "",
+    ) -> BuiltPipeline:
+        fakes = dict(resources or {})
+        if fakes:
+            check_fakes(
+                checked.graph,
+                fakes,
+                checked.report.resource_types,
+                pipeline=self.name,
+                prefix=prefix,
+            )
+        logger = get_logger(self.name)
+        made = run_initializers(
+            checked.graph, config=checked.config, logger=logger, overrides=fakes
+        )
+        return BuiltPipeline(checked, made, logger=logger, runtime_checks=self.runtime_checks)
+
+    def _runtime(self) -> BuiltPipeline:
+        # The hot path of pipe(...): one attribute read once the default is built.
         instance = self._default
         if instance is None:
-            with self._lock:
-                instance = self._default
-                if instance is None:
-                    instance = self._default = self.build()
+            instance = super()._runtime()
         return instance
 
-    def __call__(self, inputs: Any) -> Any:
-        """Run ``inputs`` through the default instance (built on first use)."""
-        return self._instance()(inputs)
 
-    def validate(self, sample: Any) -> Any:
-        """``validate`` on the default instance (built on first use)."""
-        return self._instance().validate(sample)
-
-    def ready(self) -> bool:
-        """Build the default instance if needed; true once it is ready."""
-        return self._instance().ready()
-
-    def get_metrics(self) -> Metrics:
-        """The metrics of this thread's last call through the default instance.
-
-        Raises
-        ------
-        InferenceBackendRuntimeError
-            When no call has completed on this thread yet.
-        """
-        instance = self._default
-        if instance is None:
-            raise InferenceBackendRuntimeError(
-                f"pipeline {self.name!r}: get_metrics(): no call has completed yet; "
-                "call the pipeline first"
-            )
-        return instance.get_metrics()
+#: What a composition's upstream part hands to the next: the type its last stage
+#: returns, that stage, and the part's name.
+Upstream = tuple[Any, Stage, str]
 
 
-def _import_pipeline(module_name: str, attribute: str) -> Pipeline:
+def _import_pipeline(module_name: str, attribute: str) -> Any:
     module = importlib.import_module(module_name)
     pipeline = getattr(module, attribute)
-    if not isinstance(pipeline, Pipeline):
+    if not isinstance(pipeline, LazyDefault):
         raise pickle.UnpicklingError(
-            f"{module_name}.{attribute} is {type(pipeline).__name__}, not a Pipeline"
+            f"{module_name}.{attribute} is {type(pipeline).__name__}, not a pipeline"
         )
+    return pipeline
+
+
+def _rebuild_pipeline(definition: tuple[Any, ...]) -> Pipeline:
+    name, flags, config, initializers, stages = definition
+    pipeline = Pipeline(name, **flags, **config)
+    for func in initializers:
+        pipeline.add_initializer(func)
+    for kind, func in stages.items():
+        pipeline.add_stage(kind, func)
     return pipeline
 
 
@@ -439,8 +549,8 @@ def _unknown_name_problems(
     for name in names:
         if name in available:
             continue
-        close = difflib.get_close_matches(name, available, n=1)
-        suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+        match = closest(name, available)
+        suggestion = f" (did you mean {match!r}?)" if match else ""
         problems.append(f"{role} asks for `{name}`{suggestion}; available: {', '.join(available)}")
     return problems
 

@@ -42,7 +42,7 @@ from packflow.exceptions import (
 )
 from packflow.records import Records
 
-__all__ = ["Preprocessor", "build_preprocessor", "preprocessor_output_type"]
+__all__ = ["Preprocessor", "build_preprocessor", "is_passthrough", "preprocessor_output_type"]
 
 #: A preprocessor takes the batch (a list of dicts) and returns what the first stage
 #: receives: ``Records`` for ``passthrough``/``records``, a 2-D array for ``numpy``.
@@ -140,6 +140,11 @@ def build_preprocessor(config: BackendConfig) -> Preprocessor:
 
 def _passthrough(records: Records) -> Records:
     return records
+
+
+def is_passthrough(preprocessor: Preprocessor) -> bool:
+    """Whether ``preprocessor`` hands the records on untouched (the very same list)."""
+    return preprocessor is _passthrough
 
 
 # --- planning ---------------------------------------------------------------------------

@@ -145,13 +145,39 @@ def test_the_override_file_wins_over_keyword_arguments(
 # --------------------------------------------------------------------------- definition
 
 
-def test_a_subclass_without_execute_fails_at_class_definition() -> None:
-    no_execute = r"class NoExecute\(InferenceBackend\) has no execute method"
-    with pytest.raises(PipelineDefinitionError, match=no_execute):
+def test_a_subclass_without_execute_is_defined_and_refused_when_instantiated() -> None:
+    class NoExecute(InferenceBackend):
+        def transform_inputs(self, inputs: Any) -> Any:
+            return inputs
 
-        class NoExecute(InferenceBackend):
-            def transform_inputs(self, inputs: Any) -> Any:
-                return inputs
+    with pytest.raises(TypeError, match=r"cannot instantiate NoExecute\(InferenceBackend\)"):
+        NoExecute()
+
+
+def test_instantiating_inference_backend_itself_is_a_type_error_as_with_an_abc() -> None:
+    with pytest.raises(TypeError, match="InferenceBackend itself: it is abstract"):
+        InferenceBackend()
+
+
+def test_a_mixin_base_without_execute_is_completed_by_a_subclass() -> None:
+    class Labels(InferenceBackend):
+        def transform_outputs(self, outputs: Any) -> Any:
+            return [{"out": value} for value in outputs]
+
+    class Concrete(Labels):
+        def execute(self, inputs: Any) -> Any:
+            return [record["x"] for record in inputs]
+
+    assert Concrete()({"x": 5}) == {"out": 5}
+
+
+def test_checking_a_class_without_execute_reports_the_missing_stage() -> None:
+    class NoExecute(InferenceBackend):
+        def transform_inputs(self, inputs: Any) -> Any:
+            return inputs
+
+    with pytest.raises(PipelineDefinitionError, match="has no execute stage"):
+        check_backend(NoExecute)
 
 
 def test_an_abstract_base_may_leave_execute_to_its_subclasses() -> None:
@@ -164,7 +190,7 @@ def test_an_abstract_base_may_leave_execute_to_its_subclasses() -> None:
             return [record["x"] for record in inputs]
 
     assert Concrete()({"x": 5}) == {"out": 5}
-    with pytest.raises(PipelineDefinitionError, match="cannot instantiate Base"):
+    with pytest.raises(TypeError, match="cannot instantiate Base"):
         Base()
 
 

@@ -323,14 +323,16 @@ def test_forward_references_resolve_in_the_function_module() -> None:
     assert report.return_types["transform_inputs"] is LaterDefined
 
 
-def test_unresolvable_name_is_a_definition_error_naming_function_location_and_name() -> None:
-    with pytest.raises(PipelineDefinitionError) as caught:
-        run(("execute", misspelled))
-    message = str(caught.value)
+def test_unresolvable_name_is_reported_naming_function_location_and_name() -> None:
+    report = run(("execute", misspelled))
+    (message,) = report.unresolved
     assert "`misspelled`" in message
     assert line_of(misspelled) in message
     assert "'Modle'" in message
+    with pytest.raises(PipelineDefinitionError) as caught:
+        raise_for_problems(report, "p")
     assert not isinstance(caught.value, PipelineTypeError)
+    assert caught.value.problems == [message]
 
 
 def test_missing_annotations_are_any_by_default() -> None:

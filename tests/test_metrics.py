@@ -106,7 +106,7 @@ def test_metrics_read_like_the_original_dict_and_dump_to_json() -> None:
     assert metrics["execution_times"] == metrics.execution_times
     data = json.loads(json.dumps(metrics.as_dict()))
     assert data["batch_size"] == 2
-    assert set(data) == {"batch_size", "execution_times", "total_execution_time"}
+    assert set(data) == {"batch_size", "execution_times", "total_execution_time", "errors"}
 
 
 def test_get_metrics_before_any_call_raises_a_clear_error() -> None:

@@ -746,8 +746,21 @@ def test_a_module_level_pipeline_pickles_by_reference(
     assert copy({"a": 1}) == {"n": 1}
 
 
-def test_a_pipeline_that_is_not_a_module_global_refuses_to_pickle() -> None:
-    pipe = Pipeline("local")
+def test_a_pipeline_that_is_not_a_module_global_pickles_by_value() -> None:
+    pipe = Pipeline("local", feature_names=["a"])
     pipe.add_execute(echo)
-    with pytest.raises(pickle.PicklingError, match="module level"):
+    copy = pickle.loads(pickle.dumps(pipe))
+    assert copy is not pipe
+    assert copy.name == "local"
+    assert copy({"a": 1, "b": 2}) == {"a": 1}
+
+
+def test_pickling_by_value_names_a_function_that_cannot_be_pickled() -> None:
+    pipe = Pipeline("local")
+
+    @pipe.execute
+    def inner(records: Records) -> Records:
+        return records
+
+    with pytest.raises((pickle.PicklingError, AttributeError), match="inner"):
         pickle.dumps(pipe)

@@ -444,13 +444,25 @@ def test_validate_names_record_index_and_key_path_of_the_first_bad_value(
     assert fragment in message
 
 
-def test_validate_reports_a_row_that_is_not_a_dict() -> None:
+def test_an_output_row_that_is_not_a_dict_breaks_the_contract_naming_its_index() -> None:
     built = build_returning([{"a": 1}, ["not", "a", "dict"]])
-    with pytest.raises(InferenceBackendValidationError) as err:
-        built.validate([{}, {}])
+    with pytest.raises(InferenceBackendRuntimeError) as err:
+        built([{}, {}])
     assert err.value.index == 1
-    assert err.value.path is None
-    assert "expected a dict" in str(err.value)
+    assert err.value.stage == "execute"
+    assert "output record 1" in str(err.value)
+    assert "must be a dict" in str(err.value)
+
+
+def test_a_single_event_whose_output_is_not_a_dict_is_refused() -> None:
+    pipe = Pipeline("scalar")
+
+    @pipe.execute
+    def predict(records):  # type: ignore[no-untyped-def]  # unannotated: caught at run time
+        return [1 for _ in records]
+
+    with pytest.raises(InferenceBackendRuntimeError, match="returned int 1 as output record 0"):
+        pipe({"x": 1})
 
 
 def test_validate_reports_only_the_first_offending_record() -> None:

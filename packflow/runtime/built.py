@@ -3,16 +3,24 @@
 A ``BuiltPipeline`` is what ``Pipeline.build()`` returns. It holds no global state: its
 resources, metrics and config belong to it alone, so several instances (one per worker,
 one per test) can live side by side.
+
+Everything runs through one core, :meth:`BuiltPipeline.run_batch` (a list of records in,
+a list of outputs out: the steps, the one-to-one length check, the row check, the
+metrics); ``__call__`` only adds the dict-or-list dispatch, and ``validate``, streaming,
+the batchers, ``packflow run`` and the Ray adapter all call ``run_batch``. A built
+composition (``(a >> b).build()``) is the same class: its steps are the parts' steps one
+after the other, labelled by part (``"a.execute"``), with the length and row checks at
+every seam between parts.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packflow.exceptions import (
     InferenceBackendRuntimeError,
@@ -24,14 +32,20 @@ from packflow.exceptions import (
 )
 from packflow.graph import CheckedPipeline, Stage, StageGraph
 from packflow.log import get_logger
-from packflow.metrics import Metrics, MetricsRecorder
+from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
 from packflow.outputs import find_invalid_value
 from packflow.records import attrs_record_type, structure_records, unstructure_records
+from packflow.runtime.isolation import OnError, check_on_error, error_row, isolate
 from packflow.typecheck import format_type
 from packflow.valuecheck import compile_checker
 
+if TYPE_CHECKING:
+    from packflow.compose import CheckedComposition
+
 __all__ = ["BuiltPipeline"]
 
+#: One step of a call: its metric label, the function, and the stage (``None`` for the
+#: preprocessor).
 Step = tuple[str, Callable[[Any], Any], Stage | None]
 
 # Errors that already say where they happened (stage, or record and field); any other
@@ -45,10 +59,50 @@ def _bind(stage: Stage, available: Mapping[str, Any]) -> Callable[[Any], Any]:
     return functools.partial(stage.func, **{name: available[name] for name in stage.injected})
 
 
+class _Segment:
+    """The steps of one part, and who answers for its output lining up with its input."""
+
+    __slots__ = ("last", "part", "pipeline", "steps")
+
+    def __init__(
+        self, steps: tuple[Step, ...], last: Stage, pipeline: str, part: str | None
+    ) -> None:
+        self.steps = steps
+        self.last = last
+        self.pipeline = pipeline
+        self.part = part
+
+    def relabelled(self, part: str) -> _Segment:
+        steps = tuple((f"{part}.{label}", fn, stage) for label, fn, stage in self.steps)
+        return _Segment(steps, self.last, self.pipeline, part)
+
+    @property
+    def last_label(self) -> str:
+        kind = self.last.kind.value
+        return f"{self.part}.{kind}" if self.part else kind
+
+
 class BuiltPipeline:
     """A ready pipeline instance: call it with one record (a dict) or a list of them.
 
-    Made by :meth:`packflow.Pipeline.build`; not meant to be constructed by hand.
+    Made by :meth:`packflow.Pipeline.build` (and by ``build()`` of a composition); not
+    meant to be constructed by hand.
+
+    Attributes
+    ----------
+    name
+        The pipeline's name.
+    config
+        The resolved config; for a composition, a read-only mapping of each part's
+        name to its config.
+    resources
+        What the initializers returned (or the fakes given to ``build(resources=...)``),
+        by name; part-qualified (``"a.model"``) for a composition.
+    graph
+        The stage graph of a single pipeline; ``None`` for a composition (see
+        ``parts``).
+    parts
+        For a composition, each part's own built instance by part name; empty otherwise.
     """
 
     def __init__(
@@ -59,15 +113,17 @@ class BuiltPipeline:
         logger: logging.Logger | None = None,
         runtime_checks: bool = False,
     ) -> None:
-        self._checked = checked
-        self.graph: StageGraph = checked.graph
+        self._checked: CheckedPipeline | CheckedComposition = checked
+        self.name: str = checked.graph.name
+        self.graph: StageGraph | None = checked.graph
         self.config: Any = checked.config
         self.logger: logging.Logger = logger or get_logger(checked.graph.name)
         self.resources: Mapping[str, Any] = MappingProxyType(dict(resources))
         self.report: Any = checked.report
+        self.parts: Mapping[str, BuiltPipeline] = MappingProxyType({})
         available = {"config": self.config, "logger": self.logger, **self.resources}
         steps: list[Step] = [("preprocess", checked.preprocessor, None)]
-        stages = self.graph.stages
+        stages = checked.graph.stages
         for position, stage in enumerate(stages):
             fn = _adapt(
                 _bind(stage, available),
@@ -78,85 +134,220 @@ class BuiltPipeline:
                 runtime_checks=runtime_checks,
             )
             steps.append((stage.kind.value, fn, stage))
-        self._steps: tuple[Step, ...] = tuple(steps)
-        self._metrics = MetricsRecorder([label for label, _, _ in steps])
+        self._set_segments((_Segment(tuple(steps), stages[-1], self.name, None),))
         self._verbose = bool(getattr(self.config, "verbose", False))
-        self._last_stage = self.graph.stages[-1]
+
+    @classmethod
+    def _composed(
+        cls,
+        name: str,
+        parts: Sequence[tuple[str, BuiltPipeline]],
+        *,
+        checked: CheckedComposition,
+        logger: logging.Logger | None = None,
+    ) -> BuiltPipeline:
+        """A composition's instance: the parts' steps one after the other, by part."""
+        self = cls.__new__(cls)
+        self._checked = checked
+        self.name = name
+        self.graph = None
+        self.parts = MappingProxyType(dict(parts))
+        self.config = MappingProxyType({part: built.config for part, built in parts})
+        self.resources = MappingProxyType(
+            {
+                f"{part}.{resource}": value
+                for part, built in parts
+                for resource, value in built.resources.items()
+            }
+        )
+        self.report = None
+        self.logger = logger or get_logger(name)
+        # Compositions are flattened when they are defined, so every part is one pipeline.
+        self._set_segments(
+            tuple(s.relabelled(part) for part, built in parts for s in built._segments)
+        )
+        self._verbose = any(built._verbose for _, built in parts)
+        return self
+
+    def _set_segments(self, segments: tuple[_Segment, ...]) -> None:
+        self._segments = segments
+        self._plan = tuple((s.steps, s) for s in segments)
+        self._metrics = MetricsRecorder([label for s in segments for label, _, _ in s.steps])
 
     @property
-    def name(self) -> str:
-        return self.graph.name
+    def checked(self) -> CheckedPipeline | CheckedComposition:
+        """What ``check()`` returned when this instance was built."""
+        return self._checked
+
+    @property
+    def step_labels(self) -> tuple[str, ...]:
+        """The labels of the steps a call runs, in order (the keys of ``execution_times``)."""
+        return self._metrics.labels
 
     def __repr__(self) -> str:
-        stages = " -> ".join(label for label, _, _ in self._steps)
-        return f"<BuiltPipeline {self.name!r}: {stages}>"
+        return f"<BuiltPipeline {self.name!r}: {' -> '.join(self.step_labels)}>"
 
     def ready(self) -> bool:
         """Whether the instance can serve calls (initialized; always true once built)."""
         return True
 
-    def __call__(self, inputs: Any) -> Any:
+    # -- calls -------------------------------------------------------------------------
+
+    def __call__(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
         """Run one record (a dict, returns a dict) or a batch (a list, returns a list).
+
+        Parameters
+        ----------
+        inputs
+            A dict (one event) or a list of dicts (a batch).
+        on_error
+            ``"raise"`` (default): the first failure raises. ``"row"``: a record that
+            fails gets an error row ``{"error": {"type", "message", "stage",
+            "index"}}`` in its place and every other record its real output.
 
         Raises
         ------
         InferenceBackendRuntimeError
             When the input is neither a dict nor a list of dicts, or the output is not a
-            list with one element per input.
+            list with one dict per input.
         StageError
             When a stage raises; the original exception is chained.
         """
-        start = perf_counter()
         kind = type(inputs)
         if kind is dict:
-            batch: list[Any] = [inputs]
-            single = True
-        elif kind is list or isinstance(inputs, list):
-            if not inputs:
-                self._metrics.record(0, (), perf_counter() - start)
-                return []
-            if type(inputs[0]) is not dict or len(set(map(type, inputs))) != 1:
-                _reject_rows(inputs)
-            batch = inputs
-            single = False
-        elif isinstance(inputs, dict):
-            batch = [inputs]
-            single = True
-        else:
-            raise _bad_input(inputs)
-        data: Any = batch
-        durations: list[float] = []
-        mark = start
-        for label, fn, stage in self._steps:
-            try:
-                data = fn(data)
-            except Exception as exc:
-                if isinstance(exc, _PASS_THROUGH) or (
-                    stage is None and isinstance(exc, PackflowError)
-                ):
-                    raise
-                raise _stage_error(label, stage, exc) from exc
-            now = perf_counter()
-            durations.append(now - mark)
-            mark = now
-        if (type(data) is not list and not isinstance(data, list)) or len(data) != len(batch):
-            raise self._misaligned(data, len(batch))
-        self._metrics.record(len(batch), durations, mark - start)
-        if self._verbose:
-            self.logger.info("%s", self._metrics.last().as_dict())
-        return data[0] if single else data
+            return self.run_batch([inputs], on_error=on_error)[0]
+        if kind is list or isinstance(inputs, list):
+            return self.run_batch(inputs, on_error=on_error)
+        if isinstance(inputs, dict):
+            return self.run_batch([inputs], on_error=on_error)[0]
+        raise _bad_input(inputs)
 
-    def get_metrics(self) -> Metrics:
-        """The metrics of this thread's last completed call.
+    def run_batch(self, records: list[Any], *, on_error: OnError = "raise") -> list[Any]:
+        """Run a batch: a list of records in, one output per record out, in order.
+
+        This is the core every way of calling goes through (``__call__``, ``validate``,
+        streaming and the batchers, ``packflow run``, the Ray adapter). The metrics of
+        the run are credited to the current caller (see :mod:`packflow.metrics`).
+
+        Parameters
+        ----------
+        records
+            The batch: a list of dicts. An empty list returns ``[]``.
+        on_error
+            ``"raise"`` or ``"row"``, as for :meth:`__call__`.
 
         Raises
         ------
         InferenceBackendRuntimeError
-            When this thread has not completed a call yet.
+            When ``records`` is not a list of dicts (with ``on_error="row"``, a record
+            that is not a dict gets an error row instead), or an output is not a list
+            with one dict per record.
+        StageError, PreprocessorRuntimeError, RuntimeTypeError
+            With ``on_error="raise"``, when a step fails.
+        ValueError
+            When ``on_error`` is neither ``"raise"`` nor ``"row"``.
+        """
+        if on_error != "raise":
+            return self._run_rows(records, check_on_error(on_error))
+        start = perf_counter()
+        if type(records) is not list and not isinstance(records, list):
+            raise _bad_input(records)
+        for row in records:
+            if type(row) is not dict and not isinstance(row, dict):
+                raise _bad_row(records)
+        if not records:
+            self._metrics.record(0, (), perf_counter() - start)
+            return []
+        durations: list[float] = []
+        outputs = self._attempt(records, durations)
+        raw = self._metrics.record(len(records), durations, perf_counter() - start)
+        if self._verbose:
+            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        return outputs
+
+    def _attempt(self, batch: list[Any], durations: list[float]) -> list[Any]:
+        """Run every step over a non-empty batch of dicts; raise on the first failure.
+
+        The time of each step is added to ``durations`` (grown as needed), so that the
+        attempts of an isolated run add up.
+        """
+        size = len(batch)
+        data: Any = batch
+        position = 0
+        mark = perf_counter()
+        for steps, segment in self._plan:
+            for label, fn, stage in steps:
+                try:
+                    data = fn(data)
+                except Exception as exc:
+                    raise _failure(label, stage, exc) from exc
+                now = perf_counter()
+                if position < len(durations):
+                    durations[position] += now - mark
+                else:
+                    durations.append(now - mark)
+                position += 1
+                mark = now
+            if (type(data) is not list and not isinstance(data, list)) or len(data) != size:
+                raise _misaligned(segment, data, size)
+            for row in data:
+                if type(row) is not dict and not isinstance(row, dict):
+                    raise _not_a_record(segment, data)
+        return data  # type: ignore[no-any-return]
+
+    def _run_rows(self, records: list[Any], on_error: OnError) -> list[Any]:
+        start = perf_counter()
+        if type(records) is not list and not isinstance(records, list):
+            raise _bad_input(records)
+        outputs: list[Any] = [None] * len(records)
+        good: list[int] = []
+        errors = 0
+        for index, row in enumerate(records):
+            if type(row) is dict or isinstance(row, dict):
+                good.append(index)
+            else:
+                outputs[index] = error_row(_bad_row_error(index, row), index)
+                errors += 1
+        durations: list[float] = []
+        if good:
+            batch = records if len(good) == len(records) else [records[i] for i in good]
+            results, failed = isolate(
+                functools.partial(self._attempt, durations=durations), batch, good
+            )
+            errors += failed
+            if len(good) == len(records):
+                outputs = results
+            else:
+                for index, result in zip(good, results, strict=True):
+                    outputs[index] = result
+        raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
+        if self._verbose:
+            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        return outputs
+
+    # -- metrics and validation ---------------------------------------------------------
+
+    def get_metrics(self) -> Metrics:
+        """The metrics of the current caller's last completed call.
+
+        The caller is the thread, or the asyncio task, that made the call (see
+        :mod:`packflow.metrics`).
+
+        Raises
+        ------
+        InferenceBackendRuntimeError
+            When this caller has not completed a call yet.
         """
         return self._metrics.last()
 
-    def validate(self, sample: Any) -> Any:
+    def _raw_metrics(self) -> RawMetrics | None:
+        return self._metrics.raw()
+
+    def _credit_metrics(self, raw: RawMetrics) -> None:
+        """Make ``raw`` the current caller's last metrics (for batches run on its behalf)."""
+        self._metrics.put(raw)
+
+    def validate(self, sample: Any, *, on_error: OnError = "raise") -> Any:
         """Run ``sample`` and check that the outputs are JSON-ready records.
 
         Returns the outputs, like a call.
@@ -164,10 +355,10 @@ class BuiltPipeline:
         Raises
         ------
         InferenceBackendValidationError
-            When an output row is not a dict or holds a value JSON cannot represent;
-            the message names the record index and the key path.
+            When an output row holds a value JSON cannot represent; the message names
+            the record index and the key path.
         """
-        outputs = self(sample)
+        outputs = self(sample, on_error=on_error)
         rows = [outputs] if isinstance(sample, dict) else outputs
         problem = find_invalid_value(rows)
         if problem is not None:
@@ -180,23 +371,72 @@ class BuiltPipeline:
             )
         return outputs
 
-    def _misaligned(self, data: Any, expected: int) -> InferenceBackendRuntimeError:
-        stage = self._last_stage
-        who = f"{stage.kind.value} `{stage.name}` ({stage.location})"
-        if not isinstance(data, list):
-            hint = (
-                "add a transform_outputs stage that returns list[dict]"
-                if stage.kind.value == "execute"
-                else "return a list with one record per input"
-            )
-            return InferenceBackendRuntimeError(
-                f"pipeline {self.name!r}: {who} returned {type(data).__name__}; the last "
-                f"stage must return a list of {expected} record(s), one per input ({hint})"
-            )
+
+def _failure(label: str, stage: Stage | None, exc: Exception) -> PackflowError:
+    """What a failing step raises: the error itself when it says where, else a StageError."""
+    if isinstance(exc, _PASS_THROUGH) or (stage is None and isinstance(exc, PackflowError)):
+        if isinstance(exc, PreprocessorRuntimeError) and exc.stage is None:
+            exc.stage = label
+        elif isinstance(exc, RuntimeTypeError) and stage is not None and exc.stage != label:
+            exc.stage = label  # the check names the stage kind; in a composition, the part too
+        return exc
+    if stage is None:
+        error = PreprocessorRuntimeError(f"{label} failed with {type(exc).__name__}: {exc}")
+        error.stage = label
+        return error
+    return StageError(
+        f"stage {label} `{stage.name}` ({stage.location}) raised {type(exc).__name__}: {exc}",
+        stage=label,
+        function=stage.name,
+        location=stage.location,
+    )
+
+
+def _who(segment: _Segment) -> str:
+    stage = segment.last
+    part = f"part {segment.part!r}: " if segment.part else ""
+    return f"{part}{stage.kind.value} `{stage.name}` ({stage.location})"
+
+
+def _misaligned(segment: _Segment, data: Any, expected: int) -> InferenceBackendRuntimeError:
+    stage = segment.last
+    where: dict[str, Any] = dict(
+        stage=segment.last_label, function=stage.name, location=stage.location
+    )
+    if not isinstance(data, list):
+        if isinstance(data, (tuple, range)) or hasattr(data, "__next__"):
+            hint = "return a list (e.g. `return list(...)`), not a lazy or fixed sequence"
+        elif stage.kind.value == "execute":
+            hint = "add a transform_outputs stage that returns list[dict]"
+        else:
+            hint = "return a list with one record per input"
         return InferenceBackendRuntimeError(
-            f"pipeline {self.name!r}: {who} returned {len(data)} record(s) for a batch of "
-            f"{expected}; outputs must line up one to one with inputs"
+            f"pipeline {segment.pipeline!r}: {_who(segment)} returned {type(data).__name__}; "
+            f"the last stage must return a list of {expected} record(s), one per input "
+            f"({hint})",
+            **where,
         )
+    return InferenceBackendRuntimeError(
+        f"pipeline {segment.pipeline!r}: {_who(segment)} returned {len(data)} record(s) "
+        f"for a batch of {expected}; outputs must line up one to one with inputs",
+        **where,
+    )
+
+
+def _not_a_record(segment: _Segment, data: list[Any]) -> InferenceBackendRuntimeError:
+    stage = segment.last
+    for index, row in enumerate(data):
+        if not isinstance(row, dict):
+            return InferenceBackendRuntimeError(
+                f"pipeline {segment.pipeline!r}: {_who(segment)} returned "
+                f"{type(row).__name__} {row!r:.60} as output record {index}; every output "
+                "record must be a dict (e.g. `[{'score': y} for y in ys]`)",
+                stage=segment.last_label,
+                function=stage.name,
+                location=stage.location,
+                index=index,
+            )
+    raise AssertionError("unreachable: every row is a dict")  # pragma: no cover
 
 
 def _adapt(
@@ -261,28 +501,24 @@ def _value_check(stage: Stage, what: str, annotation: Any) -> Callable[[Any], No
     return check
 
 
-def _reject_rows(inputs: list[Any]) -> None:
+def _bad_row_error(index: int, row: Any) -> InferenceBackendRuntimeError:
+    return InferenceBackendRuntimeError(
+        f"input record {index} is {type(row).__name__}, expected a dict "
+        "(a batch must be a list of dicts)",
+        stage="input",
+        index=index,
+    )
+
+
+def _bad_row(inputs: list[Any]) -> InferenceBackendRuntimeError:
     for index, row in enumerate(inputs):
-        if type(row) is not dict and not isinstance(row, dict):
-            raise InferenceBackendRuntimeError(
-                f"input record {index} is {type(row).__name__}, expected a dict "
-                "(a batch must be a list of dicts)"
-            )
+        if not isinstance(row, dict):
+            return _bad_row_error(index, row)
+    raise AssertionError("unreachable: every row is a dict")  # pragma: no cover
 
 
 def _bad_input(inputs: Any) -> InferenceBackendRuntimeError:
     return InferenceBackendRuntimeError(
         f"inputs must be a dict (one record) or a list of dicts (a batch), "
         f"got {type(inputs).__name__}"
-    )
-
-
-def _stage_error(label: str, stage: Stage | None, exc: Exception) -> PackflowError:
-    if stage is None:
-        return PreprocessorRuntimeError(f"preprocess failed with {type(exc).__name__}: {exc}")
-    return StageError(
-        f"stage {label} `{stage.name}` ({stage.location}) raised {type(exc).__name__}: {exc}",
-        stage=label,
-        function=stage.name,
-        location=stage.location,
     )

@@ -1,0 +1,166 @@
+"""Per-record error isolation: ``on_error="row"``.
+
+When a batch fails because of some of its records, it is split to find them: each bad
+record gets an *error row* in its place and every other record its real output, in
+order, so the output still lines up one to one with the input and nothing is lost.
+
+The search costs little: a failing batch of ``n`` records with ``k`` bad ones takes at
+most about ``2·k·log2(n) + 1`` attempts (each failing range is halved until the bad
+record is alone), and fewer when the error names its record (the preprocessor's
+``PreprocessorRuntimeError.index``): that record is set aside at once and the records
+on either side are retried. A record whose range succeeded is never run again.
+
+Only errors about records are isolated: a stage that raised (``StageError``), a record
+the preprocessor or the run-time checks refused, a row that is not a dict. An error
+about the whole batch (an output list that does not line up with its input) is raised
+as it would be with ``on_error="raise"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from packflow.exceptions import (
+    InferenceBackendRuntimeError,
+    PreprocessorRuntimeError,
+    RuntimeTypeError,
+    StageError,
+)
+
+__all__ = [
+    "ERROR_KEY",
+    "ON_ERROR_CHOICES",
+    "OnError",
+    "check_on_error",
+    "error_row",
+    "is_error_row",
+    "is_record_error",
+    "isolate",
+]
+
+OnError = Literal["raise", "row"]
+ON_ERROR_CHOICES: tuple[str, ...] = ("raise", "row")
+
+#: The key of an error row: ``{"error": {"type", "message", "stage", "index"}}``.
+ERROR_KEY = "error"
+
+
+def check_on_error(value: Any) -> OnError:
+    """``value`` if it is ``"raise"`` or ``"row"``.
+
+    Raises
+    ------
+    ValueError
+        For anything else, naming the choices.
+    """
+    if value == "raise" or value == "row":
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"on_error must be 'raise' or 'row', got {value!r}")
+
+
+def is_record_error(exc: BaseException) -> bool:
+    """Whether ``exc`` can be about some records of a batch rather than the whole batch."""
+    if isinstance(exc, (StageError, RuntimeTypeError, PreprocessorRuntimeError)):
+        return True
+    return isinstance(exc, InferenceBackendRuntimeError) and exc.index is not None
+
+
+def is_error_row(row: Any) -> bool:
+    """Whether ``row`` is an error row made by ``on_error="row"``."""
+    if type(row) is not dict or len(row) != 1:
+        return False
+    body = row.get(ERROR_KEY)
+    return type(body) is dict and body.keys() == {"type", "message", "stage", "index"}
+
+
+def _reindexed(message: str, old: int | None, new: int) -> str:
+    # Messages about a record start with (or contain) "record <index>", counted in the
+    # batch that was attempted; count from the caller's batch instead.
+    if old is None or old == new:
+        return message
+    return message.replace(f"record {old}", f"record {new}", 1)
+
+
+def error_row(
+    exc: BaseException, index: int, *, attempted_index: int | None = None
+) -> dict[str, Any]:
+    """The error row that stands for record ``index`` that failed with ``exc``.
+
+    ``type`` and ``message`` are those of the user's exception when a stage raised (the
+    ``StageError``'s cause), else of the packflow error; ``stage`` is the step label
+    (``"execute"``, ``"b.preprocess"``, ``"input"`` for a record that is not a dict);
+    ``index`` is the record's position in the caller's batch. ``attempted_index`` is the
+    record's position in the batch that was attempted, when the message counts from
+    there.
+    """
+    cause = exc.__cause__ if isinstance(exc, StageError) else None
+    reported = cause if cause is not None else exc
+    message = str(reported) if cause is not None else _reindexed(str(exc), attempted_index, index)
+    stage = getattr(exc, "stage", None)
+    return {
+        ERROR_KEY: {
+            "type": type(reported).__name__,
+            "message": message,
+            "stage": str(stage) if stage is not None else "preprocess",
+            "index": index,
+        }
+    }
+
+
+def _named_index(exc: BaseException, size: int) -> int | None:
+    index = getattr(exc, "index", None)
+    if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size:
+        return index
+    return None
+
+
+def isolate(
+    attempt: Callable[[list[Any]], list[Any]],
+    batch: list[Any],
+    indices: Sequence[int],
+) -> tuple[list[Any], int]:
+    """Run ``batch`` through ``attempt``, isolating the records that fail.
+
+    Parameters
+    ----------
+    attempt
+        Runs a non-empty list of records and returns one output per record, or raises.
+    batch
+        The records (already known to be dicts).
+    indices
+        Each record's position in the caller's batch (what error rows report).
+
+    Returns
+    -------
+    tuple[list, int]
+        One output or error row per record, in order, and the number of error rows.
+
+    Raises
+    ------
+    Exception
+        Whatever ``attempt`` raised when it is not about records (see
+        :func:`is_record_error`).
+    """
+    size = len(batch)
+    outputs: list[Any] = [None] * size
+    errors = 0
+    # Ranges still to run, the leftmost on top, so that records run in their order.
+    pending: list[tuple[int, int]] = [(0, size)]
+    while pending:
+        lo, hi = pending.pop()
+        try:
+            outputs[lo:hi] = attempt(batch if hi - lo == size else batch[lo:hi])
+        except Exception as exc:
+            if not is_record_error(exc):
+                raise
+            named = _named_index(exc, hi - lo)
+            if named is None and hi - lo > 1:
+                middle = (lo + hi) // 2
+                pending += [(middle, hi), (lo, middle)]
+                continue
+            bad = lo + (named or 0)
+            outputs[bad] = error_row(exc, indices[bad], attempted_index=named)
+            errors += 1
+            pending += [r for r in ((bad + 1, hi), (lo, bad)) if r[0] < r[1]]
+    return outputs, errors
