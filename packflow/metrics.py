@@ -80,6 +80,11 @@ class MetricsRecorder:
         )
 
     @property
+    def var(self) -> contextvars.ContextVar[RawMetrics | None]:
+        """The context variable holding the raw figures (set it to record a call)."""
+        return self._var
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """The step labels, in the order the durations are given."""
         return self._labels
