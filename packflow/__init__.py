@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from packflow.backend import InferenceBackend
+from packflow.compose import ComposedPipeline
 from packflow.config import BackendConfig, InputFormat
 from packflow.exceptions import (
     ConfigError,
@@ -35,6 +36,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 __all__ = [
     "BackendConfig",
     "BuiltPipeline",
+    "ComposedPipeline",
     "ConfigError",
     "InferenceBackend",
     "InferenceBackendInitializationError",
