@@ -4,8 +4,9 @@ A :class:`~packflow.runtime.BuiltPipeline` implements the calls. Everything else
 can be called delegates them to a built instance:
 
 - :class:`Runtime` (this module's base) delegates ``__call__``, ``run_batch``,
-  ``validate``, ``get_metrics`` and ``ready`` to whatever ``_runtime()`` returns: the
-  class front end's ``InferenceBackend`` returns the instance it built at construction;
+  ``stream``, ``batcher``, ``async_batcher``, ``validate``, ``get_metrics`` and
+  ``ready`` to whatever ``_runtime()`` returns: the class front end's
+  ``InferenceBackend`` returns the instance it built at construction;
 - :class:`LazyDefault` adds the lazily built default instance that ``Pipeline`` and a
   composed pipeline use: built on first use, thread-safely, and dropped whenever the
   definition changes, so ``pipe(...)`` always runs the current definition. Instances
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from packflow.exceptions import InferenceBackendRuntimeError
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from packflow.metrics import Metrics
     from packflow.runtime.built import BuiltPipeline
     from packflow.runtime.isolation import OnError
+    from packflow.runtime.streaming import AsyncBatcher, Batcher, Stream
 
 __all__ = ["LazyDefault", "Runtime"]
 
@@ -51,6 +54,18 @@ class Runtime(abc.ABC):
     def run_batch(self, records: list[Any], *, on_error: OnError = "raise") -> list[Any]:
         """Run a list of records; see :meth:`packflow.BuiltPipeline.run_batch`."""
         return self._runtime().run_batch(records, on_error=on_error)
+
+    def stream(self, events: Iterable[Any], **options: Any) -> Stream:
+        """Run single events in micro-batches; see :meth:`packflow.BuiltPipeline.stream`."""
+        return self._runtime().stream(events, **options)
+
+    def batcher(self, **options: Any) -> Batcher:
+        """A thread-safe batcher; see :meth:`packflow.BuiltPipeline.batcher`."""
+        return self._runtime().batcher(**options)
+
+    def async_batcher(self, **options: Any) -> AsyncBatcher:
+        """An asyncio batcher; see :meth:`packflow.BuiltPipeline.async_batcher`."""
+        return self._runtime().async_batcher(**options)
 
     def validate(self, sample: Any, *, on_error: OnError = "raise") -> Any:
         """Run ``sample`` and check that the outputs are JSON-ready records.

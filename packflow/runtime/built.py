@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,8 @@ from packflow.log import get_logger
 from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
 from packflow.outputs import find_invalid_value
 from packflow.records import attrs_record_type, structure_records, unstructure_records
-from packflow.runtime.isolation import OnError, check_on_error, error_row, isolate
+from packflow.runtime.isolation import Mark, OnError, check_on_error, error_row, isolate
+from packflow.runtime.streaming import AsyncBatcher, Batcher, Stream
 from packflow.typecheck import format_type
 from packflow.valuecheck import compile_checker
 
@@ -311,7 +312,20 @@ class BuiltPipeline:
                 _check_outputs(segment, data, size)
         return data  # type: ignore[no-any-return]
 
-    def _run_rows(self, records: list[Any], on_error: OnError) -> list[Any]:
+    def _run_rows(
+        self,
+        records: list[Any],
+        on_error: OnError = "row",
+        *,
+        first_index: int = 0,
+        mark: Mark | None = None,
+    ) -> list[Any]:
+        """Run ``records`` isolating the ones that fail (``on_error="row"``).
+
+        ``first_index`` is the position of ``records[0]`` in the caller's input (a
+        stream's batches count from the start of the stream); ``mark`` makes what stands
+        for a failed record (an error row by default).
+        """
         start = perf_counter()
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
@@ -322,14 +336,21 @@ class BuiltPipeline:
             if type(row) is dict or isinstance(row, dict):
                 good.append(index)
             else:
-                outputs[index] = error_row(_bad_row_error(index, row), index)
+                where = first_index + index
+                problem = _bad_row_error(where, row)
+                outputs[index] = (
+                    error_row(problem, where) if mark is None else mark(problem, where, None)
+                )
                 errors += 1
         durations: list[float] = []
         if good:
             batch = records if len(good) == len(records) else [records[i] for i in good]
-            results, failed = isolate(
-                functools.partial(self._attempt, durations=durations), batch, good
-            )
+            indices = [first_index + i for i in good] if first_index else good
+            attempt = functools.partial(self._attempt, durations=durations)
+            if mark is None:
+                results, failed = isolate(attempt, batch, indices)
+            else:
+                results, failed = isolate(attempt, batch, indices, mark=mark)
             errors += failed
             if len(good) == len(records):
                 outputs = results
@@ -340,6 +361,95 @@ class BuiltPipeline:
         if self._verbose:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
         return outputs
+
+    # -- single events: streaming and batchers --------------------------------------------
+
+    def stream(
+        self,
+        events: Iterable[Any],
+        *,
+        max_batch_size: int = 64,
+        max_latency_ms: float = 10.0,
+        on_error: OnError = "raise",
+    ) -> Stream:
+        """Run single events in micro-batches; yield one output per event, in order.
+
+        A batch is run when it holds ``max_batch_size`` events or when its oldest event
+        has waited ``max_latency_ms``, so a slow source is never held back waiting for a
+        full batch. A source that may block (anything but a list or tuple) is read by a
+        background thread, at most a few batches ahead.
+
+        Parameters
+        ----------
+        events
+            Any iterable of dicts: a list, a generator, lines parsed from stdin.
+        max_batch_size
+            The most events per pipeline call.
+        max_latency_ms
+            The longest an event waits for its batch to fill.
+        on_error
+            ``"raise"``: the first failure ends the stream by raising. ``"row"``: an
+            event that fails gets an error row whose ``index`` is its position in the
+            stream.
+
+        Raises
+        ------
+        ValueError
+            For a batch size below 1, a negative latency, or an unknown ``on_error``.
+
+        Examples
+        --------
+        >>> for output in built.stream(events, max_batch_size=32):  # doctest: +SKIP
+        ...     print(output)
+        """
+        return Stream(
+            self,
+            events,
+            max_batch_size=max_batch_size,
+            max_latency_ms=max_latency_ms,
+            on_error=on_error,
+        )
+
+    def batcher(
+        self,
+        *,
+        max_batch_size: int = 64,
+        max_latency_ms: float = 10.0,
+        on_error: OnError = "raise",
+    ) -> Batcher:
+        """A thread-safe batcher: ``submit(event)`` returns a future of its output.
+
+        Events submitted by many threads are run together, one pipeline call per batch
+        (flushed when full or after ``max_latency_ms``). Each caller gets its own output,
+        or its own exception (``on_error="raise"``) or error row (``"row"``). Use it in a
+        ``with`` block, or call ``close()``, so that pending events are run.
+        """
+        return Batcher(
+            self,
+            max_batch_size=max_batch_size,
+            max_latency_ms=max_latency_ms,
+            on_error=on_error,
+        )
+
+    def async_batcher(
+        self,
+        *,
+        max_batch_size: int = 64,
+        max_latency_ms: float = 10.0,
+        on_error: OnError = "raise",
+    ) -> AsyncBatcher:
+        """An asyncio batcher: ``await submit(event)`` returns the event's output.
+
+        Like :meth:`batcher`, for coroutines: the pipeline call runs in a worker thread,
+        off the event loop; cancelling one caller does not affect the others. Use it in
+        an ``async with`` block, or ``await aclose()``.
+        """
+        return AsyncBatcher(
+            self,
+            max_batch_size=max_batch_size,
+            max_latency_ms=max_latency_ms,
+            on_error=on_error,
+        )
 
     # -- metrics and validation ---------------------------------------------------------
 

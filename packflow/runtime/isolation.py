@@ -31,6 +31,7 @@ from packflow.exceptions import (
 __all__ = [
     "ERROR_KEY",
     "ON_ERROR_CHOICES",
+    "Mark",
     "OnError",
     "check_on_error",
     "error_row",
@@ -115,10 +116,22 @@ def _named_index(exc: BaseException, size: int) -> int | None:
     return None
 
 
+#: Makes what stands in the output for a record that failed: (error, the record's index
+#: in the caller's batch, its index in the attempted batch when the error counts from
+#: there). :func:`error_row` by default; the batchers keep the exception itself.
+Mark = Callable[[BaseException, int, "int | None"], Any]
+
+
+def _mark_row(exc: BaseException, index: int, attempted_index: int | None) -> Any:
+    return error_row(exc, index, attempted_index=attempted_index)
+
+
 def isolate(
     attempt: Callable[[list[Any]], list[Any]],
     batch: list[Any],
     indices: Sequence[int],
+    *,
+    mark: Mark = _mark_row,
 ) -> tuple[list[Any], int]:
     """Run ``batch`` through ``attempt``, isolating the records that fail.
 
@@ -130,6 +143,8 @@ def isolate(
         The records (already known to be dicts).
     indices
         Each record's position in the caller's batch (what error rows report).
+    mark
+        Makes what stands in the output for a failed record (an error row by default).
 
     Returns
     -------
@@ -160,7 +175,7 @@ def isolate(
                 pending += [(middle, hi), (lo, middle)]
                 continue
             bad = lo + (named or 0)
-            outputs[bad] = error_row(exc, indices[bad], attempted_index=named)
+            outputs[bad] = mark(exc, indices[bad], named)
             errors += 1
             pending += [r for r in ((bad + 1, hi), (lo, bad)) if r[0] < r[1]]
     return outputs, errors
