@@ -15,7 +15,9 @@ Semantics, in brief (``docs/preprocessors-and-config.md`` has worked examples):
   read by traversal of nested dicts; the output keeps the nested shape. When any nested
   path is requested, a key containing the delimiter in the record, or in a nested dict
   that such a path goes through, is reported (``ignore_delimiter_collisions`` turns the
-  check off; then paths never match such keys).
+  check off; then a path also matches such keys, the most nested reading first).
+- With ``feature_names``, the ``records`` output also keeps every renamed field that
+  ``feature_names`` does not list, after the listed ones (as the original Packflow).
 - With ``flatten_nested_inputs``, every name is a *flat key*: records are (logically)
   flattened first, then renamed, then selected. Two different key paths that flatten to
   the same key are reported when that key is used (``ignore_delimiter_collisions``:
@@ -304,6 +306,16 @@ def _plan(config: BackendConfig, input_format: InputFormat) -> _Plan:
         if problems:
             raise PreprocessorInitError("; ".join(problems))
 
+    if input_format is InputFormat.RECORDS and features:
+        # The original Packflow keeps every renamed field next to the selected ones: a
+        # rename is a request for that field, so selecting must not drop it.
+        kept = tuple(new for _, new in rename if new not in features)
+        if not config.flatten_nested_inputs:
+            problems.extend(_nesting_problems(features, kept, delimiter))
+            if problems:
+                raise PreprocessorInitError("; ".join(problems))
+        features = (*features, *kept)
+
     sources = {old for old, _ in rename}
     candidates = []
     for feature in features:
@@ -335,6 +347,29 @@ def _plan(config: BackendConfig, input_format: InputFormat) -> _Plan:
         checked_paths=checked,
         overlapping=overlapping,
     )
+
+
+def _nesting_problems(features: Sequence[str], kept: Sequence[str], delimiter: str) -> list[str]:
+    """A kept rename target and a feature of which one lies inside the other.
+
+    Both are written into the output row, so ``"a"`` and ``"a.b"`` would ask for ``a`` to
+    be a value and a dict at once.
+    """
+    problems = []
+    for outer_group, inner_group, outer_label, inner_label in (
+        (features, kept, "feature", "rename_fields target"),
+        (kept, features, "rename_fields target", "feature"),
+    ):
+        outers = {tuple(name.split(delimiter)) for name in outer_group}
+        for name in inner_group:
+            path = tuple(name.split(delimiter))
+            for depth in range(1, len(path)):
+                if path[:depth] in outers:
+                    problems.append(
+                        f"{inner_label} {name!r} lies inside {outer_label} "
+                        f"{delimiter.join(path[:depth])!r}, and both are kept in the output"
+                    )
+    return problems
 
 
 def _delimiter_overlaps(name: str, delimiter: str) -> bool:
@@ -504,6 +539,48 @@ def _read_path(container: Any, path: Path) -> Any:
     return container
 
 
+def _loose_keys(container: Any, path: Path, delimiter: str) -> tuple[str, ...] | None:
+    """The keys that lead to ``path`` when keys may contain the delimiter, or ``None``.
+
+    With ``ignore_delimiter_collisions`` the user says keys contain the delimiter, so
+    ``"a.b"`` may be the key ``"a.b"`` as well as the path ``a`` -> ``b``; the most nested
+    reading is tried first, as when flattening. Only keys that exist are followed, so
+    the search stays as small as the record.
+    """
+    if not isinstance(container, dict):
+        return None
+    for end in range(1, len(path) + 1):
+        key = delimiter.join(path[:end])
+        if key not in container:
+            continue
+        if end == len(path):
+            return (key,)
+        rest = _loose_keys(container[key], path[end:], delimiter)
+        if rest is not None:
+            return (key, *rest)
+    return None
+
+
+def _keys_of(plan: _Plan, container: Any, path: Path) -> tuple[str, ...] | None:
+    """The keys that lead to the nested ``path`` in ``container``, or ``None``."""
+    if plan.check_collisions or len(path) == 1:
+        value = container
+        for segment in path:
+            if not isinstance(value, dict) or segment not in value:
+                return None
+            value = value[segment]
+        return path
+    return _loose_keys(container, path, plan.delimiter)
+
+
+def _read_nested(plan: _Plan, container: Any, path: Path) -> Any:
+    """The value at the nested ``path``, or ``MISSING``."""
+    if plan.check_collisions or len(path) == 1:
+        return _read_path(container, path)
+    keys = _loose_keys(container, path, plan.delimiter)
+    return MISSING if keys is None else _read_path(container, keys)
+
+
 def _visited_dicts(plan: _Plan, record: dict[str, Any]) -> list[tuple[str, dict[Any, Any]]]:
     """The dicts that the checked nested paths go through, each with its path's name."""
     visited = []
@@ -562,17 +639,17 @@ class _CleanKeys:
             self.keys.update(container)
 
 
-def _pop_path(record: dict[str, Any], path: Path) -> Any:
+def _pop_path(plan: _Plan, record: dict[str, Any], path: Path) -> Any:
     """Remove ``path`` from ``record``, copying (never mutating) the dicts on the way."""
+    keys = _keys_of(plan, record, path)
+    if keys is None:
+        return MISSING
     parent = record
-    for segment in path[:-1]:
-        child = parent.get(segment, MISSING)
-        if not isinstance(child, dict):
-            return MISSING
-        child = dict(child)
+    for segment in keys[:-1]:
+        child = dict(parent[segment])
         parent[segment] = child
         parent = child
-    return parent.pop(path[-1], MISSING)
+    return parent.pop(keys[-1])
 
 
 def _put_path(
@@ -608,7 +685,7 @@ def _renamed_nested(plan: _Plan, index: int, record: dict[str, Any]) -> dict[str
     out = dict(record)
     moved = []
     for old, new in plan.rename:
-        value = _pop_path(out, plan.split(old))
+        value = _pop_path(plan, out, plan.split(old))
         if value is not MISSING:
             moved.append((new, value))
     for new, value in moved:
@@ -643,12 +720,12 @@ def _reference_values(plan: _Plan, index: int, record: Any) -> list[Any]:
     _check_keys(plan, index, record)
     if plan.overlapping:
         renamed = _renamed_nested(plan, index, record)
-        return [_read_path(renamed, plan.split(f)) for f in plan.features]
+        return [_read_nested(plan, renamed, plan.split(f)) for f in plan.features]
     values = []
     for names in plan.candidates:
         value = MISSING
         for name in names:
-            value = _read_path(record, plan.split(name))
+            value = _read_nested(plan, record, plan.split(name))
             if value is not MISSING:
                 break
         values.append(value)
