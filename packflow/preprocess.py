@@ -653,7 +653,7 @@ def _pop_path(plan: _Plan, record: dict[str, Any], path: Path) -> Any:
 
 
 def _put_path(
-    index: int,
+    index: int | None,
     record: dict[str, Any],
     path: Path,
     value: Any,
@@ -668,8 +668,9 @@ def _put_path(
         if child is MISSING:
             child = {}
         elif not isinstance(child, dict):
+            where = "" if index is None else f"record {index}: "
             raise PreprocessorRuntimeError(
-                f"record {index}: cannot write {name!r}: {delimiter.join(path[: depth + 1])!r} "
+                f"{where}cannot write {name!r}: {delimiter.join(path[: depth + 1])!r} "
                 f"holds a {type(child).__name__}, not a dict",
                 index=index,
                 field=name,
@@ -752,6 +753,69 @@ def _reference_record(plan: _Plan, index: int, record: Any) -> dict[str, Any]:
         return _renamed_flat(plan, flat) if plan.rename else flat
     _check_keys(plan, index, record)
     return _renamed_nested(plan, index, record)
+
+
+# --- the same readings, one record at a time (for packflow.utils) -------------------------
+
+
+def _record_plan(
+    delimiter: str, *, flatten: bool, lists: bool = False, check: bool = True
+) -> _Plan:
+    if not delimiter:
+        raise PreprocessorInitError("nested_field_delimiter must not be empty")
+    return _Plan(
+        delimiter=delimiter,
+        flatten=flatten,
+        flatten_lists=lists,
+        check_collisions=check,
+        rename=(),
+        features=(),
+        candidates=(),
+        checked_paths=(),
+        overlapping=False,
+    )
+
+
+def read_flat_key(record: dict[str, Any], name: str, delimiter: str) -> Any:
+    """The value the flat key ``name`` denotes in ``record``, or ``MISSING``.
+
+    What ``feature_names`` reads with ``flatten_nested_inputs=True`` (the most nested
+    reading wins when several key paths give ``name``), without flattening the record.
+    """
+    plan = _record_plan(delimiter, flatten=True, check=False)
+    return _flat_value(plan, 0, record, name, {})
+
+
+def read_nested_path(record: dict[str, Any], name: str, delimiter: str) -> Any:
+    """The value at the nested path ``name`` in ``record`` (nested dicts only), or ``MISSING``."""
+    return _read_path(record, tuple(name.split(delimiter)))
+
+
+def write_nested_path(record: dict[str, Any], name: str, value: Any, delimiter: str) -> None:
+    """Set the nested path ``name`` in ``record`` in place, creating the dicts on the way.
+
+    Raises
+    ------
+    PreprocessorRuntimeError
+        When the path goes through a value that is not a dict (it is never overwritten).
+    """
+    path = tuple(name.split(delimiter))
+    _put_path(None, record, path, value, name, False, delimiter)
+
+
+def flatten_record(
+    record: dict[str, Any], delimiter: str, *, lists: bool, ignore_collisions: bool, index: int = 0
+) -> dict[str, Any]:
+    """``record`` flattened as ``flatten_nested_inputs=True`` does it.
+
+    Raises
+    ------
+    PreprocessorRuntimeError
+        When two key paths flatten to one key, unless ``ignore_collisions`` (then the
+        most nested value wins).
+    """
+    plan = _record_plan(delimiter, flatten=True, lists=lists, check=not ignore_collisions)
+    return _flatten(plan, index, record)
 
 
 # --- the compiled fast path -----------------------------------------------------------------
