@@ -52,7 +52,14 @@ def _suggestion(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _to_input_format(value: Any) -> InputFormat:
+def parse_input_format(value: Any) -> InputFormat:
+    """The ``InputFormat`` that ``value`` names (the one parser of it in the package).
+
+    Raises
+    ------
+    ValueError
+        Listing the formats, with a suggestion for a near miss.
+    """
     if isinstance(value, InputFormat):
         return value
     choices = [f.value for f in InputFormat]
@@ -93,7 +100,7 @@ class BackendConfig:
 
     verbose: bool = False
     input_format: InputFormat = attrs.field(
-        default=InputFormat.RECORDS, converter=_to_input_format
+        default=InputFormat.RECORDS, converter=parse_input_format
     )
     rename_fields: dict[str, str] = attrs.field(factory=dict)
     feature_names: list[str] = attrs.field(factory=list)
@@ -104,7 +111,7 @@ class BackendConfig:
     numpy_dtype: str | None = None
 
 
-converter.register_structure_hook(InputFormat, lambda value, _: _to_input_format(value))
+converter.register_structure_hook(InputFormat, lambda value, _: parse_input_format(value))
 
 C = TypeVar("C", bound=BackendConfig)
 

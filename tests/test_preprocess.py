@@ -1145,3 +1145,44 @@ def test_one_preprocessor_serves_several_threads_at_once() -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert all(pool.map(run, range(16)))
+
+
+# --- the registry of input formats ---------------------------------------------------------
+
+
+def test_every_input_format_has_one_registered_format() -> None:
+    from packflow.config import InputFormat
+    from packflow.preprocess.formats import FORMATS
+
+    assert set(FORMATS) == set(InputFormat)
+    assert all(FORMATS[member].input_format is member for member in InputFormat)
+
+
+def test_an_unknown_input_format_names_the_known_ones_and_a_near_miss() -> None:
+    @attrs.frozen(kw_only=True)
+    class TypoConfig(BackendConfig):
+        input_format: str = "nmupy"  # type: ignore[assignment]
+
+    with pytest.raises(UnknownPreprocessorError) as caught:
+        preprocessor_output_type(TypoConfig())
+    assert "'passthrough', 'records', 'numpy'" in str(caught.value)
+    assert "did you mean 'numpy'?" in str(caught.value)
+
+
+def test_a_format_is_a_factory_and_its_plan_rules() -> None:
+    from packflow.config import InputFormat
+    from packflow.preprocess.plan import Format, make_plan
+
+    def upper(plan: Any, config: BackendConfig) -> Any:
+        return lambda records: [{k.upper(): v for k, v in r.items()} for r in records]
+
+    shouting = Format(
+        input_format=InputFormat.RECORDS,
+        build=upper,
+        output_type=lambda config: Records,
+        rules=(lambda config: ["shouting takes no renames"] if config.rename_fields else [],),
+    )
+    config = BackendConfig(feature_names=["a"])
+    assert shouting.build(make_plan(config, shouting), config)([{"a": 1}]) == [{"A": 1}]
+    with pytest.raises(PreprocessorInitError, match="shouting takes no renames"):
+        make_plan(BackendConfig(rename_fields={"a": "b"}), shouting)

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from packflow._text import describe
-from packflow.preprocess import (
-    MISSING,
+from packflow.preprocess.plan import MISSING
+from packflow.preprocess.reference import (
     flatten_record,
     read_flat_key,
     read_nested_path,
