@@ -83,7 +83,8 @@ class BackendConfig:
     rename_fields
         ``{"old": "new"}``: the value moves to the new key, the old key is gone.
     feature_names
-        Keep only these fields, in this order (the columns, for ``numpy``).
+        Keep only these fields, in this order (the columns, for ``numpy``); ``records``
+        also keeps every renamed field, after them.
     flatten_nested_inputs
         Flatten nested dicts into delimiter-joined keys (``{"a": {"b": 1}}`` ->
         ``{"a.b": 1}``).
@@ -92,7 +93,8 @@ class BackendConfig:
     nested_field_delimiter
         The delimiter of nested paths and flattened keys.
     ignore_delimiter_collisions
-        Do not report keys that contain the delimiter when nested paths are requested.
+        Do not report keys that contain the delimiter when nested paths are requested;
+        names then find such keys too (the nested path first).
     numpy_dtype
         The dtype of the ``numpy`` preprocessor's array (e.g. ``"float64"``); values are
         cast to it. ``None`` infers the dtype and refuses mixed types.
