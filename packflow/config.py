@@ -52,7 +52,14 @@ def _suggestion(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _to_input_format(value: Any) -> InputFormat:
+def parse_input_format(value: Any) -> InputFormat:
+    """The ``InputFormat`` that ``value`` names (the one parser of it in the package).
+
+    Raises
+    ------
+    ValueError
+        Listing the formats, with a suggestion for a near miss.
+    """
     if isinstance(value, InputFormat):
         return value
     choices = [f.value for f in InputFormat]
@@ -76,7 +83,8 @@ class BackendConfig:
     rename_fields
         ``{"old": "new"}``: the value moves to the new key, the old key is gone.
     feature_names
-        Keep only these fields, in this order (the columns, for ``numpy``).
+        Keep only these fields, in this order (the columns, for ``numpy``); ``records``
+        also keeps every renamed field, after them.
     flatten_nested_inputs
         Flatten nested dicts into delimiter-joined keys (``{"a": {"b": 1}}`` ->
         ``{"a.b": 1}``).
@@ -85,7 +93,8 @@ class BackendConfig:
     nested_field_delimiter
         The delimiter of nested paths and flattened keys.
     ignore_delimiter_collisions
-        Do not report keys that contain the delimiter when nested paths are requested.
+        Do not report keys that contain the delimiter when nested paths are requested;
+        names then find such keys too (the nested path first).
     numpy_dtype
         The dtype of the ``numpy`` preprocessor's array (e.g. ``"float64"``); values are
         cast to it. ``None`` infers the dtype and refuses mixed types.
@@ -93,7 +102,7 @@ class BackendConfig:
 
     verbose: bool = False
     input_format: InputFormat = attrs.field(
-        default=InputFormat.RECORDS, converter=_to_input_format
+        default=InputFormat.RECORDS, converter=parse_input_format
     )
     rename_fields: dict[str, str] = attrs.field(factory=dict)
     feature_names: list[str] = attrs.field(factory=list)
@@ -104,7 +113,7 @@ class BackendConfig:
     numpy_dtype: str | None = None
 
 
-converter.register_structure_hook(InputFormat, lambda value, _: _to_input_format(value))
+converter.register_structure_hook(InputFormat, lambda value, _: parse_input_format(value))
 
 C = TypeVar("C", bound=BackendConfig)
 

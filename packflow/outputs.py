@@ -7,12 +7,14 @@ by the module its type comes from, and only then is the library touched.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from packflow._text import short_repr
 from packflow.exceptions import InferenceBackendValidationError
 
 __all__ = ["ensure_native_types", "ensure_valid_output", "find_invalid_value"]
@@ -56,36 +58,99 @@ def _convert_foreign(value: Any) -> Any:
 def ensure_native_types(obj: Any) -> Any:
     """Return ``obj`` with numpy (and pandas, torch, PIL) values made JSON-native.
 
-    Dicts, lists and tuples are converted recursively (tuples become lists); numpy
-    scalars become Python scalars and arrays nested lists. Values of other types are
-    returned unchanged; :func:`find_invalid_value` tells whether the result is JSON-ready.
+    Dicts, lists and tuples are converted recursively (tuples become lists); a set or
+    frozenset becomes a list, sorted when its items can be ordered so that the output is
+    the same on every run. numpy scalars become Python scalars and arrays nested lists.
+    Dict keys are kept as they are, and floats as they are (``nan`` included): use
+    :func:`ensure_valid_output` or ``validate()`` to check that the result is JSON-ready.
+
+    Raises
+    ------
+    TypeError
+        When a value has a type that cannot be made JSON-native (an arbitrary object, a
+        ``complex``, ``bytes``); the message names the type and the key path.
 
     Examples
     --------
     >>> import numpy as np
     >>> ensure_native_types({"score": np.float32(0.5), "ids": np.arange(2)})
     {'score': 0.5, 'ids': [0, 1]}
+    >>> ensure_native_types({"tags": {"b", "a"}})
+    {'tags': ['a', 'b']}
     """
+    try:
+        return _native(obj, True)
+    except _NotNative as problem:
+        path = (_path_to(obj, problem.value) or "").removeprefix(".")
+        where = f" at {path}" if path else ""
+        raise TypeError(
+            f"cannot make {_type_name(problem.value)}{where} JSON-native; convert it to "
+            f"a str, number, bool, None, list or dict first"
+        ) from None
+
+
+class _NotNative(Exception):
+    """Raised inside the conversion for a value it cannot convert."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+
+def _native(obj: Any, strict: bool) -> Any:
+    """The conversion; a value it cannot convert raises (``strict``) or stays as it is."""
     if type(obj) in _NATIVE_SCALARS:
         return obj
     if isinstance(obj, np.generic):
         # Checked before dict/str/float: np.float64 and np.str_ subclass builtins.
         return _numpy_scalar(obj)
     if isinstance(obj, dict):
-        return {key: ensure_native_types(value) for key, value in obj.items()}
+        return {key: _native(value, strict) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [ensure_native_types(value) for value in obj]
+        return [_native(value, strict) for value in obj]
     if isinstance(obj, np.ndarray):
-        if obj.dtype.kind in "mM":
-            return [ensure_native_types(item) for item in obj]
-        return obj.tolist()
+        if obj.dtype.kind not in "mMO":
+            return obj.tolist()
+        if obj.ndim == 0:
+            return _native(obj[()], strict)
+        return [_native(item, strict) for item in obj]
     if isinstance(obj, _NATIVE_SCALARS):
         # Subclasses of builtins (an IntEnum, a str subclass) serialize as their base.
         return obj
+    if isinstance(obj, (set, frozenset)):
+        items = [_native(value, strict) for value in obj]
+        # Sorted when it can be, so that a set's JSON does not change from run to run.
+        with contextlib.suppress(TypeError):
+            items.sort()
+        return items
     converted = _convert_foreign(obj)
-    if converted is obj:
-        return obj
-    return ensure_native_types(converted)
+    if converted is not obj:
+        return _native(converted, strict)
+    if strict:
+        raise _NotNative(obj)
+    return obj
+
+
+def _path_to(container: Any, target: Any) -> str | None:
+    """The key path of ``target`` inside ``container`` (by identity): ``".a[2]"``.
+
+    Only run once a conversion has failed, so that the conversion itself does not track
+    paths.
+    """
+    if container is target:
+        return ""
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(container, dict):
+        items = ((f".{key}", value) for key, value in container.items())
+    elif isinstance(container, (list, tuple, set, frozenset)) or (
+        isinstance(container, np.ndarray) and container.dtype.kind == "O"
+    ):
+        items = ((f"[{position}]", value) for position, value in enumerate(container))
+    for step, value in items:
+        found = _path_to(value, target)
+        if found is not None:
+            return step + found
+    return None
 
 
 def _numpy_scalar(value: np.generic) -> Any:
@@ -100,42 +165,75 @@ def _numpy_scalar(value: np.generic) -> Any:
     return value.item()
 
 
-def ensure_valid_output(outputs: Any) -> list[dict[str, Any]]:
-    """Convert ``outputs`` to a list of JSON-ready dicts, or say what stops that.
+def ensure_valid_output(output: Any, parent_key: str | None = None) -> list[dict[str, Any]]:
+    """Convert ``output`` to a list of JSON-ready dicts, or say what stops that.
 
     A single dict is treated as a batch of one; a pandas DataFrame becomes its rows.
+
+    Parameters
+    ----------
+    output
+        The batch of output rows.
+    parent_key
+        When given, a row that is not a dict is wrapped as ``{parent_key: row}``, as in
+        the original Packflow (a one-item list row gives its item: the ``(n, 1)`` array
+        of a model's predictions gives one value per row). Without it, such a row is an
+        error.
 
     Raises
     ------
     InferenceBackendValidationError
-        When a row is not a dict or a value cannot be represented in JSON; the error
-        names the record index and the key path.
+        When a row is not a dict (and no ``parent_key`` is given) or a value cannot be
+        represented in JSON; the error names the record index and the key path.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ensure_valid_output(np.array([[0], [1]]), parent_key="class")
+    [{'class': 0}, {'class': 1}]
     """
-    converted = ensure_native_types(outputs)
+    if parent_key is not None and not isinstance(parent_key, str):
+        raise TypeError(f"parent_key must be a str, got {_type_name(parent_key)}")
+    converted = _native(output, False)
     if isinstance(converted, dict):
         converted = [converted]
     if not isinstance(converted, list):
         raise InferenceBackendValidationError(
-            f"outputs must be a list of records (dicts), got {type(outputs).__name__}"
+            f"outputs must be a list of records (dicts), got {type(output).__name__}"
         )
+    if parent_key is not None:
+        converted = [_wrapped(row, parent_key) for row in converted]
     problem = find_invalid_value(converted)
     if problem is not None:
         index, path, reason = problem
+        hint = ""
+        if path is None and parent_key is None:
+            hint = "; pass parent_key='<name>' to wrap each row that is not a dict"
         raise InferenceBackendValidationError(
-            f"output record {index}{_path_text(path)}: {reason}", index=index, path=path
+            f"output record {index}{_path_text(path)}: {reason}{hint}", index=index, path=path
         )
     return converted
+
+
+def _wrapped(row: Any, parent_key: str) -> Any:
+    if type(row) is dict:
+        return row
+    if type(row) is list and len(row) == 1:
+        row = row[0]
+    return {parent_key: row}
 
 
 def _path_text(path: str | None) -> str:
     return f" at {path}" if path else ""
 
 
+def _type_name(value: Any) -> str:
+    """The type of ``value`` with its module (``numpy.ndarray``; builtins bare)."""
+    return f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__module__}.{type(value).__qualname__} {text}".removeprefix("builtins.")
+    return f"{_type_name(value)} {short_repr(value, 60)}"
 
 
 def _first_bad(value: Any, path: str) -> tuple[str, str] | None:

@@ -162,9 +162,49 @@ def test_native_values_are_returned_as_they_are() -> None:
         assert ensure_native_types(value) is value
 
 
-def test_values_of_unknown_types_are_returned_unchanged() -> None:
-    marker = object()
-    assert ensure_native_types({"x": marker})["x"] is marker
+class Opaque:
+    """A value no conversion knows."""
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name", "path"),
+    [
+        (Opaque(), "test_outputs.Opaque", None),
+        ({"x": [1, {"y": 2j}]}, "complex", "x[1].y"),
+        ([{"blob": b"raw"}], "bytes", "[0].blob"),
+        ({"tags": {Opaque()}}, "test_outputs.Opaque", "tags[0]"),
+        ({"cells": np.array([1, Opaque()], dtype=object)}, "test_outputs.Opaque", "cells[1]"),
+    ],
+    ids=["object", "complex-deep", "bytes", "in-a-set", "in-an-object-array"],
+)
+def test_a_value_that_cannot_be_made_native_is_a_type_error_naming_type_and_path(
+    value: Any, type_name: str, path: str | None
+) -> None:
+    with pytest.raises(TypeError) as err:
+        ensure_native_types(value)
+    message = str(err.value)
+    assert message.startswith(f"cannot make {type_name} ")
+    assert (f" at {path} " in message) is (path is not None)
+
+
+def test_a_set_becomes_a_sorted_json_ready_list() -> None:
+    converted = ensure_native_types({"tags": {"b", "c", "a"}, "ids": frozenset({np.int8(2), 1})})
+    assert converted == {"tags": ["a", "b", "c"], "ids": [1, 2]}
+    json.dumps(converted)
+
+
+def test_a_set_of_values_that_cannot_be_ordered_keeps_every_value() -> None:
+    converted = ensure_native_types({1, "a", None})
+    assert sorted(map(repr, converted)) == sorted(map(repr, [1, "a", None]))
+
+
+@settings(max_examples=50)
+@given(st.sets(st.one_of(st.integers(), st.text(max_size=3), finite_floats)))
+def test_any_set_of_scalars_becomes_a_list_of_the_same_values(value: set[Any]) -> None:
+    converted = ensure_native_types(value)
+    assert type(converted) is list
+    assert len(converted) == len(value)
+    assert set(converted) == value
 
 
 # -- ensure_valid_output -------------------------------------------------------------------
@@ -228,11 +268,11 @@ def test_ensure_valid_output_rejects_a_bare_array_of_rows() -> None:
     [
         ([{"a": 1}, {"score": math.nan}], 1, "score"),
         ([{"scores": np.array([1.0, np.inf])}], 0, "scores[1]"),
-        ([{"deep": {"er": [{"x": {1, 2}}]}}], 0, "deep.er[0].x"),
+        ([{"deep": {"er": [{"x": 1j}]}}], 0, "deep.er[0].x"),
         ([{"meta": {("a", "b"): 1}}], 0, "meta[('a', 'b')]"),
         ([{"blob": b"bytes"}], 0, "blob"),
     ],
-    ids=["nan", "inf-in-array", "set-deep", "tuple-key", "bytes"],
+    ids=["nan", "inf-in-array", "complex-deep", "tuple-key", "bytes"],
 )
 def test_ensure_valid_output_names_the_record_and_key_path_of_a_bad_value(
     outputs: Any, index: int, path: str
@@ -242,3 +282,46 @@ def test_ensure_valid_output_names_the_record_and_key_path_of_a_bad_value(
     assert err.value.index == index
     assert err.value.path == path
     assert f"output record {index} at {path}" in str(err.value)
+
+
+def test_parent_key_wraps_each_row_that_is_not_a_dict() -> None:
+    outputs = [1, np.float32(0.5), "spam", {"already": "a dict"}, [0.1, 0.9]]
+    assert ensure_valid_output(outputs, parent_key="class") == [
+        {"class": 1},
+        {"class": 0.5},
+        {"class": "spam"},
+        {"already": "a dict"},
+        {"class": [0.1, 0.9]},
+    ]
+
+
+def test_parent_key_unwraps_a_one_item_row_as_the_original_did() -> None:
+    predictions = np.array([[0], [1], [1]])
+    assert ensure_valid_output(predictions, parent_key="prediction") == [
+        {"prediction": 0},
+        {"prediction": 1},
+        {"prediction": 1},
+    ]
+
+
+def test_without_parent_key_a_row_that_is_not_a_dict_says_how_to_wrap_it() -> None:
+    with pytest.raises(InferenceBackendValidationError, match="pass parent_key=") as err:
+        ensure_valid_output([{"a": 1}, 5])
+    assert err.value.index == 1
+
+
+def test_parent_key_still_validates_the_wrapped_values() -> None:
+    with pytest.raises(InferenceBackendValidationError) as err:
+        ensure_valid_output([1, math.inf], parent_key="score")
+    assert (err.value.index, err.value.path) == (1, "score")
+
+
+def test_parent_key_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="parent_key must be a str, got int"):
+        ensure_valid_output([1], parent_key=3)  # type: ignore[arg-type]
+
+
+@settings(max_examples=50)
+@given(st.lists(st.one_of(st.integers(), st.text(max_size=3), st.booleans(), st.none())))
+def test_parent_key_gives_one_wrapped_row_per_scalar_output(outputs: list[Any]) -> None:
+    assert ensure_valid_output(outputs, parent_key="value") == [{"value": v} for v in outputs]

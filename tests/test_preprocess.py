@@ -80,7 +80,32 @@ def test_feature_names_refer_to_names_after_rename() -> None:
 
 def test_a_renamed_away_name_is_no_longer_selectable() -> None:
     out = preprocess([{"a": 1, "b": 2}], rename_fields={"a": "x"}, feature_names=["a", "b"])
-    assert out == [{"b": 2}]
+    assert out == [{"b": 2, "x": 1}]
+
+
+def test_a_renamed_field_is_kept_when_feature_names_does_not_list_it() -> None:
+    records = [{"a": 1, "b": 2, "c": 3}, {"b": 4}]
+    out = preprocess(records, rename_fields={"a": "x"}, feature_names=["b"])
+    assert out == [{"b": 2, "x": 1}, {"b": 4}]
+    assert list(out[0]) == ["b", "x"]
+
+
+def test_a_kept_nested_rename_target_is_written_in_its_nested_place() -> None:
+    records = [{"user": {"id": 7}, "age": 31}]
+    out = preprocess(records, rename_fields={"user.id": "ids.user"}, feature_names=["age"])
+    assert out == [{"age": 31, "ids": {"user": 7}}]
+
+
+def test_a_kept_rename_target_inside_a_feature_is_refused_when_built() -> None:
+    with pytest.raises(PreprocessorInitError, match=r"'a.b' lies inside feature 'a'"):
+        build_preprocessor(BackendConfig(rename_fields={"x": "a.b"}, feature_names=["a"]))
+
+
+def test_numpy_columns_stay_the_feature_names_when_fields_are_renamed() -> None:
+    out = preprocess(
+        [{"a": 1, "b": 2}], input_format="numpy", rename_fields={"a": "x"}, feature_names=["b"]
+    )
+    assert out.tolist() == [[2]]
 
 
 def test_a_rename_target_falls_back_to_its_own_key_when_the_source_is_missing() -> None:
@@ -267,10 +292,48 @@ def test_a_nested_rename_also_triggers_the_collision_check() -> None:
         preprocess([{"x.y": 1, "a": {"b": 2}}], rename_fields={"a.b": "c"})
 
 
-def test_ignored_collisions_read_nested_paths_by_traversal_only() -> None:
-    records = [{"a.b": 1, "a": {"b": 2}}, {"a.b": 3}]
+def test_ignored_collisions_prefer_the_nested_path_then_read_the_literal_key() -> None:
+    records = [{"a.b": 1, "a": {"b": 2}}, {"a.b": 3}, {"a": {"b.c": 4}}]
     out = preprocess(records, feature_names=["a.b"], ignore_delimiter_collisions=True)
-    assert out == [{"a": {"b": 2}}, {}]
+    assert out == [{"a": {"b": 2}}, {"a": {"b": 3}}, {}]
+
+
+def test_ignored_collisions_rename_a_literal_key_containing_the_delimiter() -> None:
+    out = preprocess(
+        [{"a:b": 100}],
+        nested_field_delimiter=":",
+        rename_fields={"a:b": "feature"},
+        ignore_delimiter_collisions=True,
+    )
+    assert out == [{"feature": 100}]
+
+
+def test_ignored_collisions_select_a_renamed_literal_key() -> None:
+    records = [{"a:b": 100, "z": 0}, {"a": {"b": 5}}]
+    out = preprocess(
+        records,
+        nested_field_delimiter=":",
+        rename_fields={"a:b": "feature"},
+        feature_names=["feature"],
+        ignore_delimiter_collisions=True,
+    )
+    assert out == [{"feature": 100}, {"feature": 5}]
+
+
+def test_ignored_collisions_read_keys_that_join_some_segments_of_a_path() -> None:
+    records = [{"a": {"b.c": 1}}, {"a.b": {"c": 2}}]
+    out = preprocess(records, feature_names=["a.b.c"], ignore_delimiter_collisions=True)
+    assert out == [{"a": {"b": {"c": 1}}}, {"a": {"b": {"c": 2}}}]
+
+
+def test_numpy_with_ignored_collisions_reads_a_literal_key() -> None:
+    out = preprocess(
+        [{"a.b": 1.5}, {"a": {"b": 2.5}}],
+        input_format="numpy",
+        feature_names=["a.b"],
+        ignore_delimiter_collisions=True,
+    )
+    assert out.tolist() == [[1.5], [2.5]]
 
 
 # --- init errors ---------------------------------------------------------------------------
@@ -626,7 +689,8 @@ def model_records(record: dict[str, Any], config: BackendConfig) -> dict[str, An
             renamed[new] = flat[old]
     if not config.feature_names:
         return renamed
-    return {f: renamed[f] for f in config.feature_names if f in renamed}
+    targets = [new for new in config.rename_fields.values() if new not in config.feature_names]
+    return {f: renamed[f] for f in [*config.feature_names, *targets] if f in renamed}
 
 
 @settings(max_examples=150, deadline=None)
@@ -887,7 +951,8 @@ def test_flatten_with_keys_containing_the_delimiter_matches_a_model(
     for index, record in enumerate(records):
         sources = flat_sources(record)
         row: dict[str, Any] = {}
-        for feature in features:
+        # The rename target is kept even when feature_names does not list it.
+        for feature in [*features, *(["r"] if "r" not in features else [])]:
             names = [source] if feature == "r" else []
             names += [] if feature == source else [feature]
             for name in names:
@@ -907,6 +972,38 @@ def test_flatten_with_keys_containing_the_delimiter_matches_a_model(
         assert (caught.value.index, caught.value.field) == error
     else:
         assert preprocessor(records) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=records_strategy, config=st.data())
+def test_every_renamed_field_a_record_has_is_in_its_output_row(
+    records: Records, config: st.DataObject
+) -> None:
+    sources = config.draw(st.lists(st.sampled_from(KEYS), unique=True, min_size=1, max_size=3))
+    features = config.draw(st.lists(st.sampled_from(KEYS), unique=True, min_size=1))
+    rename = {source: f"renamed_{source}" for source in sources}
+    out = preprocess(records, rename_fields=rename, feature_names=features)
+    for record, row in zip(records, out, strict=True):
+        for source, target in rename.items():
+            if source in record:
+                assert row[target] is record[source]
+        listed = [f for f in features if f not in rename and f in record]
+        assert list(row)[: len(listed)] == listed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    record=st.dictionaries(st.sampled_from(DOTTED_KEYS), st.integers(0, 9), min_size=1),
+    data=st.data(),
+)
+def test_ignored_collisions_never_lose_a_literal_key_that_is_renamed(
+    record: dict[str, Any], data: st.DataObject
+) -> None:
+    source = data.draw(st.sampled_from(sorted(record)))
+    options = {"rename_fields": {source: "target"}, "ignore_delimiter_collisions": True}
+    out = preprocess([record], **options)[0]
+    assert out["target"] == record[source]
+    assert sorted(out) == sorted({*record, "target"} - {source})
 
 
 # --- fast path and reference path agree ---------------------------------------------------
@@ -1048,3 +1145,44 @@ def test_one_preprocessor_serves_several_threads_at_once() -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert all(pool.map(run, range(16)))
+
+
+# --- the registry of input formats ---------------------------------------------------------
+
+
+def test_every_input_format_has_one_registered_format() -> None:
+    from packflow.config import InputFormat
+    from packflow.preprocess.formats import FORMATS
+
+    assert set(FORMATS) == set(InputFormat)
+    assert all(FORMATS[member].input_format is member for member in InputFormat)
+
+
+def test_an_unknown_input_format_names_the_known_ones_and_a_near_miss() -> None:
+    @attrs.frozen(kw_only=True)
+    class TypoConfig(BackendConfig):
+        input_format: str = "nmupy"  # type: ignore[assignment]
+
+    with pytest.raises(UnknownPreprocessorError) as caught:
+        preprocessor_output_type(TypoConfig())
+    assert "'passthrough', 'records', 'numpy'" in str(caught.value)
+    assert "did you mean 'numpy'?" in str(caught.value)
+
+
+def test_a_format_is_a_factory_and_its_plan_rules() -> None:
+    from packflow.config import InputFormat
+    from packflow.preprocess.plan import Format, make_plan
+
+    def upper(plan: Any, config: BackendConfig) -> Any:
+        return lambda records: [{k.upper(): v for k, v in r.items()} for r in records]
+
+    shouting = Format(
+        input_format=InputFormat.RECORDS,
+        build=upper,
+        output_type=lambda config: Records,
+        rules=(lambda config: ["shouting takes no renames"] if config.rename_fields else [],),
+    )
+    config = BackendConfig(feature_names=["a"])
+    assert shouting.build(make_plan(config, shouting), config)([{"a": 1}]) == [{"A": 1}]
+    with pytest.raises(PreprocessorInitError, match="shouting takes no renames"):
+        make_plan(BackendConfig(rename_fields={"a": "b"}), shouting)
