@@ -21,10 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
+from sklearn.tree import DecisionTreeClassifier
 
 from packflow import (
     InferenceBackendInitializationError,
@@ -42,6 +43,9 @@ from packflow.prebuilt import label_map, onnx_model, sklearn_model, threshold
 ROOT = Path(__file__).resolve().parent.parent
 IRIS_PROJECT = ROOT / "examples" / "iris"
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+#: Bound at module level, as ``pipe`` is in a project's ``inference.py``.
+BOUND = onnx_model(IRIS_PROJECT / "model.onnx", feature_names=IRIS_FEATURES)
 
 
 def as_records(rows: NDArray[Any], names: list[str]) -> list[dict[str, float]]:
@@ -265,6 +269,34 @@ def test_an_unbound_prebuilt_pipeline_pickles_by_value_and_runs(iris_onnx: Path)
     assert copy(event)["setosa"] is True
 
 
+def test_a_prebuilt_pipeline_bound_in_a_module_pickles_by_reference() -> None:
+    assert pickle.loads(pickle.dumps(BOUND)) is BOUND
+
+
+def test_a_model_with_integer_input_is_fed_integers(models: Path) -> None:
+    pixels, digits = load_digits(return_X_y=True)
+    pixels = pixels.astype(np.int64)
+    names = [f"p{i}" for i in range(pixels.shape[1])]
+    tree = DecisionTreeClassifier(max_depth=6, random_state=0).fit(pixels, digits)
+    model = to_onnx(tree, initial_types=[("pixels", Int64TensorType([None, len(names)]))])
+    path = models / "digits.onnx"
+    path.write_bytes(model.SerializeToString())
+    records = [dict(zip(names, map(int, row), strict=True)) for row in pixels[:100]]
+    with pytest.raises(InferenceBackendInitializationError) as info:
+        onnx_model(path, feature_names=names).build()
+    assert "set numpy_dtype='int64'" in str(initialization_cause(info))
+    outputs = onnx_model(path, feature_names=names, numpy_dtype="int64")(records)
+    assert [o["output_label"] for o in outputs] == tree.predict(pixels[:100]).tolist()
+
+
+def test_with_on_error_row_only_the_bad_record_gets_an_error_row(iris_onnx: Path) -> None:
+    good = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+    pipe = onnx_model(iris_onnx, feature_names=IRIS_FEATURES)
+    outputs = pipe([good, {**good, "sepal_width": None}, good], on_error="row")
+    assert [o.get("output_label") for o in outputs] == [0, None, 0]
+    assert outputs[1]["error"]["index"] == 1
+
+
 def test_a_composition_with_a_prebuilt_model_is_checked_at_the_seam(iris_onnx: Path) -> None:
     wants_array = Pipeline("wants_array")
 
@@ -465,6 +497,11 @@ def test_label_map_refuses_a_label_it_does_not_name() -> None:
     cause = info.value.__cause__
     assert isinstance(cause, RecordFieldError)
     assert (cause.index, cause.field) == (1, "label")
+
+
+def test_label_map_refuses_a_list_instead_of_guessing_what_it_holds() -> None:
+    with pytest.raises(StageError, match="label_map maps a label, or the keys of a dict"):
+        label_map("probabilities", {0: "cat"})({"probabilities": [0.5, 0.5]})
 
 
 def test_label_map_refuses_two_labels_with_the_same_text() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from packflow._text import closest, describe
+from packflow._text import closest, describe, short_repr
 from packflow.config import BackendConfig
 from packflow.exceptions import ConfigError, RecordFieldError
 from packflow.pipeline import Pipeline
@@ -129,6 +129,13 @@ def apply_label_map(records: Records, config: LabelMapConfig) -> Records:
             if isinstance(value, dict):
                 named = {_name(mapping, key, field, index): v for key, v in value.items()}
                 _write(mapped, field, named)
+            elif isinstance(value, (list, tuple)):
+                raise RecordFieldError(
+                    f"record {index}: field {field!r} holds a {type(value).__name__} "
+                    f"({short_repr(value)}); label_map maps a label, or the keys of a dict",
+                    index=index,
+                    field=field,
+                )
             else:
                 _write(mapped, field, _name(mapping, value, field, index))
         out.append(mapped)
