@@ -292,7 +292,7 @@ def test_a_model_with_integer_input_is_fed_integers(models: Path) -> None:
 def test_with_on_error_row_only_the_bad_record_gets_an_error_row(iris_onnx: Path) -> None:
     good = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
     pipe = onnx_model(iris_onnx, feature_names=IRIS_FEATURES)
-    outputs = pipe([good, {**good, "sepal_width": None}, good], on_error="row")
+    outputs = pipe([good, {**good, "sepal_width": "wide"}, good], on_error="row")
     assert [o.get("output_label") for o in outputs] == [0, None, 0]
     assert outputs[1]["error"]["index"] == 1
 
