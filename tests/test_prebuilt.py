@@ -116,8 +116,8 @@ def test_onnx_classifier_gives_sklearns_labels_and_zipmap_probabilities(
     assert [o["output_label"] for o in outputs] == iris_classifier.predict(as_float32).tolist()
     expected = iris_classifier.predict_proba(as_float32)
     for output, row in zip(outputs, expected, strict=True):
-        assert sorted(output["output_probability"]) == [0, 1, 2]
-        got = [output["output_probability"][label] for label in (0, 1, 2)]
+        assert list(output["output_probability"]) == ["0", "1", "2"]
+        got = [output["output_probability"][label] for label in ("0", "1", "2")]
         np.testing.assert_allclose(got, row, atol=1e-5)
 
 
@@ -152,6 +152,14 @@ def test_onnx_model_takes_one_event_and_returns_one_record(
     output = onnx_model(iris_onnx, feature_names=IRIS_FEATURES)(event)
     assert isinstance(output, dict)
     assert output["output_label"] == iris_classifier.predict([[6.5, 3.0, 5.2, 2.0]])[0]
+
+
+def test_a_classifiers_raw_outputs_are_valid_records(iris_onnx: Path, iris_joblib: Path) -> None:
+    event = dict(zip(IRIS_FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+    onnx_output = onnx_model(iris_onnx, feature_names=IRIS_FEATURES).validate(event)
+    assert onnx_output["output_label"] == 0
+    pipe = sklearn_model(iris_joblib, feature_names=IRIS_FEATURES, method="predict_proba")
+    assert pipe.validate(event)["label"] == 0
 
 
 def test_output_fields_choose_and_rename_the_outputs(iris_onnx: Path) -> None:
@@ -384,7 +392,7 @@ def test_sklearn_predict_proba_names_probabilities_by_classes(
     expected = iris_classifier.predict_proba(features)
     assert [o["label"] for o in outputs] == iris_classifier.predict(features).tolist()
     for output, row in zip(outputs, expected, strict=True):
-        assert output["probabilities"] == dict(zip([0, 1, 2], row.tolist(), strict=True))
+        assert output["probabilities"] == dict(zip(["0", "1", "2"], row.tolist(), strict=True))
 
 
 def test_sklearn_decision_function_of_a_binary_classifier_is_one_score(models: Path) -> None:
@@ -406,7 +414,7 @@ def test_sklearn_decision_function_of_a_multiclass_model_is_a_score_per_class(
     outputs = pipe(as_records(features[:10], IRIS_FEATURES))
     expected = iris_classifier.decision_function(features[:10]).tolist()
     assert [o["decision"] for o in outputs] == [
-        dict(zip([0, 1, 2], row, strict=True)) for row in expected
+        dict(zip(["0", "1", "2"], row, strict=True)) for row in expected
     ]
 
 
@@ -534,7 +542,7 @@ def test_the_committed_iris_model_agrees_with_what_train_py_trains(
     assert committed == retrained
     as_float32 = features.astype(np.float32)
     assert [o["output_label"] for o in committed] == estimator.predict(as_float32).tolist()
-    probabilities = [[o["output_probability"][k] for k in (0, 1, 2)] for o in committed]
+    probabilities = [[o["output_probability"][k] for k in "012"] for o in committed]
     np.testing.assert_allclose(probabilities, estimator.predict_proba(as_float32), atol=1e-5)
 
 

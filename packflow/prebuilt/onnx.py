@@ -192,7 +192,8 @@ class OnnxSession:
         A tensor output of shape ``[batch]`` or ``[batch, 1]`` gives one value per
         record, ``[batch, k]`` a list of ``k`` values (per-class probabilities, in the
         model's class order); a ZipMap output (a sequence of maps) gives a dict of label
-        to probability.
+        to probability, its labels as text (``{"0": 0.9, "1": 0.1}``), since a record's
+        keys are strings.
 
         Raises
         ------
@@ -229,7 +230,7 @@ class OnnxSession:
         if isinstance(value, list):
             if len(value) != rows:
                 raise self._misfit(name, f"a sequence of {len(value)}", rows)
-            return value
+            return _text_keys(value)
         raise self._misfit(name, short_repr(value), rows)
 
     def _misfit(self, name: str, found: str, rows: int) -> InferenceBackendRuntimeError:
@@ -238,6 +239,19 @@ class OnnxSession:
             f"entry per input row ({rows} rows); onnx_model maps outputs whose first "
             "dimension is the batch"
         )
+
+
+def _text_keys(maps: list[Any]) -> list[Any]:
+    """ZipMap's maps with their class labels as text: a record's keys are strings (JSON)."""
+    if not maps or not isinstance(maps[0], dict):
+        return maps
+    first = maps[0]
+    if all(type(key) is str for key in first):
+        return maps
+    # A ZipMap gives every row the same labels in the same order (its classlabels), so
+    # the texts are worked out once and paired with each row's values.
+    texts = [str(key) for key in first]
+    return [dict(zip(texts, row.values(), strict=True)) for row in maps]
 
 
 def _input_problems(model_input: Any, config: OnnxModelConfig) -> list[str]:
@@ -345,15 +359,15 @@ def onnx_model(
     ConfigError
         When ``feature_names`` is a string instead of a list of names.
 
-    Building raises :class:`~packflow.exceptions.ModelFileError` (chained from the
-    ``InferenceBackendInitializationError`` of the initializer) when the file is
-    missing or does not fit.
+    Building raises :class:`~packflow.InferenceBackendInitializationError`, caused by a
+    :class:`~packflow.exceptions.ModelFileError`, when the file is missing or does not
+    fit.
 
     Examples
     --------
     >>> pipe = onnx_model("model.onnx", feature_names=["a", "b"])  # doctest: +SKIP
     >>> pipe({"a": 1.0, "b": 2.0})  # doctest: +SKIP
-    {'output_label': 1, 'output_probability': {0: 0.1, 1: 0.9}}
+    {'output_label': 1, 'output_probability': {'0': 0.1, '1': 0.9}}
     """
     require_extra("onnxruntime", "onnx", "onnx_model")
     if isinstance(feature_names, str):

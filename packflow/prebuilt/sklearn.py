@@ -57,7 +57,7 @@ class SklearnEstimator:
     built instance, after the estimator was checked against the config.
     """
 
-    __slots__ = ("call", "classes", "estimator", "method", "path")
+    __slots__ = ("call", "classes", "estimator", "keys", "method", "path")
 
     def __init__(self, estimator: Any, *, path: str, method: str) -> None:
         self.estimator = estimator
@@ -66,6 +66,10 @@ class SklearnEstimator:
         self.call = getattr(estimator, method)
         classes = getattr(estimator, "classes_", None)
         self.classes: list[Any] | None = None if classes is None else np.asarray(classes).tolist()
+        # Dict keys of a record are strings (JSON); the label itself keeps its type.
+        self.keys: list[str] | None = (
+            None if self.classes is None else list(map(str, self.classes))
+        )
 
     def __repr__(self) -> str:
         return f"<SklearnEstimator {self.path!r}: {type(self.estimator).__name__}.{self.method}>"
@@ -139,23 +143,24 @@ class SklearnEstimator:
         ``predict_proba`` gives ``{"label": most probable class, "probabilities":
         {class: probability}}``; ``decision_function`` gives ``{"decision": score}``
         for a binary classifier or a regressor-like score, ``{"decision": {class:
-        score}}`` for one score per class.
+        score}}`` for one score per class. The classes come from ``classes_``; as dict
+        keys they are text (``"0"``), since a record's keys are strings.
         """
         result = self.call(features)
         if self.method == "predict":
             return [{"prediction": value} for value in np.asarray(result).tolist()]
         scores = np.asarray(result)
-        classes = self.classes
+        classes, keys = self.classes, self.keys
         if self.method == "predict_proba":
-            assert classes is not None  # checked at load
+            assert classes is not None and keys is not None  # checked at load
             best = scores.argmax(axis=1).tolist()
             return [
-                {"label": classes[top], "probabilities": dict(zip(classes, row, strict=True))}
+                {"label": classes[top], "probabilities": dict(zip(keys, row, strict=True))}
                 for top, row in zip(best, scores.tolist(), strict=True)
             ]
-        if scores.ndim == 1 or classes is None or scores.shape[1] != len(classes):
+        if scores.ndim == 1 or keys is None or scores.shape[1] != len(keys):
             return [{"decision": value} for value in scores.tolist()]
-        return [{"decision": dict(zip(classes, row, strict=True))} for row in scores.tolist()]
+        return [{"decision": dict(zip(keys, row, strict=True))} for row in scores.tolist()]
 
 
 def estimator(config: SklearnModelConfig) -> SklearnEstimator:
