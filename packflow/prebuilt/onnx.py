@@ -88,7 +88,7 @@ class OnnxSession:
     instance, after the model's input and outputs were checked against the config.
     """
 
-    __slots__ = ("dtype", "fields", "input_name", "output_names", "path", "session")
+    __slots__ = ("_texts", "dtype", "fields", "input_name", "output_names", "path", "session")
 
     def __init__(
         self,
@@ -106,6 +106,7 @@ class OnnxSession:
         self.dtype = np.dtype(dtype)
         self.output_names = list(output_names)
         self.fields = list(fields)
+        self._texts: dict[int, list[str]] = {}
 
     def __repr__(self) -> str:
         return f"<OnnxSession {self.path!r}: {self.input_name} -> {', '.join(self.fields)}>"
@@ -203,11 +204,14 @@ class OnnxSession:
         if features.dtype != self.dtype:
             features = features.astype(self.dtype)
         results = self.session.run(self.output_names, {self.input_name: features})
-        rows = len(features)
-        columns = [
-            self._column(name, value, rows)
-            for name, value in zip(self.output_names, results, strict=True)
-        ]
+        rows = features.shape[0]
+        columns: list[list[Any]] = []
+        for position, value in enumerate(results):
+            # The common case (a label or a score per row) first, without a call.
+            if type(value) is np.ndarray and value.ndim == 1 and value.shape[0] == rows:
+                columns.append(value.tolist())
+            else:
+                columns.append(self._column(position, value, rows))
         # Dict displays for the usual one or two outputs: dict(zip(...)) per record costs
         # three times as much, which shows next to session.run on a small model.
         if len(columns) == 1:
@@ -219,7 +223,8 @@ class OnnxSession:
         fields = self.fields
         return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
 
-    def _column(self, name: str, value: Any, rows: int) -> list[Any]:
+    def _column(self, position: int, value: Any, rows: int) -> list[Any]:
+        name = self.output_names[position]
         if isinstance(value, np.ndarray):
             if value.ndim == 0 or value.shape[0] != rows:
                 raise self._misfit(name, f"an array of shape {list(value.shape)}", rows)
@@ -230,8 +235,23 @@ class OnnxSession:
         if isinstance(value, list):
             if len(value) != rows:
                 raise self._misfit(name, f"a sequence of {len(value)}", rows)
-            return _text_keys(value)
+            return self._text_keys(position, value)
         raise self._misfit(name, short_repr(value), rows)
+
+    def _text_keys(self, position: int, maps: list[Any]) -> list[Any]:
+        """ZipMap's maps with their labels as text: a record's keys are strings (JSON)."""
+        if not maps:
+            return maps
+        texts = self._texts.get(position)
+        if texts is None:
+            # A ZipMap gives every row the model's class labels in the same order, so the
+            # texts are worked out once per session and paired with each row's values.
+            first = maps[0]
+            labelled = isinstance(first, dict) and any(type(key) is not str for key in first)
+            texts = self._texts[position] = [str(key) for key in first] if labelled else []
+        if not texts:
+            return maps
+        return [dict(zip(texts, row.values(), strict=True)) for row in maps]
 
     def _misfit(self, name: str, found: str, rows: int) -> InferenceBackendRuntimeError:
         return InferenceBackendRuntimeError(
@@ -239,19 +259,6 @@ class OnnxSession:
             f"entry per input row ({rows} rows); onnx_model maps outputs whose first "
             "dimension is the batch"
         )
-
-
-def _text_keys(maps: list[Any]) -> list[Any]:
-    """ZipMap's maps with their class labels as text: a record's keys are strings (JSON)."""
-    if not maps or not isinstance(maps[0], dict):
-        return maps
-    first = maps[0]
-    if all(type(key) is str for key in first):
-        return maps
-    # A ZipMap gives every row the same labels in the same order (its classlabels), so
-    # the texts are worked out once and paired with each row's values.
-    texts = [str(key) for key in first]
-    return [dict(zip(texts, row.values(), strict=True)) for row in maps]
 
 
 def _input_problems(model_input: Any, config: OnnxModelConfig) -> list[str]:
