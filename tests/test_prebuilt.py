@@ -484,6 +484,13 @@ def test_threshold_flags_exactly_the_values_at_or_above_it(values: list[float], 
     assert [o["flag"] for o in outputs] == [v >= at for v in values]
 
 
+def test_threshold_compares_numpy_scalars_and_refuses_text() -> None:
+    high = threshold("score", 0.5, "high")
+    assert high({"score": np.float32(0.75)})["high"] is True
+    with pytest.raises(StageError, match="threshold compares numbers"):
+        high({"score": "0.75"})
+
+
 def test_threshold_on_a_missing_field_names_the_record_and_the_field() -> None:
     with pytest.raises(StageError) as info:
         threshold("score", 0.5, "high")([{"score": 0.1}, {"scor": 0.9}])

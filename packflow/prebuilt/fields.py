@@ -8,6 +8,7 @@ reference to this module.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from packflow.records import Records
 __all__ = ["LabelMapConfig", "ThresholdConfig", "label_map", "threshold"]
 
 _MISSING = object()
+#: Checked by type first: an ABC check per record is slow, and numpy scalars need it.
+_PLAIN_NUMBERS = (float, int)
 
 
 @attrs.frozen(kw_only=True)
@@ -107,14 +110,16 @@ def apply_threshold(records: Records, config: ThresholdConfig) -> Records:
     out: Records = []
     for index, record in enumerate(records):
         value = _read(record, field, index)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if type(value) not in _PLAIN_NUMBERS and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real)
+        ):
             raise RecordFieldError(
                 f"record {index}: field {field!r} is {describe(value)}; threshold compares "
                 "numbers",
                 index=index,
                 field=field,
             )
-        out.append({**record, label_field: value >= at})
+        out.append({**record, label_field: bool(value >= at)})
     return out
 
 
