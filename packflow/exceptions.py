@@ -17,11 +17,14 @@ __all__ = [
     "InferenceBackendLoadError",
     "InferenceBackendRuntimeError",
     "InferenceBackendValidationError",
+    "MissingExtraError",
+    "ModelFileError",
     "PackflowError",
     "PipelineDefinitionError",
     "PipelineTypeError",
     "PreprocessorInitError",
     "PreprocessorRuntimeError",
+    "RecordFieldError",
     "RuntimeTypeError",
     "StageError",
     "UnknownPreprocessorError",
@@ -210,3 +213,41 @@ class PreprocessorRuntimeError(PackflowError):
 
 class UnknownPreprocessorError(PackflowError):
     """The configured ``input_format`` names no known preprocessor."""
+
+
+class MissingExtraError(PackflowError, ImportError):
+    """An optional library is not installed; ``extra`` names the packflow extra to install.
+
+    ``package`` is the module that could not be imported (``"onnxruntime"``), ``extra``
+    the extra that installs it (``"onnx"``: ``pip install 'packflow[onnx]'``).
+    """
+
+    def __init__(self, message: str, *, package: str, extra: str) -> None:
+        super().__init__(message)
+        self.package = package
+        self.extra = extra
+
+
+class ModelFileError(InferenceBackendInitializationError):
+    """A model file is missing, unreadable, or does not fit the pipeline's config.
+
+    ``path`` is the model file and ``problems`` lists every mismatch found (feature
+    count, element type, output names, method), so that one build reports them all.
+    """
+
+    def __init__(self, message: str, *, path: str, problems: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problems: list[str] = list(problems) if problems is not None else [message]
+
+
+class RecordFieldError(InferenceBackendRuntimeError):
+    """A record lacks a field a stage needs, or the field holds a value it cannot use.
+
+    ``index`` is the record's index in the batch and ``field`` the field (a dotted path
+    for nested fields).
+    """
+
+    def __init__(self, message: str, *, index: int, field: str) -> None:
+        super().__init__(message, index=index)
+        self.field = field
