@@ -546,10 +546,18 @@ def test_the_committed_iris_model_agrees_with_what_train_py_trains(
     records = as_records(features, train.FEATURES)
     committed = onnx_model(IRIS_PROJECT / "model.onnx", feature_names=train.FEATURES)(records)
     retrained = onnx_model(fresh, feature_names=train.FEATURES)(records)
-    assert committed == retrained
+    # The committed model and a fresh one agree to the solver's tolerance, not bit for bit:
+    # another scikit-learn release may stop LogisticRegression's solver at another step.
+    assert [o["output_label"] for o in committed] == [o["output_label"] for o in retrained]
+    np.testing.assert_allclose(
+        [[o["output_probability"][k] for k in "012"] for o in committed],
+        [[o["output_probability"][k] for k in "012"] for o in retrained],
+        atol=1e-2,
+    )
+    # The fresh conversion matches its estimator to float32 precision.
     as_float32 = features.astype(np.float32)
-    assert [o["output_label"] for o in committed] == estimator.predict(as_float32).tolist()
-    probabilities = [[o["output_probability"][k] for k in "012"] for o in committed]
+    assert [o["output_label"] for o in retrained] == estimator.predict(as_float32).tolist()
+    probabilities = [[o["output_probability"][k] for k in "012"] for o in retrained]
     np.testing.assert_allclose(probabilities, estimator.predict_proba(as_float32), atol=1e-5)
 
 
