@@ -8,7 +8,6 @@ tracebacks are shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -16,10 +15,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack, redirect_stdout
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from packflow.exceptions import PackflowError, PipelineDefinitionError
 from packflow.log import LOGGER_NAME
+
+if TYPE_CHECKING:
+    from packflow.runtime.isolation import OnError
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -35,6 +37,10 @@ PROGRESS_INTERVAL = 1.0
 
 class UsageError(Exception):
     """A mistake in how the command was called (reported like argparse's own errors)."""
+
+
+class InputError(Exception):
+    """A file named on the command line that cannot be used (exit code 1)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -134,8 +140,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from packflow.project import validate_project
 
     report = validate_project(args.path)
+    # Findings go to stderr, the verdict to stdout: `packflow validate x > report` keeps
+    # the one-line verdict and still shows what is wrong.
     for finding in report.findings:
-        _out(f"  {finding}")
+        _err(f"  {finding}")
     errors, warnings = len(report.errors), len(report.warnings)
     failed = errors > 0 or (args.strict and warnings > 0)
     summary = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
@@ -173,119 +181,8 @@ class _Progress:
         self.shown = True
         rate = done / max(now - self.start, 1e-9)
         failures = f", {failed} failed" if failed else ""
-        self.stream.write(f"packflow: {done} records processed{failures} ({rate:.0f}/s)\n")
+        self.stream.write(f"packflow: {done} lines written{failures} ({rate:.0f}/s)\n")
         self.stream.flush()
-
-
-#: The key of the row that stands in the output for an input line that failed.
-ERROR_KEY = "packflow_error"
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
-    """The record on one input line, ``None`` for a blank line, or why the line is bad."""
-    if isinstance(raw, bytes):
-        try:
-            # A BOM is legal only at the start of the file.
-            raw = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            return f"not valid UTF-8 at byte {exc.start + 1}"
-    if not raw.strip():
-        return None
-    try:
-        value = json.loads(raw, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON: {exc.msg} (column {exc.colno})"
-    except ValueError as exc:
-        return f"not valid JSON: {exc}"
-    if not isinstance(value, dict):
-        return f"expected a JSON object, got {type(value).__name__}"
-    return value
-
-
-def _run_lines(
-    backend: Any,
-    lines: Iterable[str | bytes],
-    write: Callable[[str], None],
-    batch_size: int,
-    report: Callable[[str], None],
-    progress: _Progress,
-) -> tuple[int, list[int]]:
-    """Run JSON Lines through ``backend``; return (records written, failed line numbers).
-
-    Output line N belongs to input line N: a blank line stays blank and a line that fails
-    becomes an error row ``{"packflow_error": {"line": N, "message": ...}}``, so the output
-    never drifts out of line with the input.
-    """
-    from packflow.outputs import ensure_native_types
-
-    failed: list[int] = []
-    written = 0
-    # Lines read but not yet written: (number, record or None, why it failed or None).
-    pending: list[tuple[int, dict[str, Any] | None, str | None]] = []
-    waiting = 0
-
-    def fail(number: int, message: str) -> None:
-        report(f"line {number}: {message}")
-        failed.append(number)
-        write(json.dumps({ERROR_KEY: {"line": number, "message": message}}, ensure_ascii=False))
-
-    def emit(number: int, output: Any) -> None:
-        nonlocal written
-        try:
-            text = json.dumps(ensure_native_types(output), ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            fail(number, f"the output is not JSON-serializable: {exc}")
-            return
-        write(text)
-        written += 1
-
-    def run_one(record: dict[str, Any]) -> tuple[Any, str | None]:
-        try:
-            return backend([record])[0], None
-        except Exception as exc:
-            return None, _one_line(exc)
-
-    def flush() -> None:
-        nonlocal waiting
-        batch = [record for _, record, _ in pending if record is not None]
-        results: list[tuple[Any, str | None]]
-        try:
-            results = [(output, None) for output in backend(batch)] if batch else []
-        except Exception as exc:
-            # Run the records one by one so that only the bad ones fail.
-            results = [run_one(r) for r in batch] if len(batch) > 1 else [(None, _one_line(exc))]
-        answers = iter(results)
-        for number, record, problem in pending:
-            if problem is not None:
-                fail(number, problem)
-            elif record is None:
-                write("")
-            else:
-                output, error = next(answers)
-                if error is None:
-                    emit(number, output)
-                else:
-                    fail(number, error)
-        pending.clear()
-        waiting = 0
-        progress.update(written + len(failed), len(failed))
-
-    for number, line in enumerate(lines, 1):
-        parsed = _parse_line(line, number)
-        if isinstance(parsed, str):
-            pending.append((number, None, parsed))
-        else:
-            pending.append((number, parsed, None))
-            waiting += parsed is not None
-        # Bad and blank lines count too, so that memory stays bounded on any input.
-        if waiting >= batch_size or len(pending) >= 2 * batch_size:
-            flush()
-    flush()
-    return written, failed
 
 
 def _one_line(exc: BaseException) -> str:
@@ -315,12 +212,19 @@ def _open(path: Path, mode: str, option: str) -> IO[Any]:
     try:
         return open(path, mode, encoding=None if "b" in mode else "utf-8")
     except OSError as exc:
-        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from exc
+        raise InputError(f"{option} {path}: {exc.strerror or exc}") from exc
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from packflow.runtime.jsonl import Interrupted, LineError, run_lines
+
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_latency_ms < 0:
+        raise UsageError(f"--max-latency-ms must be at least 0, got {args.max_latency_ms}")
+    if args.max_errors is not None and args.max_errors < 1:
+        raise UsageError(f"--max-errors must be at least 1, got {args.max_errors}")
+    on_error: OnError = "raise" if args.fail_fast else args.on_error
     loader = _target(args.path)
     with ExitStack() as stack:
         source: Iterable[str | bytes]
@@ -330,11 +234,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             path = _input_path(args.input, _project_root(args.path))
             if path.is_dir():
-                raise UsageError(f"--input {args.input}: is a folder, not a JSON Lines file")
+                raise InputError(f"--input {args.input}: is a folder, not a JSON Lines file")
             if not path.is_file():
-                raise UsageError(f"--input {args.input}: no such file")
+                raise InputError(f"--input {args.input}: no such file")
             if args.output != "-" and _same_file(path, Path(args.output)):
-                raise UsageError(
+                raise InputError(
                     f"--output {args.output} is the input file; writing it would erase the "
                     "input before it is read"
                 )
@@ -350,19 +254,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
         def write(text: str) -> None:
             sink.write(text + "\n")
 
+        def report(problem: LineError) -> None:
+            _err(str(problem))
+
         progress = _Progress(sys.stderr)
-        written, failed = _run_lines(backend, source, write, args.batch_size, _err, progress)
-        sink.flush()
-    total = written + len(failed)
-    if failed:
-        shown = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
+        try:
+            summary = run_lines(
+                backend,
+                source,
+                write,
+                max_batch_size=args.batch_size,
+                max_latency_ms=args.max_latency_ms,
+                on_error=on_error,
+                max_errors=args.max_errors,
+                flush=sink.flush,
+                report=report,
+                progress=progress.update,
+            )
+        except Interrupted as exc:
+            done = exc.summary
+            _err(
+                f"packflow: interrupted; {_count(done.written, 'line')} written of "
+                f"{done.read} read"
+            )
+            return EXIT_INTERRUPTED
+    if summary.stopped is not None:
         _err(
-            f"packflow: {len(failed)} of {total} lines failed (lines {shown}); "
-            f"each has a {ERROR_KEY} row in the output"
+            f"packflow: stopped after {summary.stopped}; {_count(summary.written, 'line')} "
+            f"written of {summary.read} read"
+        )
+        return EXIT_FAILURE
+    if summary.failed:
+        numbers = [str(f.number) for f in summary.first_failures]
+        more = ", ..." if summary.failed > len(numbers) else ""
+        _err(
+            f"packflow: {summary.failed} of {summary.written} lines failed "
+            f"(lines {', '.join(numbers)}{more}); each has an error row in the output"
         )
         return EXIT_FAILURE
     if progress.shown:
-        _err(f"packflow: done, {written} records")
+        _err(f"packflow: done, {_count(summary.written, 'line')}")
     return EXIT_OK
 
 
@@ -416,7 +347,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("path", nargs="?", default=".", help=path_help)
     run.add_argument("--input", "-i", required=True, help="JSON Lines file, or - for stdin")
     run.add_argument("--output", "-o", default="-", help="JSON Lines file, or - for stdout")
-    run.add_argument("--batch-size", "-b", type=int, default=64, help="records per call")
+    run.add_argument("--batch-size", "-b", type=int, default=64, help="most records per call")
+    run.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=10.0,
+        help="longest a record waits for its batch to fill (default: 10)",
+    )
+    run.add_argument(
+        "--on-error",
+        choices=("row", "raise"),
+        default="row",
+        help="row: an error row for each failed line (default); raise: stop at the first",
+    )
+    run.add_argument(
+        "--max-errors",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N failed lines (their error rows written)",
+    )
+    run.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first failed line (--on-error raise)"
+    )
     run.set_defaults(handler=_cmd_run)
 
     export = commands.add_parser("export", help="zip the project for distribution")
@@ -469,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(f"packflow {args.command}: error: {exc}")
         return EXIT_USAGE
+    except InputError as exc:
+        _err(f"packflow {args.command}: error: {exc}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         _err("packflow: interrupted")
         return EXIT_INTERRUPTED

@@ -363,7 +363,7 @@ def test_validate_says_when_the_path_is_a_file(
 ) -> None:
     (tmp_path / "notes.txt").write_text("x")
     assert main(["validate", "notes.txt"]) == 1
-    assert "error: notes.txt: is a file, not a project folder" in capsys.readouterr().out
+    assert "error: notes.txt: is a file, not a project folder" in capsys.readouterr().err
 
 
 def test_validate_lists_warnings_and_passes(
@@ -371,9 +371,10 @@ def test_validate_lists_warnings_and_passes(
 ) -> None:
     assert main(["create", "x"]) == 0
     assert main(["validate", "x"]) == 0
-    out = capsys.readouterr().out
-    assert "warning: LICENSE.txt: is empty" in out
-    assert "ok: x: 0 errors, 3 warnings; 3 sample records passed validate()" in out
+    captured = capsys.readouterr()
+    assert "warning: LICENSE.txt: is empty" in captured.err
+    assert "warning: " not in captured.out
+    assert "ok: x: 0 errors, 3 warnings; 3 sample records passed validate()" in captured.out
 
 
 def test_validate_strict_fails_on_warnings(
@@ -388,7 +389,10 @@ def test_validate_fails_on_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     folder = write_project(tmp_path, DOUBLER)
     (folder / "requirements.txt").unlink()
     assert main(["validate", "demo"]) == 1
-    assert "error: requirements.txt: missing (required)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "error: requirements.txt: missing (required)" in captured.err
+    assert captured.out.splitlines()[-1].startswith("FAILED: demo: ")
+    assert "error: " not in captured.out
 
 
 def test_export_writes_the_archive_in_the_working_directory(
@@ -481,7 +485,7 @@ def test_run_output_line_n_belongs_to_input_line_n_for_any_batch_size(
         elif line.startswith('{"x": ') and "NaN" not in line:
             assert json.loads(output) == {"y": 2 * json.loads(line)["x"]}
         else:
-            assert json.loads(output)["packflow_error"]["line"] == number
+            assert json.loads(output)["error"]["line"] == number
     ok = all(not line or (line.startswith('{"x": ') and "NaN" not in line) for line in lines)
     assert code == (0 if ok else 1)
 
@@ -504,14 +508,17 @@ def test_run_reports_a_bad_json_line_by_number_and_runs_the_others(
     captured = capsys.readouterr()
     outputs = captured.out.splitlines()
     assert [outputs[0], outputs[2], outputs[4]] == ['{"y": 2}', "", '{"y": 6}']
-    assert json.loads(outputs[1])["packflow_error"]["line"] == 2
-    assert json.loads(outputs[3])["packflow_error"] == {
-        "line": 4,
+    assert json.loads(outputs[1])["error"]["line"] == 2
+    assert json.loads(outputs[3])["error"] == {
+        "type": "InvalidLine",
         "message": "expected a JSON object, got list",
+        "stage": "input",
+        "index": None,
+        "line": 4,
     }
-    assert "line 2: not valid JSON" in captured.err
-    assert "line 4: expected a JSON object, got list" in captured.err
-    assert "2 of 4 lines failed (lines 2, 4)" in captured.err
+    assert "line 2: input: InvalidLine: not valid JSON" in captured.err
+    assert "line 4: input: InvalidLine: expected a JSON object, got list" in captured.err
+    assert "2 of 5 lines failed (lines 2, 4)" in captured.err
 
 
 def test_run_puts_an_error_row_where_a_record_made_the_pipeline_fail(
@@ -523,9 +530,10 @@ def test_run_puts_an_error_row_where_a_record_made_the_pipeline_fail(
     captured = capsys.readouterr()
     first, error_row, last = captured.out.splitlines()
     assert (first, last) == ('{"y": 2}', '{"y": 6}')
-    assert "stage execute `double`" in json.loads(error_row)["packflow_error"]["message"]
-    assert "line 2: stage execute `double`" in captured.err
-    assert "KeyError" in captured.err
+    assert json.loads(error_row) == {
+        "error": {"type": "KeyError", "message": "'x'", "stage": "execute", "index": 1, "line": 2}
+    }
+    assert "line 2: record 1, execute: KeyError: 'x'" in captured.err
 
 
 def test_run_reports_a_line_that_is_not_utf8_by_number_and_runs_the_others(
@@ -536,7 +544,7 @@ def test_run_reports_a_line_that_is_not_utf8_by_number_and_runs_the_others(
     assert main(["run", "demo", "--input", "in.jsonl"]) == 1
     captured = capsys.readouterr()
     assert captured.out.splitlines()[::2] == ['{"y": 2}', '{"y": 6}']
-    assert "line 2: not valid UTF-8 at byte 8" in captured.err
+    assert "line 2: input: InvalidLine: not valid UTF-8 at byte 8" in captured.err
 
 
 def test_run_reads_a_file_that_starts_with_a_byte_order_mark(
@@ -554,7 +562,7 @@ def test_run_refuses_nan_in_the_input_as_not_json(
     write_project(tmp_path, DOUBLER)
     write_lines(tmp_path / "in.jsonl", ['{"x": NaN}'])
     assert main(["run", "demo", "--input", "in.jsonl"]) == 1
-    assert "line 1: not valid JSON: NaN is not JSON" in capsys.readouterr().err
+    assert "line 1: input: InvalidLine: not valid JSON: NaN is not JSON" in capsys.readouterr().err
 
 
 def test_run_names_an_output_file_it_cannot_write(
@@ -562,7 +570,7 @@ def test_run_names_an_output_file_it_cannot_write(
 ) -> None:
     assert main(["create", "x"]) == 0
     code = main(["run", "x", "--input", "sample.jsonl", "--output", "no/such/dir/out.jsonl"])
-    assert code == 2
+    assert code == 1
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "packflow run: error: --output no/such/dir/out.jsonl: No such file or directory"
@@ -574,7 +582,7 @@ def test_run_refuses_to_write_its_output_over_its_input(
 ) -> None:
     write_project(tmp_path, DOUBLER)
     write_lines(tmp_path / "in.jsonl", ['{"x": 1}'])
-    assert main(["run", "demo", "--input", "in.jsonl", "--output", "./in.jsonl"]) == 2
+    assert main(["run", "demo", "--input", "in.jsonl", "--output", "./in.jsonl"]) == 1
     assert "--output ./in.jsonl is the input file" in capsys.readouterr().err
     assert (tmp_path / "in.jsonl").read_text() == '{"x": 1}\n'
 
@@ -583,7 +591,7 @@ def test_run_says_when_the_input_is_a_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["create", "x"]) == 0
-    assert main(["run", "x", "--input", "x"]) == 2
+    assert main(["run", "x", "--input", "x"]) == 1
     assert "--input x: is a folder, not a JSON Lines file" in capsys.readouterr().err
 
 
@@ -631,8 +639,8 @@ def test_run_prints_progress_on_stderr_for_long_inputs(
     assert main(["run", "demo", "--input", "in.jsonl", "--batch-size", "500"]) == 0
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1500
-    assert "packflow: 1000 records processed" in captured.err
-    assert "packflow: done, 1500 records" in captured.err
+    assert "packflow: 1000 lines written" in captured.err
+    assert "packflow: done, 1500 lines" in captured.err
 
 
 def test_run_finds_the_input_file_in_the_project(
@@ -655,5 +663,5 @@ def test_run_with_a_missing_input_file_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["create", "x"]) == 0
-    assert main(["run", "x", "--input", "missing.jsonl"]) == 2
+    assert main(["run", "x", "--input", "missing.jsonl"]) == 1
     assert "--input missing.jsonl: no such file" in capsys.readouterr().err

@@ -146,10 +146,16 @@ class Stream(Iterator[Any]):
         max_batch_size: int = 64,
         max_latency_ms: float = 10.0,
         on_error: OnError = "raise",
+        passthrough: type | None = None,
     ) -> None:
         size, latency = check_batching(max_batch_size, max_latency_ms)
         self._on_error = check_on_error(on_error)
         self._built = built
+        # Events of this type are handed back unchanged, in their place, without running
+        # (``packflow run`` passes blank and bad lines through so that lines stay aligned);
+        # the others are counted as records, and error rows index them among records.
+        self._passthrough = passthrough
+        self._records = 0
         self.received = 0
         self.answered = 0
         self._source_error: BaseException | None = None
@@ -168,6 +174,25 @@ class Stream(Iterator[Any]):
             self._outputs = self._from_queue(self._queue)
 
     def _run(self, batch: list[Any], first: int) -> list[Any]:
+        if self._passthrough is not None:
+            return self._run_around(batch)
+        return self._run_records(batch, first)
+
+    def _run_around(self, batch: list[Any]) -> list[Any]:
+        kind = self._passthrough
+        keep = [i for i, event in enumerate(batch) if type(event) is not kind]
+        first = self._records
+        self._records += len(keep)
+        if len(keep) == len(batch):
+            return self._run_records(batch, first)
+        outputs = list(batch)
+        if keep:
+            results = self._run_records([batch[i] for i in keep], first)
+            for i, result in zip(keep, results, strict=True):
+                outputs[i] = result
+        return outputs
+
+    def _run_records(self, batch: list[Any], first: int) -> list[Any]:
         if self._on_error == "row":
             return self._built._run_rows(batch, first_index=first)
         return self._built.run_batch(batch)
@@ -292,10 +317,16 @@ class Batcher:
         max_batch_size: int = 64,
         max_latency_ms: float = 10.0,
         on_error: OnError = "raise",
+        passthrough: type | None = None,
     ) -> None:
         size, latency = check_batching(max_batch_size, max_latency_ms)
         self._on_error = check_on_error(on_error)
         self._built = built
+        # Events of this type are handed back unchanged, in their place, without running
+        # (``packflow run`` passes blank and bad lines through so that lines stay aligned);
+        # the others are counted as records, and error rows index them among records.
+        self._passthrough = passthrough
+        self._records = 0
         self._queue = _BatchQueue(size, latency)
         self._closed = False
         self._worker = threading.Thread(target=self._work, daemon=True)
