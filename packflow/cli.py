@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, redirect_stdout
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -192,6 +192,33 @@ def _one_line(exc: BaseException) -> str:
     return f"{name}: {first}" if not isinstance(exc, PackflowError) else first or name
 
 
+def _stdin_lines(chunk: int = 1 << 16) -> Iterator[bytes | str]:
+    """The lines of stdin as bytes, read from its file descriptor.
+
+    Bytes, so that a line that is not UTF-8 fails alone, by its number. The stream's
+    reader thread may still be blocked in a read when the command ends (Ctrl-C on a live
+    stdin): reading the descriptor directly, not through ``sys.stdin.buffer``, leaves no
+    buffer lock held for the interpreter's shutdown to trip on.
+    """
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a test or an embedder
+        yield from getattr(sys.stdin, "buffer", sys.stdin)
+        return
+    pending = b""
+    while True:
+        data = os.read(fd, chunk)
+        if not data:
+            break
+        pending += data
+        if b"\n" in pending:
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line + b"\n"
+    if pending:
+        yield pending
+
+
 def _input_path(given: str, project: Path | None) -> Path:
     path = Path(given)
     if path.exists() or path.is_absolute() or project is None:
@@ -229,8 +256,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         source: Iterable[str | bytes]
         if args.input == "-":
-            # Bytes, so that a line that is not UTF-8 fails alone, by its number.
-            source = getattr(sys.stdin, "buffer", sys.stdin)
+            source = _stdin_lines()
         else:
             path = _input_path(args.input, _project_root(args.path))
             if path.is_dir():

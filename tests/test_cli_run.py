@@ -1,0 +1,210 @@
+"""``packflow run`` on the library's stream: stopping rules, error rows, live stdin, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from packflow import Pipeline, Records
+from packflow.cli import main
+from packflow.project import create_project
+from packflow.runtime.jsonl import Interrupted, parse_line, run_lines, serialize
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("isolated_cwd")]
+
+
+def write_project(tmp_path: Path, inference: str, name: str = "demo") -> Path:
+    folder = create_project(name, tmp_path, description="d", maintainers=["a@b.c"])
+    (folder / "inference.py").write_text(textwrap.dedent(inference))
+    return folder
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+#: Fails on a record without "x"; appends each record it runs to calls.txt.
+COUNTING = """
+    from pathlib import Path
+    from packflow import Pipeline, Records
+
+    pipe = Pipeline("counting")
+    CALLS = Path(__file__).parent / "calls.txt"
+
+    @pipe.execute
+    def double(records: Records) -> Records:
+        with CALLS.open("a") as calls:
+            calls.write("".join(f"{r}\\n" for r in records))
+        return [{"y": record["x"] * 2} for record in records]
+"""
+
+
+def lines_of(x_values: list[int | None]) -> list[str]:
+    return [json.dumps({"x": x} if x is not None else {"z": 0}) for x in x_values]
+
+
+def test_max_errors_stops_after_that_many_failed_lines_with_their_rows_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, COUNTING)
+    values = [1, None, 2, None, 3, None, 4, None, 5]
+    write_lines(tmp_path / "in.jsonl", lines_of(values))
+    code = main(["run", "demo", "--input", "in.jsonl", "--max-errors", "2", "-b", "2"])
+    captured = capsys.readouterr()
+    assert code == 1
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert rows[:3] == [{"y": 2}, rows[1], {"y": 4}]
+    assert [row["error"]["line"] for row in rows if "error" in row] == [2, 4]
+    assert len(rows) == 4  # up to and including the second failed line
+    assert "stopped after 2 failed lines (max_errors=2); 4 lines written" in captured.err
+
+
+@pytest.mark.parametrize("flag", [["--fail-fast"], ["--on-error", "raise"]])
+def test_fail_fast_stops_at_the_first_failed_line_without_writing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    write_project(tmp_path, COUNTING)
+    write_lines(tmp_path / "in.jsonl", lines_of([1, 2, None, 3]))
+    assert main(["run", "demo", "--input", "in.jsonl", "-b", "1", *flag]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ['{"y": 2}', '{"y": 4}']
+    assert "line 3: record 2, execute: KeyError: 'x'" in captured.err
+    assert "stopped after line 3 failed" in captured.err
+
+
+def test_a_sub_batch_that_succeeded_is_never_run_again(tmp_path: Path) -> None:
+    folder = write_project(tmp_path, COUNTING)
+    values: list[int | None] = list(range(16))
+    values[11] = None
+    write_lines(tmp_path / "in.jsonl", lines_of(values))
+    assert main(["run", "demo", "--input", "in.jsonl", "-b", "16", "-o", "out.jsonl"]) == 1
+    calls = (folder / "calls.txt").read_text().splitlines()
+    runs = {x: sum(line == repr({"x": x}) for line in calls) for x in range(16) if x != 11}
+    # The failing batch of 16 is split in halves; the half without the bad record runs
+    # once more and is answered, only the bad half is split further.
+    assert all(count <= 1 + 4 for count in runs.values())
+    assert runs[0] == 2  # in the full batch, then in its good half, never again
+    assert len(calls) <= 16 + 2 * 1 * 4 * 8  # far below one retry per record per level
+    outputs = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert [json.loads(o) for o in outputs[:11]] == [{"y": 2 * x} for x in range(11)]
+
+
+def test_an_output_that_is_not_json_gets_an_error_row_naming_the_key_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(
+        tmp_path,
+        """
+        from packflow import Pipeline, Records
+
+        pipe = Pipeline("nan")
+
+        @pipe.execute
+        def score(records: Records) -> Records:
+            return [{"scores": [1.0, float("nan") if r["x"] == 2 else 0.5]} for r in records]
+        """,
+    )
+    write_lines(tmp_path / "in.jsonl", lines_of([1, 2, 3]))
+    assert main(["run", "demo", "--input", "in.jsonl"]) == 1
+    captured = capsys.readouterr()
+    first, bad, last = (json.loads(line) for line in captured.out.splitlines())
+    assert first == last == {"scores": [1.0, 0.5]}
+    assert bad["error"]["stage"] == "output"
+    assert bad["error"]["index"] == 1
+    assert bad["error"]["message"].startswith("at scores[1]: nan is not valid JSON")
+
+
+def test_serialize_names_the_key_path_of_a_value_it_cannot_convert() -> None:
+    with pytest.raises(TypeError, match=r"cannot make object at a\.b\[0\] JSON-native"):
+        serialize({"a": {"b": [object()]}})
+    assert serialize({"a": (1, 2)}) == '{"a": [1, 2]}'
+
+
+def test_parse_line_tells_blank_bad_and_good_lines_apart() -> None:
+    assert parse_line(b"  \n", 1) is None
+    assert parse_line(b'\xef\xbb\xbf{"a": 1}', 1) == {"a": 1}
+    # A byte order mark is allowed at the start of the file only.
+    assert str(parse_line(b'\xef\xbb\xbf{"a": 1}', 2)).startswith("not valid JSON")
+    assert parse_line('{"a": Infinity}', 3) == "not valid JSON: Infinity is not JSON"
+
+
+def test_run_lines_reports_an_interrupt_with_what_was_written() -> None:
+    pipe = Pipeline("echo")
+
+    @pipe.execute
+    def echo(records: Records) -> Records:
+        return records
+
+    def source() -> object:
+        yield '{"a": 1}'
+        yield '{"a": 2}'
+        raise KeyboardInterrupt
+
+    written: list[str] = []
+    with pytest.raises(Interrupted) as caught:
+        run_lines(pipe.build(), source(), written.append)  # type: ignore[arg-type]
+    assert written == ['{"a": 1}', '{"a": 2}']
+    assert (caught.value.summary.read, caught.value.summary.written) == (2, 2)
+
+
+def read_line(stream: IO[str], timeout: float = 20.0) -> str:
+    """One line from ``stream``, or fail after ``timeout`` seconds (never hangs the suite)."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert got, f"no output line within {timeout} s"
+    return got[0]
+
+
+def start_run(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    write_project(tmp_path, COUNTING)
+    return subprocess.Popen(
+        [sys.executable, "-m", "packflow", "run", "demo", "--input", "-", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_run_answers_each_line_of_a_live_stdin_before_the_next_arrives(tmp_path: Path) -> None:
+    # A batch size of 64 would hold these back forever if only full batches were run.
+    run = start_run(tmp_path, "--max-latency-ms", "5")
+    assert run.stdin is not None and run.stdout is not None
+    try:
+        for x in range(3):
+            run.stdin.write(json.dumps({"x": x}) + "\n")
+            run.stdin.flush()
+            assert json.loads(read_line(run.stdout)) == {"y": 2 * x}
+        run.stdin.close()
+        assert run.wait(timeout=30) == 0
+    finally:
+        run.kill()
+
+
+def test_ctrl_c_reports_how_many_lines_were_written(tmp_path: Path) -> None:
+    run = start_run(tmp_path, "--max-latency-ms", "1")
+    assert run.stdin is not None and run.stdout is not None and run.stderr is not None
+    try:
+        for x in range(2):
+            run.stdin.write(json.dumps({"x": x}) + "\n")
+            run.stdin.flush()
+            read_line(run.stdout)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 130
+        assert "interrupted; 2 lines written of 2 read" in run.stderr.read()
+    finally:
+        run.kill()
