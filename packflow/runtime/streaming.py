@@ -43,6 +43,8 @@ __all__ = ["AsyncBatcher", "Batcher", "Stream", "check_batching"]
 
 #: How many events a stream's reader may hold ahead of the pipeline, in batches.
 _READ_AHEAD = 4
+#: How many batches an async batcher may have handed to its worker at once.
+_IN_FLIGHT = 2
 
 
 def check_batching(max_batch_size: Any, max_latency_ms: Any) -> tuple[int, float]:
@@ -86,7 +88,10 @@ class _BatchQueue:
         self._closed = False
 
     def put(self, item: Any) -> bool:
-        """Add an item (waiting while the queue is at capacity); ``False`` once closed."""
+        """Add an item (waiting while the queue is at capacity); ``False`` once closed.
+
+        Safe for any number of producers.
+        """
         with self._cond:
             if self._capacity is not None:
                 while len(self._items) >= self._capacity and not self._closed:
@@ -98,6 +103,29 @@ class _BatchQueue:
             if waiting == 1 or waiting >= self._size:
                 self._cond.notify_all()
             return True
+
+    def put_alone(self, item: Any) -> bool:
+        """:meth:`put` for a queue with one producer, taking the lock only when needed.
+
+        ``deque.append`` is atomic, so the append takes no lock; the lock is taken to
+        wake the consumer when the item is the first one or fills a batch (the only
+        moments it may be waiting for, since with one producer the length grows one by
+        one while the consumer waits), and to wait for room. The consumer checks the
+        queue under the lock before it waits, so no wake-up is missed.
+        """
+        items = self._items
+        if self._capacity is not None and len(items) >= self._capacity:
+            with self._cond:
+                while len(items) >= self._capacity and not self._closed:
+                    self._cond.wait()
+        if self._closed:
+            return False
+        items.append((monotonic(), item))
+        waiting = len(items)
+        if waiting == 1 or waiting == self._size:
+            with self._cond:
+                self._cond.notify_all()
+        return True
 
     def close(self) -> None:
         """No more items; ``take()`` hands out what is left, then ``None``."""
@@ -205,8 +233,9 @@ class Stream(Iterator[Any]):
 
     def _read(self, events: Iterator[Any], queue: _BatchQueue) -> None:
         try:
+            put = queue.put_alone  # this thread is the only producer
             for event in events:
-                if not queue.put(event):
+                if not put(event):
                     return
         except BaseException as exc:  # reported to the consumer after what was read
             self._source_error = exc
@@ -317,16 +346,10 @@ class Batcher:
         max_batch_size: int = 64,
         max_latency_ms: float = 10.0,
         on_error: OnError = "raise",
-        passthrough: type | None = None,
     ) -> None:
         size, latency = check_batching(max_batch_size, max_latency_ms)
         self._on_error = check_on_error(on_error)
         self._built = built
-        # Events of this type are handed back unchanged, in their place, without running
-        # (``packflow run`` passes blank and bad lines through so that lines stay aligned);
-        # the others are counted as records, and error rows index them among records.
-        self._passthrough = passthrough
-        self._records = 0
         self._queue = _BatchQueue(size, latency)
         self._closed = False
         self._worker = threading.Thread(target=self._work, daemon=True)
@@ -462,9 +485,15 @@ class AsyncBatcher:
     async def _collect(self) -> None:
         assert self._loop is not None and self._wake is not None
         loop, wake, pending = self._loop, self._wake, self._pending
+        # Batches handed to the worker and not answered yet. Two may be in flight: while
+        # the worker runs one, the loop answers the callers of the one before and
+        # collects the next (the single worker thread keeps them in order).
+        in_flight: deque[asyncio.Task[None]] = deque()
         while True:
             while not pending:
                 if self._closed:
+                    for task in in_flight:
+                        await task
                     return
                 wake.clear()
                 await wake.wait()
@@ -483,7 +512,11 @@ class AsyncBatcher:
             taken = [pending.popleft() for _ in range(count)]
             live = [(event, answer) for _, event, answer in taken if not answer.done()]
             if live:
-                await self._serve(loop, live)
+                in_flight.append(loop.create_task(self._serve(loop, live)))
+                if len(in_flight) >= _IN_FLIGHT:
+                    await in_flight.popleft()
+                while in_flight and in_flight[0].done():
+                    in_flight.popleft()
 
     async def _serve(
         self, loop: asyncio.AbstractEventLoop, live: list[tuple[Any, asyncio.Future[Any]]]
