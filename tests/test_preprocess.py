@@ -488,10 +488,19 @@ def test_numpy_refuses_an_object_array_of_none() -> None:
 
 
 def test_numpy_dtype_casts_the_values() -> None:
-    records = [{"a": 1, "b": "2.5"}, {"a": None, "b": True}]
+    records = [{"a": 1, "b": "2.5"}, {"a": float("nan"), "b": True}]
     array = to_array(records, feature_names=["a", "b"], numpy_dtype="float64")
     assert array.dtype == np.float64
     assert np.array_equal(array, [[1.0, 2.5], [np.nan, 1.0]], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "complex64"])
+@pytest.mark.parametrize("batch", [1, 40])
+def test_numpy_float_dtype_refuses_none_instead_of_making_it_nan(dtype: str, batch: int) -> None:
+    records = [{"a": 1.0, "b": 2.0}] * (batch - 1) + [{"a": 3.0, "b": None}]
+    with pytest.raises(PreprocessorRuntimeError, match="feature 'b': is None") as caught:
+        to_array(records, feature_names=["a", "b"], numpy_dtype=dtype)
+    assert (caught.value.index, caught.value.field) == (batch - 1, "b")
 
 
 def test_numpy_value_that_cannot_be_cast_names_the_record_and_feature() -> None:
@@ -895,6 +904,14 @@ def test_numeric_dtypes_give_the_object_array_cast_or_the_same_error(
 
     as_objects = attempt("object")
     got = attempt(dtype)
+    if not isinstance(as_objects, PreprocessorRuntimeError) and dtype.startswith("float"):
+        nones = [i for i, v in enumerate(as_objects.ravel().tolist()) if v is None]
+        if nones:
+            # A None would be NaN in a float array: refused, naming the first one.
+            assert isinstance(got, PreprocessorRuntimeError)
+            index, column = divmod(nones[0], 2)
+            assert (got.index, got.field) == (index, ["n.b", "a"][column])
+            return
     if isinstance(as_objects, PreprocessorRuntimeError):
         assert isinstance(got, PreprocessorRuntimeError)
         assert (got.index, got.field) == (as_objects.index, as_objects.field)

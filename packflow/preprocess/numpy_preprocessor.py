@@ -66,6 +66,7 @@ class NumpyPreprocessor:
         self._clean = CleanKeys(plan)
         self._fast = compiled_or_none(self._compile_fast)
         numeric = dtype is not None and dtype.kind in "biufc"
+        self._inexact = dtype is not None and dtype.kind in "fc"
         self._stream = compiled_or_none(self._compile_stream) if numeric else None
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -108,7 +109,22 @@ class NumpyPreprocessor:
                 )
         except CAST_ERRORS as exc:
             raise self._bad_value(self._values(records), shape, str(exc)) from exc
+        if self._inexact and np.isnan(array).any():
+            self._refuse_none(lambda: self._values(records), shape)
         return array.reshape(shape)
+
+    def _refuse_none(self, values: Callable[[], list[Any]], shape: tuple[int, int]) -> None:
+        """numpy casts ``None`` to NaN for a float dtype: a missing value passing as a
+        number. Refuse it, naming the record and feature (a NaN given as a float stays)."""
+        for position, value in enumerate(values()):
+            if value is None:
+                index, feature = self._where(position, shape)
+                raise PreprocessorRuntimeError(
+                    f"record {index}, feature {feature!r}: is None, which {self.dtype} "
+                    "would turn into NaN; give a number, or drop or fill the record first",
+                    index=index,
+                    field=feature,
+                )
 
     def _row(self, index: int, record: Any) -> list[Any]:
         """The reference path for one row: its values, or the error naming the feature."""
@@ -180,6 +196,8 @@ class NumpyPreprocessor:
             raise self._bad_value(values, shape, str(exc)) from exc
         if array.ndim != 1:
             raise self._bad_value(values, shape, "a value is not a scalar")
+        if self._inexact and np.isnan(array).any():
+            self._refuse_none(lambda: values, shape)
         if self.dtype is None and array.dtype.kind not in "biufc":
             self._check_uniform(values, shape, array.dtype)
         return array.reshape(shape)
