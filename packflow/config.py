@@ -10,7 +10,6 @@ Every problem is collected and raised at once as one ``ConfigError``.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import json
 import logging
@@ -27,6 +26,7 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
+from packflow._text import closest
 from packflow.converter import converter
 from packflow.exceptions import ConfigError
 
@@ -48,8 +48,8 @@ class InputFormat(str, enum.Enum):
 
 
 def _suggestion(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(word, choices)
+    return f"; did you mean {close!r}?" if close is not None else ""
 
 
 def parse_input_format(value: Any) -> InputFormat:
