@@ -7,14 +7,26 @@ to a module in the test's own folder and imported from there, as a user's would 
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+import attrs
 import pytest
 
+from packflow import (
+    BackendConfig,
+    ConfigError,
+    InferenceBackend,
+    InferenceBackendRuntimeError,
+    Pipeline,
+    PipelineDefinitionError,
+    PipelineTypeError,
+    Records,
+)
 from packflow.project import create_project
 from packflow.render import graph_edges, render_mermaid, render_text
 
@@ -175,3 +187,333 @@ def test_graph_edges_of_a_composition_join_the_parts_by_one_seam(tmp_path: Path)
     ]
     assert [e.source for e in edges].count("inputs") == 1
     assert [e.target for e in edges].count("outputs") == 1
+
+
+# -- composing -------------------------------------------------------------------------
+
+
+def doubling(name: str = "double") -> Pipeline:
+    pipe = Pipeline(name)
+
+    @pipe.execute
+    def double(records: Records) -> Records:
+        return [{"x": record["x"] * 2} for record in records]
+
+    return pipe
+
+
+def adding(name: str, amount: int) -> Pipeline:
+    pipe = Pipeline(name)
+
+    @pipe.execute
+    def add(records: Records) -> Records:
+        return [{"x": record["x"] + amount} for record in records]
+
+    return pipe
+
+
+def test_three_parts_run_left_to_right() -> None:
+    pipe = doubling() >> adding("plus1", 1) >> adding("plus10", 10)
+
+    assert pipe({"x": 3}) == {"x": 17}
+    assert pipe([{"x": 0}, {"x": 1}]) == [{"x": 11}, {"x": 13}]
+    assert pipe.part_names == ("double", "plus1", "plus10")
+
+
+def test_nested_compositions_are_flattened() -> None:
+    a, b, c = doubling(), adding("b", 1), adding("c", 2)
+
+    assert ((a >> b) >> c).part_names == (a >> (b >> c)).part_names == ("double", "b", "c")
+
+
+def test_composing_leaves_the_parts_unchanged_and_usable_alone() -> None:
+    a, b = doubling(), adding("b", 1)
+    assert a({"x": 1}) == {"x": 2}
+
+    composed = a >> b
+
+    assert composed({"x": 1}) == {"x": 3}
+    assert a({"x": 1}) == {"x": 2}
+    assert b({"x": 1}) == {"x": 2}
+    assert (a.name, b.name) == ("double", "b")
+
+
+def test_a_composition_has_the_pipeline_surface() -> None:
+    pipe = doubling() >> adding("b", 1)
+
+    checked = pipe.check()
+    built = pipe.build()
+
+    assert [name for name, _ in checked.parts] == ["double", "b"]
+    assert checked.part("b").graph.name == "b"
+    assert built({"x": 1}) == {"x": 3}
+    assert pipe.validate([{"x": 1}]) == [{"x": 3}]
+    assert pipe.ready
+    assert (pipe >> adding("c", 1))({"x": 1}) == {"x": 4}
+
+
+def test_checked_part_of_an_unknown_name_is_a_key_error() -> None:
+    with pytest.raises(KeyError):
+        (doubling() >> adding("b", 1)).check().part("nope")
+
+
+class Scored(TypedDict):
+    score: float
+
+
+def test_a_seam_type_error_names_both_functions_and_their_lines() -> None:
+    a = Pipeline("a")
+
+    @a.execute
+    def score(records: Records) -> list[Scored]:
+        return [{"score": 0.5} for _ in records]
+
+    b = Pipeline("b")
+
+    @b.execute
+    def count(records: list[int]) -> Records:
+        return [{"n": n} for n in records]
+
+    with pytest.raises(PipelineTypeError) as info:
+        (a >> b).check()
+
+    (problem,) = info.value.problems
+    assert problem.part == "b"
+    assert problem.stage == "b.execute"
+    assert problem.function == "count"
+    assert problem.location == f"{__file__}:{count.__code__.co_firstlineno}"
+    assert "function `score`" in problem.source
+    assert f"{__file__}:{score.__code__.co_firstlineno}" in problem.source
+    assert "list[Scored]" in str(info.value)
+
+
+def test_every_problem_of_every_part_and_seam_comes_in_one_error() -> None:
+    a = Pipeline("a")
+
+    @a.execute
+    def texts(records: Records) -> list[str]:
+        return ["x" for _ in records]
+
+    b = Pipeline("b")
+
+    @b.transform_inputs
+    def numbers(records: list[int]) -> list[int]:
+        return records
+
+    @b.execute
+    def widen(data: list[bytes]) -> Records:
+        return [{} for _ in data]
+
+    with pytest.raises(PipelineTypeError) as info:
+        (a >> b).check()
+
+    stages = [problem.stage for problem in info.value.problems]
+    assert "a.execute" in stages  # list[str] is not a list of records
+    assert "b.transform_inputs" in stages  # the seam
+    assert "b.execute" in stages  # inside b
+
+
+def test_a_seam_is_checked_before_any_user_code_runs() -> None:
+    ran: list[str] = []
+    a = Pipeline("a")
+
+    @a.initialize
+    def model(config: Any) -> int:
+        ran.append("model")
+        return 1
+
+    @a.execute
+    def numbers(records: Records, model: int) -> list[int]:
+        return [model for _ in records]
+
+    b = Pipeline("b")
+
+    @b.execute
+    def as_records(records: list[str]) -> Records:
+        return [{"v": v} for v in records]
+
+    with pytest.raises(PipelineTypeError):
+        (a >> b).build()
+    assert ran == []
+
+
+@attrs.frozen
+class Score:
+    value: float
+
+
+def test_attrs_outputs_reach_the_next_part_as_dicts() -> None:
+    a = Pipeline("a")
+
+    @a.execute
+    def score(records: Records) -> list[Score]:
+        return [Score(record["x"] / 10) for record in records]
+
+    b = Pipeline("b")
+
+    @b.execute
+    def label(records: Records) -> Records:
+        return [{"big": record["value"] > 0.5} for record in records]
+
+    assert (a >> b).check()
+    assert (a >> b)([{"x": 9}, {"x": 1}]) == [{"big": True}, {"big": False}]
+
+
+def test_two_parts_with_one_name_are_a_definition_error() -> None:
+    with pytest.raises(PipelineDefinitionError, match="two parts of the composition are named"):
+        adding("p", 1) >> adding("p", 2)
+
+
+def test_the_same_pipeline_twice_is_a_definition_error_that_says_so() -> None:
+    a = doubling()
+
+    with pytest.raises(PipelineDefinitionError, match="the same pipeline twice"):
+        a >> adding("b", 1) >> a
+
+
+def test_composing_something_that_is_not_a_pipeline_is_refused() -> None:
+    with pytest.raises(PipelineDefinitionError, match="cannot compose"):
+        doubling() >> (lambda records: records)
+
+
+# -- per-part config -------------------------------------------------------------------
+
+
+@attrs.define
+class FactorConfig(BackendConfig):
+    factor: int = 2
+
+
+def scaling(name: str) -> Pipeline:
+    pipe = Pipeline(name, config_model=FactorConfig)
+
+    @pipe.execute
+    def scale(records: Records, config: FactorConfig) -> Records:
+        return [{"x": record["x"] * config.factor} for record in records]
+
+    return pipe
+
+
+def test_build_gives_overrides_to_each_part_by_name() -> None:
+    pipe = scaling("a") >> scaling("b")
+
+    built = pipe.build(a={"factor": 3}, b={"factor": 5})
+
+    assert built({"x": 1}) == {"x": 15}
+    assert built.config["a"].factor == 3
+    assert built.config["b"].factor == 5
+    assert pipe({"x": 1}) == {"x": 4}
+
+
+def test_the_override_file_holds_one_config_per_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps({"configs": {"b": {"factor": 10}}}))
+    monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(overrides))
+
+    built = (scaling("a") >> scaling("b")).build()
+
+    assert built.config["a"].factor == 2
+    assert built.config["b"].factor == 10
+    assert built({"x": 1}) == {"x": 20}
+
+
+def test_an_unknown_part_in_build_is_a_config_error_with_a_suggestion() -> None:
+    pipe = scaling("scaler") >> scaling("other")
+
+    with pytest.raises(ConfigError, match="did you mean 'scaler'") as info:
+        pipe.build(scalar={"factor": 3})
+
+    assert info.value.field == "scalar"
+    assert "the parts are scaler, other" in str(info.value)
+
+
+def test_an_unknown_part_in_the_override_file_is_a_config_error_with_a_suggestion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps({"configs": {"scalar": {"factor": 3}}}))
+    monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(overrides))
+
+    with pytest.raises(ConfigError, match="did you mean 'scaler'") as info:
+        (scaling("scaler") >> scaling("other")).build()
+
+    assert info.value.path == str(overrides)
+    assert info.value.field == "scalar"
+
+
+def test_a_bad_key_in_a_part_config_names_the_part() -> None:
+    with pytest.raises(ConfigError, match=r"(?s)part 'b'.*did you mean 'factor'"):
+        (scaling("a") >> scaling("b")).build(b={"factr": 3})
+
+
+def test_part_overrides_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        (scaling("a") >> scaling("b")).build(a=3)  # type: ignore[arg-type]
+
+
+# -- metrics and the length contract ---------------------------------------------------
+
+
+def test_metrics_name_every_stage_by_part() -> None:
+    built = (doubling("a") >> adding("b", 1)).build()
+
+    built([{"x": 1}, {"x": 2}])
+
+    metrics = built.get_metrics()
+    assert list(metrics.execution_times) == [
+        "a.preprocess",
+        "a.execute",
+        "b.preprocess",
+        "b.execute",
+    ]
+    assert metrics.batch_size == 2
+
+
+def test_a_part_that_drops_a_record_is_named() -> None:
+    dropper = Pipeline("dropper")
+
+    @dropper.execute
+    def drop_last(records: Records) -> Records:
+        return records[:-1]
+
+    pipe = doubling("a") >> dropper >> adding("c", 1)
+
+    with pytest.raises(InferenceBackendRuntimeError, match="returned 1 record") as info:
+        pipe([{"x": 1}, {"x": 2}])
+
+    assert info.value.stage == "dropper.execute"
+    assert info.value.function == "drop_last"
+    assert "part 'dropper'" in str(info.value)
+
+
+# -- class backends as parts -----------------------------------------------------------
+
+
+class Labeller(InferenceBackend):
+    def initialize(self) -> None:
+        self.cut = 5
+
+    def execute(self, records: Records) -> Records:
+        return [{"label": "big" if r["x"] > self.cut else "small"} for r in records]
+
+
+def test_a_class_backend_can_be_a_part() -> None:
+    pipe = doubling() >> Labeller
+
+    assert pipe.part_names == ("double", "Labeller")
+    assert pipe([{"x": 1}, {"x": 3}]) == [{"label": "small"}, {"label": "big"}]
+
+
+def test_a_class_backend_part_is_metered_by_its_class_name() -> None:
+    built = (doubling() >> Labeller).build()
+
+    built({"x": 1})
+
+    assert "Labeller.execute" in built.get_metrics().execution_times
+
+
+def test_an_instance_of_a_class_backend_is_refused_with_the_class_to_use() -> None:
+    with pytest.raises(PipelineDefinitionError, match="compose the class itself, `Labeller`"):
+        doubling() >> Labeller()
