@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from packflow import (
     BackendConfig,
     ConfigError,
     InferenceBackend,
+    InferenceBackendInitializationError,
     InferenceBackendRuntimeError,
     Pipeline,
     PipelineDefinitionError,
@@ -517,3 +519,296 @@ def test_a_class_backend_part_is_metered_by_its_class_name() -> None:
 def test_an_instance_of_a_class_backend_is_refused_with_the_class_to_use() -> None:
     with pytest.raises(PipelineDefinitionError, match="compose the class itself, `Labeller`"):
         doubling() >> Labeller()
+
+
+# -- test doubles: build(resources=...) ------------------------------------------------
+
+
+class Model:
+    def predict(self, value: float) -> float:
+        raise AssertionError("the real model must not run in tests")
+
+
+class FakeModel(Model):
+    def predict(self, value: float) -> float:
+        return 42.0
+
+
+def scoring(name: str, ran: list[str]) -> Pipeline:
+    pipe = Pipeline(name)
+
+    @pipe.initialize
+    def weights(config: Any) -> bytes:
+        ran.append(f"{name}.weights")
+        return b"weights"
+
+    @pipe.initialize
+    def model(weights: bytes) -> Model:
+        ran.append(f"{name}.model")
+        return Model()
+
+    @pipe.initialize
+    def vocabulary(config: Any) -> list[str]:
+        ran.append(f"{name}.vocabulary")
+        return ["a"]
+
+    @pipe.execute
+    def score(records: Records, model: Model, vocabulary: list[str]) -> Records:
+        return [{"score": model.predict(record["x"])} for record in records]
+
+    return pipe
+
+
+def test_a_fake_replaces_the_initializer_and_what_only_fed_it() -> None:
+    ran: list[str] = []
+    pipe = scoring("scorer", ran)
+    fake = FakeModel()
+
+    built = pipe.build(resources={"model": fake})
+
+    assert built({"x": 1.0}) == {"score": 42.0}
+    assert built.resources["model"] is fake
+    assert ran == ["scorer.vocabulary"]
+
+
+def test_an_initializer_still_needed_by_another_runs_although_it_fed_a_fake() -> None:
+    ran: list[str] = []
+    pipe = scoring("scorer", ran)
+
+    @pipe.initialize
+    def checksum(weights: bytes) -> int:
+        return len(weights)
+
+    pipe.build(resources={"model": FakeModel()})
+
+    assert "scorer.weights" in ran
+    assert "scorer.model" not in ran
+
+
+def test_an_unknown_resource_lists_the_available_ones() -> None:
+    pipe = scoring("scorer", [])
+
+    with pytest.raises(PipelineDefinitionError, match="did you mean 'model'") as info:
+        pipe.build(resources={"modle": FakeModel()})
+
+    assert "resources: weights, model, vocabulary" in str(info.value)
+
+
+def test_a_fake_of_the_wrong_type_names_the_resource_and_the_initializer() -> None:
+    ran: list[str] = []
+    pipe = scoring("scorer", ran)
+
+    with pytest.raises(InferenceBackendInitializationError) as info:
+        pipe.build(resources={"model": "not a model"})
+
+    message = str(info.value)
+    assert "resource 'model'" in message
+    assert "initializer `model`" in message
+    assert f"{__file__}:" in message
+    assert "Model" in message and "str" in message
+    assert ran == []
+
+
+def test_fakes_in_a_composition_are_named_by_part() -> None:
+    ran: list[str] = []
+    pipe = scoring("a", ran) >> scoring("b", ran)
+    fake = FakeModel()
+
+    built = pipe.build(resources={"b.model": fake})
+
+    assert built.resources["b.model"] is fake
+    assert isinstance(built.resources["a.model"], Model)
+    assert "b.model" not in ran and "b.weights" not in ran
+    assert "a.model" in ran
+
+
+def test_an_unqualified_fake_in_a_composition_lists_the_qualified_names() -> None:
+    pipe = scoring("a", []) >> scoring("b", [])
+
+    with pytest.raises(PipelineDefinitionError, match=r"'<part>\.<resource>'") as info:
+        pipe.build(resources={"model": FakeModel()})
+
+    assert "a.model" in str(info.value) and "b.vocabulary" in str(info.value)
+
+
+def test_a_misspelt_resource_of_a_part_is_suggested_with_its_part() -> None:
+    pipe = scoring("a", []) >> scoring("b", [])
+
+    with pytest.raises(PipelineDefinitionError, match=r"did you mean 'b\.model'"):
+        pipe.build(resources={"b.modle": FakeModel()})
+
+
+def test_a_wrong_fake_in_a_composition_names_the_part_qualified_resource() -> None:
+    pipe = scoring("a", []) >> scoring("b", [])
+
+    with pytest.raises(InferenceBackendInitializationError, match=r"resource 'a\.model'"):
+        pipe.build(resources={"a.model": 3})
+
+
+def test_a_fake_for_a_class_backend_part_is_refused_with_what_to_do() -> None:
+    pipe = scoring("a", []) >> Labeller
+
+    with pytest.raises(PipelineDefinitionError, match="class backend"):
+        pipe.build(resources={"Labeller.cut": 1})
+
+
+def test_a_fake_does_not_touch_the_pipeline_or_its_default_instance() -> None:
+    pipe = Pipeline("offset")
+
+    @pipe.initialize
+    def offset(config: Any) -> int:
+        return 1
+
+    @pipe.execute
+    def add(records: Records, offset: int) -> Records:
+        return [{"x": record["x"] + offset} for record in records]
+
+    assert pipe({"x": 0}) == {"x": 1}
+
+    faked = pipe.build(resources={"offset": 100})
+
+    assert faked({"x": 0}) == {"x": 100}
+    assert pipe({"x": 0}) == {"x": 1}
+    assert pipe.build()({"x": 0}) == {"x": 1}
+
+
+# -- replace ---------------------------------------------------------------------------
+
+
+def test_replace_swaps_a_stage_and_leaves_the_original_and_its_instance_alone() -> None:
+    pipe = doubling()
+    assert pipe({"x": 1}) == {"x": 2}
+    default = pipe._runtime()
+
+    fake = pipe.replace(execute=lambda records: [{"fake": True} for _ in records])
+
+    assert fake({"x": 1}) == {"fake": True}
+    assert pipe({"x": 1}) == {"x": 2}
+    assert pipe._runtime() is default
+
+
+def test_replace_with_none_removes_an_optional_stage() -> None:
+    pipe = doubling()
+
+    @pipe.transform_outputs
+    def hide(records: Records) -> Records:
+        return [{"hidden": True} for _ in records]
+
+    assert pipe({"x": 1}) == {"hidden": True}
+    assert pipe.replace(transform_outputs=None)({"x": 1}) == {"x": 2}
+    assert pipe({"x": 1}) == {"hidden": True}
+
+
+def test_replace_cannot_remove_execute() -> None:
+    with pytest.raises(PipelineDefinitionError, match="replace\\(execute=None\\)"):
+        doubling().replace(execute=None)
+
+
+def test_a_replaced_stage_is_type_checked_like_any_other() -> None:
+    def wrong(records: Records) -> list[int]:
+        return [1 for _ in records]
+
+    copy = doubling().replace(execute=wrong)
+
+    with pytest.raises(PipelineTypeError, match="wrong"):
+        copy.check()
+
+
+def test_replace_a_stage_of_one_part_of_a_composition() -> None:
+    pipe = doubling("a") >> adding("b", 1)
+
+    copy = pipe.replace(**{"b.execute": lambda records: [{"x": -1} for _ in records]})
+
+    assert copy({"x": 1}) == {"x": -1}
+    assert pipe({"x": 1}) == {"x": 3}
+    assert copy.part_names == pipe.part_names
+
+
+def test_replace_a_whole_part_of_a_composition() -> None:
+    pipe = doubling("a") >> adding("b", 1)
+
+    copy = pipe.replace(b=adding("b", 100))
+
+    assert copy({"x": 1}) == {"x": 102}
+    assert pipe({"x": 1}) == {"x": 3}
+
+
+def test_replace_of_an_unknown_part_suggests_one() -> None:
+    pipe = doubling("alpha") >> adding("beta", 1)
+
+    with pytest.raises(PipelineDefinitionError, match="did you mean 'beta'"):
+        pipe.replace(**{"betta.execute": lambda records: records})
+
+
+# -- pickling --------------------------------------------------------------------------
+
+BOUND = """
+    from packflow import Pipeline, Records
+
+    a = Pipeline("a")
+
+
+    @a.execute
+    def double(records: Records) -> Records:
+        return [{"x": record["x"] * 2} for record in records]
+
+
+    b = Pipeline("b")
+
+
+    @b.execute
+    def add_one(records: Records) -> Records:
+        return [{"x": record["x"] + 1} for record in records]
+
+
+    def add_ten(records: Records) -> Records:
+        return [{"x": record["x"] + 10} for record in records]
+
+
+    pipe = a >> b
+    swapped = pipe.replace(**{"b.execute": add_ten})
+    single = b.replace(execute=add_ten)
+"""
+
+
+def test_a_composition_bound_in_a_module_pickles_by_reference(tmp_path: Path) -> None:
+    module = write_module(tmp_path, "bound_pipes", BOUND)
+
+    assert pickle.loads(pickle.dumps(module.pipe)) is module.pipe
+
+
+def test_replace_copies_bound_in_a_module_pickle_by_reference(tmp_path: Path) -> None:
+    module = write_module(tmp_path, "bound_copies", BOUND)
+
+    assert pickle.loads(pickle.dumps(module.swapped)) is module.swapped
+    assert pickle.loads(pickle.dumps(module.single)) is module.single
+
+
+def test_an_unbound_composition_pickles_by_value_and_still_runs(tmp_path: Path) -> None:
+    module = write_module(tmp_path, "bound_parts", BOUND)
+    composed = module.b >> module.a
+
+    copy = pickle.loads(pickle.dumps(composed))
+
+    assert copy is not composed
+    assert copy.part_names == ("b", "a")
+    assert copy({"x": 1}) == {"x": 4}
+
+
+def test_a_composition_pickles_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    write_module(tmp_path, "bound_fresh", BOUND)
+    script = textwrap.dedent(
+        """
+        import pickle, sys
+        sys.path.insert(0, sys.argv[1])
+        import bound_fresh
+        sys.stdout.buffer.write(pickle.dumps(bound_fresh.swapped))
+        """
+    )
+    dumped = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, check=True
+    ).stdout
+
+    copy = pickle.loads(dumped)
+
+    assert copy({"x": 1}) == {"x": 12}
