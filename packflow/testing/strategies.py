@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from typing_extensions import get_type_hints, is_typeddict
+from typing_extensions import NotRequired, Required, get_type_hints, is_typeddict
 
 from packflow.config import BackendConfig, InputFormat
 from packflow.exceptions import PackflowError
@@ -249,6 +249,10 @@ def _record_fields(name: str, checked: CheckedPipeline) -> dict[str, tuple[_Leaf
     element = _element(_first_type(checked))
     features = _stage_features(config)
     declared = _declared_fields(st, element) if element is not None else None
+    if declared is not None and features:
+        # Fields the preprocessor does not hand on never reach the stage.
+        kept = {_stage_key(feature, config) for feature in features}
+        return {key: leaf for key, leaf in declared.items() if key in kept}
     if declared is not None:
         return declared
     value = _mapping_value(element)
@@ -281,6 +285,13 @@ def _mapping_value(element: Any) -> Any:
     return _plain(args[1]) if len(args) == 2 else Any
 
 
+def _stage_key(feature: str, config: BackendConfig) -> str:
+    """The top-level key under which the first stage finds ``feature``."""
+    if config.flatten_nested_inputs:
+        return feature
+    return feature.split(config.nested_field_delimiter)[0]
+
+
 def _stage_features(config: BackendConfig) -> tuple[str, ...]:
     """The keys the preprocessor hands on: the features, then renamed fields it keeps."""
     features = tuple(config.feature_names)
@@ -293,9 +304,10 @@ def _stage_features(config: BackendConfig) -> tuple[str, ...]:
 def _declared_fields(st: Any, element: Any) -> dict[str, tuple[_Leaf, bool]] | None:
     """A TypedDict's or attrs class's fields, or ``None`` for any other type."""
     if is_typeddict(element):
-        hints = get_type_hints(element)
-        required = getattr(element, "__required_keys__", frozenset(hints))
-        return {key: (_strategy(st, hint), key in required) for key, hint in hints.items()}
+        return {
+            key: (_strategy(st, hint), required)
+            for key, (hint, required) in _typeddict_keys(element).items()
+        }
     cls = typing.get_origin(element) or element
     if isinstance(cls, type) and attrs.has(cls):
         hints = _attrs_hints(element)
@@ -305,6 +317,28 @@ def _declared_fields(st: Any, element: Any) -> dict[str, tuple[_Leaf, bool]] | N
             if field.init
         }
     return None
+
+
+def _typeddict_keys(cls: Any) -> dict[str, tuple[Any, bool]]:
+    """Each key's type and whether it is required.
+
+    Read from the annotations themselves: under ``from __future__ import annotations``
+    Python 3.10 and 3.11 cannot see ``NotRequired`` in a string annotation, so their
+    ``__required_keys__`` lists every key.
+    """
+    hints = get_type_hints(cls, include_extras=True)
+    required_keys = getattr(cls, "__required_keys__", frozenset(hints))
+    keys = {}
+    for key, hint in hints.items():
+        required = key in required_keys
+        origin: Any = typing.get_origin(hint)
+        while origin in (Required, NotRequired, typing.Annotated):
+            if origin is not typing.Annotated:
+                required = origin is Required
+            hint = typing.get_args(hint)[0]
+            origin = typing.get_origin(hint)
+        keys[key] = (hint, required)
+    return keys
 
 
 def _attrs_hints(element: Any) -> dict[str, Any]:
@@ -321,13 +355,7 @@ def _attrs_hints(element: Any) -> dict[str, Any]:
 
 
 def _numpy_fields(name: str, config: BackendConfig) -> dict[str, tuple[_Leaf, bool]]:
-    if not config.feature_names:
-        raise NothingDeclaredError(
-            f"pipeline {name!r} reads input_format='numpy' without feature_names, so it "
-            "declares neither the columns nor their order; set feature_names (and "
-            "numpy_dtype) in its config",
-            pipeline=name,
-        )
+    # The numpy format refuses a config without feature_names, so the columns are known.
     if config.numpy_dtype is None:
         leaf: _Leaf = "numpy_dtype is not set, so the column type is inferred per batch"
     else:
