@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -406,3 +407,15 @@ def test_packflow_env_restores_the_logger_level(pytester: pytest.Pytester) -> No
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
     assert logging.getLogger("packflow").level == before
+
+
+def test_the_docs_test_module_passes_under_pytest_with_the_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "composing-and-testing.md"
+    blocks = re.findall(r"^```python[^\n]*\n(.*?)^```", page.read_text(), re.M | re.S)
+    pytester.makepyfile(test_page="\n".join(blocks))
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=5)
