@@ -17,7 +17,10 @@ from typing import Any, TypedDict
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+import packflow
 from packflow import (
     BackendConfig,
     ConfigError,
@@ -812,3 +815,36 @@ def test_a_composition_pickles_in_a_fresh_interpreter(tmp_path: Path) -> None:
     copy = pickle.loads(dumped)
 
     assert copy({"x": 1}) == {"x": 12}
+
+
+# -- loading, and the law of composition -----------------------------------------------
+
+
+def test_packflow_load_builds_a_composition_with_per_part_overrides(tmp_path: Path) -> None:
+    (tmp_path / "inference.py").write_text(textwrap.dedent(PARTS), encoding="utf-8")
+
+    loaded = packflow.load("inference:three")
+
+    assert loaded({"x": 1}) == {"label": "small"}
+    assert loaded.get_metrics().execution_times.keys() >= {"scale.execute", "Labeller.execute"}
+
+
+def test_a_class_backend_part_takes_its_overrides_by_class_name() -> None:
+    built = (doubling() >> Labeller).build(Labeller={"verbose": True})
+
+    assert built.config["Labeller"].verbose is True
+    assert built({"x": 4}) == {"label": "big"}
+
+
+def test_a_class_backend_part_with_an_unknown_key_names_it() -> None:
+    with pytest.raises(ConfigError, match="Labeller"):
+        (doubling() >> Labeller).build(Labeller={"verbos": True})
+
+
+@given(st.lists(st.fixed_dictionaries({"x": st.integers()}), max_size=20))
+def test_a_composition_gives_what_its_parts_give_one_after_the_other(
+    batch: list[dict[str, Any]],
+) -> None:
+    a, b, c = doubling("a"), adding("b", 3), adding("c", -1)
+
+    assert (a >> b >> c)(batch) == c(b(a(batch)))
