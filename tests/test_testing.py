@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -293,28 +292,27 @@ PLUGIN_TESTS = """
 """
 
 
-def run_pytest(folder: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """A separate ``pytest`` run, so that plugins load from the installed entry points."""
-    (folder / "test_user.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    env = {**os.environ, "BACKEND_CONFIG_FILE_PATH": str(folder / "broken.json")}
-    env["PACKFLOW_LOG_LEVEL"] = "DEBUG"
-    (folder / "broken.json").write_text("{not json")
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+LEAKY_TEST = """
+
+    def test_leaks():
+        # No fixture: the override file exported by the caller is read, and is broken.
+        pipe.build(resources={"offset": 1})
+"""
 
 
-def test_the_plugin_is_active_without_importing_it(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_user=textwrap.dedent(PLUGIN_TESTS))
+def test_the_plugin_is_active_without_importing_it_and_isolates_each_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = pytester.path / "broken.json"
+    broken.write_text("{not json")
+    monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(broken))
+    monkeypatch.setenv("PACKFLOW_LOG_LEVEL", "DEBUG")
+    pytester.makepyfile(test_user=textwrap.dedent(PLUGIN_TESTS) + textwrap.dedent(LEAKY_TEST))
 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
 
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*ConfigError*broken.json*", "*FAILED test_user.py::test_leaks*"])
 
 
 def test_the_plugin_is_the_pytest11_entry_point_named_packflow(
@@ -326,27 +324,6 @@ def test_the_plugin_is_the_pytest11_entry_point_named_packflow(
 
     result.assert_outcomes(errors=4)
     result.stdout.fnmatch_lines(["*fixture 'packflow_env' not found*"])
-
-
-def test_the_fixtures_hide_the_callers_override_file_and_log_level(tmp_path: Path) -> None:
-    done = run_pytest(tmp_path, PLUGIN_TESTS)
-
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 passed" in done.stdout
-
-
-def test_without_the_fixture_the_callers_override_file_is_read(tmp_path: Path) -> None:
-    leaky = textwrap.dedent(PLUGIN_TESTS) + textwrap.dedent(
-        """
-        def test_leaks():
-            pipe.build(resources={"offset": 1})
-        """
-    )
-
-    done = run_pytest(tmp_path, leaky)
-
-    assert "1 failed, 4 passed" in done.stdout, done.stdout
-    assert "broken.json" in done.stdout
 
 
 def test_config_file_writes_an_override_file_for_one_test(pytester: pytest.Pytester) -> None:
