@@ -170,6 +170,47 @@ def test_packflow_check_of_a_broken_seam_names_both_functions(tmp_path: Path) ->
     assert "inference.py:" in done.stderr
 
 
+LABELLED = """
+    from packflow import Pipeline, Records
+    from packflow.prebuilt import label_map
+
+    scoring = Pipeline("scoring")
+
+
+    @scoring.initialize
+    def cutoff(config) -> float:
+        return 0.5
+
+
+    @scoring.execute
+    def score(records: Records, cutoff: float) -> Records:
+        return [{"positive": r["value"] > cutoff} for r in records]
+
+
+    pipe = scoring >> label_map("positive", {True: "yes", False: "no"})
+"""
+
+
+def test_validate_run_and_export_accept_a_composition(tmp_path: Path) -> None:
+    project = pipeline_project(tmp_path, LABELLED)
+    (project / "LICENSE.txt").write_text("MIT")
+    samples = project / "sample.jsonl"
+    samples.write_text('{"value": 0.2}\n{"value": 0.9}\n')
+
+    validated = packflow_cmd("validate", str(project), cwd=tmp_path)
+    ran = packflow_cmd("run", str(project), "--input", str(samples), cwd=tmp_path)
+    exported = packflow_cmd("export", str(project), cwd=tmp_path)
+
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    assert "2 sample records passed validate()" in validated.stdout
+    assert ran.returncode == 0, ran.stderr
+    assert [json.loads(line) for line in ran.stdout.splitlines()] == [
+        {"positive": "no"},
+        {"positive": "yes"},
+    ]
+    assert exported.returncode == 0, exported.stderr
+
+
 def test_render_of_a_single_pipeline_has_no_part_headings(tmp_path: Path) -> None:
     module = write_module(tmp_path, "parts_single", PARTS)
 
