@@ -889,3 +889,19 @@ def test_a_composition_gives_what_its_parts_give_one_after_the_other(
     a, b, c = doubling("a"), adding("b", 3), adding("c", -1)
 
     assert (a >> b >> c)(batch) == c(b(a(batch)))
+
+
+def test_render_shows_each_parts_own_input_format() -> None:
+    matrix = Pipeline("matrix-part", input_format="numpy", feature_names=["x"])
+
+    @matrix.execute
+    def rows(data: Any) -> Records:
+        return [{"x": float(row[0])} for row in data]
+
+    text = render_text((doubling() >> matrix).check())
+
+    assert text.index("part 'double'") < text.index("[preprocess (records)]")
+    assert text.index("part 'matrix-part'") < text.index("[preprocess (numpy)]")
+    mermaid = render_mermaid((doubling() >> matrix).check())
+    assert 'p1_preprocess["preprocess (numpy)"]' in mermaid
+    assert "matrix-part_" not in mermaid  # ids are made from positions, not names
