@@ -110,15 +110,27 @@ def seam_cases(data: Any, number: int, label: str) -> tuple[float, bool]:
 
 def fake_case(data: Any, number: int, label: str) -> tuple[float, bool]:
     pipe = model_pipeline()
-    real, faked = pipe.build(), pipe.build(resources={"model": Model()})
-    medians = alternate({"real": lambda: real(data), "fake": lambda: faked(data)}, number)
+    real, again = pipe.build(), pipe.build()
+    faked = pipe.build(resources={"model": Model()})
+    medians = alternate(
+        {
+            "real": lambda: real(data),
+            "fake": lambda: faked(data),
+            "again": lambda: again(data),
+        },
+        number,
+    )
     extra = medians["fake"] - medians["real"]
+    # Two instances built the same way: how far apart equal work is measured here.
+    control = medians["again"] - medians["real"]
     same_plan = _steps(real) == _steps(faked)
-    ok = same_plan and extra <= max(FAKE_TARGET_US, FAKE_TARGET_SHARE * medians["real"])
+    allowed = max(FAKE_TARGET_US, FAKE_TARGET_SHARE * medians["real"], abs(control))
+    ok = same_plan and extra <= allowed
     print(
         f"{label:13s} built with a fake {medians['fake']:8.3f} us   built normally "
-        f"{medians['real']:8.3f} us   difference {extra:+7.3f} us   "
-        f"same call plan: {'yes' if same_plan else 'NO'} {'ok' if ok else 'OVER'}"
+        f"{medians['real']:8.3f} us   difference {extra:+7.3f} us   (two normal builds "
+        f"differ by {control:+7.3f} us)   same call plan: {'yes' if same_plan else 'NO'} "
+        f"{'ok' if ok else 'OVER'}"
     )
     return extra, ok
 
@@ -141,9 +153,9 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {REPEAT} repeats in alternation, medians")
     results = [
         seam_cases(record, 100_000, "single event"),
-        seam_cases(batch, 2_000, "batch of 1000"),
+        seam_cases(batch, 5_000, "batch of 1000"),
         fake_case(record, 100_000, "single event"),
-        fake_case(batch, 2_000, "batch of 1000"),
+        fake_case(batch, 5_000, "batch of 1000"),
     ]
     return 0 if all(ok for _, ok in results) else 1
 
