@@ -117,13 +117,33 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_FAILURE
     _out(render_text(checked))
-    for note in getattr(checked.report, "notes", ()) or ():
+    for note in _notes(checked):
         _out(f"note: {note}")
-    stages = _count(len(checked.graph.stages), "stage")
-    initializers = _count(len(checked.graph.initializers), "initializer")
     _out("")
-    _out(f"ok: {loader.spec} type-checks ({stages}, {initializers})")
+    _out(f"ok: {loader.spec} type-checks ({_check_summary(checked)})")
     return EXIT_OK
+
+
+def _notes(checked: Any) -> tuple[str, ...]:
+    from packflow.compose import CheckedComposition
+
+    # A composition gathers its parts' notes (each naming its part); a pipeline has one report.
+    if isinstance(checked, CheckedComposition):
+        return checked.notes
+    return tuple(getattr(checked.report, "notes", ()) or ())
+
+
+def _check_summary(checked: Any) -> str:
+    """``"2 parts, 3 stages, 1 initializer"``: what ``packflow check`` checked."""
+    from packflow.compose import CheckedComposition
+
+    composed = isinstance(checked, CheckedComposition)
+    parts = [part for _, part in checked.parts] if composed else [checked]
+    stages = _count(sum(len(part.graph.stages) for part in parts), "stage")
+    initializers = _count(sum(len(part.graph.initializers) for part in parts), "initializer")
+    if composed:
+        return f"{_count(len(parts), 'part')}, {stages}, {initializers}"
+    return f"{stages}, {initializers}"
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:

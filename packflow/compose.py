@@ -256,7 +256,16 @@ class ComposedPipeline(LazyDefault):
                     f"be a mapping (build({name}={{...}})), got {describe(given)}",
                     field=name,
                 )
-            configs[name] = pipeline._resolve_section(name, given)
+            try:
+                configs[name] = pipeline._resolve_section(name, given)
+            except ConfigError as exc:
+                # The config model's message does not know which part it belongs to.
+                raise ConfigError(
+                    f"composition {self.name!r}, part {name!r}: {exc}",
+                    field=exc.field,
+                    path=exc.path,
+                    problems=exc.problems,
+                ) from exc
         return configs
 
     def _pipelines(self) -> Iterator[tuple[str, Pipeline]]:

@@ -44,9 +44,9 @@ def check_fakes(
         if name not in available:
             listed = ", ".join(f"{prefix}{n}" for n in available) or "none"
             match = closest(name, available)
-            suggestion = f" (did you mean {prefix}{match!r}?)" if match else ""
+            suggestion = f" (did you mean {prefix + match!r}?)" if match else ""
             raise PipelineDefinitionError(
-                f"pipeline {pipeline!r}: build(resources=...) names {prefix}{name!r}, which "
+                f"pipeline {pipeline!r}: build(resources=...) names {prefix + name!r}, which "
                 f"no initializer provides{suggestion}; resources: {listed}"
             )
         annotation = resource_types.get(name, Any)
@@ -56,7 +56,7 @@ def check_fakes(
         if problem is not None:
             init = next(i for i in graph.initializers if i.name == name)
             raise InferenceBackendInitializationError(
-                f"pipeline {pipeline!r}: the fake for resource {prefix}{name!r} does not "
+                f"pipeline {pipeline!r}: the fake for resource {prefix + name!r} does not "
                 f"fit initializer `{init.name}` ({init.info.location}), which returns "
                 f"{_show(annotation)}: {problem}. Give a fake of that type (a subclass, or "
                 f"unittest.mock.create_autospec(...)), or annotate the initializer with a "
