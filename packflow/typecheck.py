@@ -786,6 +786,9 @@ class _Check:
                 return _is_not(p, c)
             return _prefix(self.run(_normalize(p.kind), c), f"value {_literal_repr(p.value)}")
         if isinstance(c, _LiteralT):
+            values = _as_literals(p)
+            if values is not None and self.run(values, c).status is Status.COMPATIBLE:
+                return _OK
             return _fail(f"{p} is not {c} (only the literal value itself fits)")
         if isinstance(c, _TypedDictT):
             return self._into_typeddict(p, c)
@@ -907,6 +910,10 @@ class _Check:
                 unknown = unknown or verdict
             else:
                 failures.append(verdict)
+        values = _as_literals(p)
+        if values is not None and self.fork(self.bindings).run(values, c).ok:
+            # An enum (or bool) is the union of its members' literals.
+            return self.run(values, c)
         if unknown is not None:
             return unknown
         # A member that failed only deep inside (``list[str]`` against ``list[int]``) is
@@ -943,26 +950,24 @@ class _Check:
             return self.all_of(checks)
         if isinstance(p, _ClsT) and _is_mapping_class(p.origin):
             key_type, value_type = self._mapping_args(p)
-            verdict = self.run(key_type, _ClsT(str))
-            if verdict.status is Status.INCOMPATIBLE:
+            # The one gradual exemption (DESIGN.md): a ``dict[str, Any]`` may hold the
+            # TypedDict, because its keys cannot be known statically. ``object`` values,
+            # concrete value types and read-only mappings do not get it (as in mypy).
+            if not issubclass(p.origin, dict):
+                return _fail(
+                    f"{p} is not {c} (only dict[str, Any] fits a TypedDict consumer, "
+                    f"not another mapping)"
+                )
+            if self.run(key_type, _ClsT(str)).status is Status.INCOMPATIBLE:
                 return _fail(f"{p} has keys of type {key_type}, {c} has str keys")
-            # The keys of a dict are not known statically, so any mapping with str keys
-            # may hold the TypedDict; only a value type that cannot overlap a field fails.
-            for key, node, _ in c.fields:
-                if not self._overlaps(value_type, node):
-                    return _fail(
-                        f"value type of {_class_name(p.origin)}: {value_type} cannot be "
-                        f"{node} (key {key!r} of {c})"
-                    )
+            if not isinstance(value_type, _AnyT):
+                return _fail(
+                    f"value type of {_class_name(p.origin)}: {value_type} is not Any "
+                    f"(only dict[str, Any] fits the TypedDict {c}; its values are "
+                    "checked key by key)"
+                )
             return _OK
         return _fail(f"{p} is not {c} (a TypedDict is a dict with declared keys)")
-
-    def _overlaps(self, a: _Node, b: _Node) -> bool:
-        members = a.members if isinstance(a, _UnionT) else (a,)
-        for member in members:
-            if self.fork(self.bindings).run(member, b).ok or self.fork({}).run(b, member).ok:
-                return True
-        return False
 
     def _from_typeddict(self, p: _TypedDictT, c: _Node) -> Verdict:
         if isinstance(c, _ClsT) and (_is_mapping_class(c.origin) or c.origin is dict):
@@ -996,6 +1001,8 @@ class _Check:
                 _keyed(self, item, c.items[0], f"item {i} of tuple")
                 for i, item in enumerate(p.items)
             )
+        if p.variadic and isinstance(p.items[0], _AnyT):
+            return _OK  # bare ``tuple`` is ``tuple[Any, ...]``: gradual in its length too
         if p.variadic:
             return _fail(f"{p} has no fixed length; {c} needs exactly {len(c.items)} items")
         if len(p.items) != len(c.items):
@@ -1008,16 +1015,22 @@ class _Check:
     def _into_callable(self, p: _Node, c: _CallableT) -> Verdict:
         if isinstance(p, _ClsT) and p.origin is type:
             # A class is a callable returning its instances.
-            verdict = self.run(p.args[0] if p.args else _AnyT(), c.ret)
+            instance = p.args[0] if p.args else _AnyT()
+            verdict = self.run(instance, c.ret)
             if verdict.status is not Status.COMPATIBLE or c.params is None:
                 return _prefix(verdict, "return type of Callable")
-            return _unknown(f"constructor parameters of {p} are not compared with {c}")
+            if isinstance(instance, _AnyT):
+                return _OK
+            constructor = _constructor(instance)
+            if constructor is None:
+                return _unknown(f"cannot read the constructor of {instance} to compare with {c}")
+            return self.run(_fit_arity(constructor[0], constructor[1], c), c)
         if isinstance(p, _ClsT) and isinstance(p.origin, type):
             if not issubclass(p.origin, cabc.Callable):  # type: ignore[arg-type]
                 return _fail(f"{p} is not callable")
             if c.params is None and isinstance(c.ret, _AnyT):
                 return _OK
-            signature = _call_signature(p.origin)
+            signature = _call_signature(p.origin, _type_env(p.origin, p.args))
             if signature is not None:
                 return self.run(signature, c)
             return _unknown(f"the call signature of {p} is not compared with {c}")
@@ -1058,7 +1071,7 @@ class _Check:
         if getattr(co, "_is_protocol", False):
             return self._protocol(p, c)
         try:
-            nominal = issubclass(po, co)
+            nominal = _nominal_subclass(po, co)
         except TypeError as exc:
             return _unknown(f"cannot compare {p} with {c} ({exc})")
         if not nominal:
@@ -1088,9 +1101,25 @@ class _Check:
             where = _argument_name(c.origin, index)
             if variances[index] == "contra":
                 checks.append(_keyed(self, b, a, where))
+            elif variances[index] == "inv":
+                checks.append(functools.partial(self._invariant, a, b, where))
             else:
                 checks.append(_keyed(self, a, b, where))
         return self.all_of(checks)
+
+    def _invariant(
+        self, a: _Node, b: _Node, where: str, what: str = "the type argument is invariant"
+    ) -> Verdict:
+        """``a`` must fit ``b`` and ``b`` fit ``a`` (an invariant type argument)."""
+        verdict = self.run(a, b)
+        if verdict.status is not Status.COMPATIBLE:
+            return _prefix(verdict, where)
+        back = self.fork(self.bindings).run(b, a)
+        if back.status is Status.COMPATIBLE:
+            return _OK
+        if back.status is Status.UNKNOWN:
+            return _prefix(back, where)
+        return _fail(f"{where}: {a} is not {b} ({what})")
 
     def _protocol(self, p: _ClsT, c: _ClsT) -> Verdict:
         try:
@@ -1107,9 +1136,50 @@ class _Check:
             # A data member may be an instance attribute set in ``__init__``, which only
             # reading the source could reveal.
             return _unknown(f"cannot tell whether {p} has {', '.join(missing)} (protocol {c})")
-        if c.args and not all(isinstance(a, _AnyT) for a in c.args):
-            return _unknown(f"type arguments of protocol {c} are not compared")
-        return _OK
+        pair = (p, c)
+        try:
+            seen = pair in self.assumed
+        except TypeError:  # an unhashable literal argument: the depth limit still holds
+            seen = False
+        if seen:
+            return _OK  # a protocol that mentions itself is assumed to fit while compared
+        self.assumed.add(pair)
+        try:
+            given_env = _type_env(p.origin, p.args)
+            wanted_env = _type_env(c.origin, c.args)
+            return self.all_of(
+                functools.partial(self._protocol_member, p, c, name, given_env, wanted_env)
+                for name in sorted(members)
+            )
+        finally:
+            self.assumed.discard(pair)
+
+    def _protocol_member(
+        self,
+        p: _ClsT,
+        c: _ClsT,
+        name: str,
+        given_env: Mapping[Any, Any],
+        wanted_env: Mapping[Any, Any],
+    ) -> Verdict:
+        # The protocol's own TypeVars are replaced by the consumer's arguments, so that
+        # comparing the members solves a stage TypeVar (``Getter[T]``) or checks a
+        # concrete one (``SupportsAbs[int]``).
+        wanted = _member(c.origin, name, wanted_env)
+        if wanted is None:
+            return _unknown(f"cannot read the type of member {name!r} of protocol {c}")
+        given = _member(p.origin, name, given_env)
+        if given is None:
+            return _unknown(f"cannot read the type of {p}.{name} (protocol {c})")
+        where = f"member {name!r} of protocol {c}"
+        if wanted.settable and not given.settable:
+            what = "a method" if given.method else "read-only"
+            return _fail(f"{where}: it is settable, {p}.{name} is {what}")
+        got = _fit_arity(given.node, given.required, wanted.node)
+        if wanted.settable:
+            # A settable attribute is both read and written: its type is invariant.
+            return self._invariant(got, wanted.node, where, "a settable attribute is invariant")
+        return _prefix(self.run(got, wanted.node), where)
 
     def _view_as(self, p: _ClsT, target: Any) -> tuple[_Node, ...] | None:
         """The type arguments of ``p`` seen as an instance of the generic ``target``."""
@@ -1156,21 +1226,202 @@ def _is_callback_protocol(cls: Any) -> bool:
         return False
 
 
-def _call_signature(cls: Any) -> _CallableT | None:
+def _call_signature(cls: Any, env: Mapping[Any, Any] | None = None) -> _CallableT | None:
     """The ``Callable`` that calling an instance of ``cls`` amounts to, if it can be read."""
     call = getattr(cls, "__call__", None)  # noqa: B004 - the method, not callable(cls)
     if not inspect.isfunction(call):
         return None
+    read = _function_node(call, env or {}, skip=1)
+    return None if read is None else read[0]
+
+
+def _constructor(instance: _Node) -> tuple[_CallableT, int] | None:
+    """Calling the class of ``instance`` as a ``Callable``, and its required arity."""
+    if not isinstance(instance, _ClsT) or not isinstance(instance.origin, type):
+        return None
+    cls = instance.origin
+    env = _type_env(cls, instance.args)
+    init = _lookup(cls, "__init__")
+    new = _lookup(cls, "__new__")
+    if init is object.__init__:
+        if new is object.__new__:
+            return _CallableT((), instance), 0
+        if isinstance(new, staticmethod):
+            new = new.__func__
+        if inspect.isfunction(new):
+            return _function_node(new, env, skip=1, ret=instance)
+        return None
+    if inspect.isfunction(init) and (new is object.__new__ or new is None):
+        return _function_node(init, env, skip=1, ret=instance)
+    return None
+
+
+def _as_literals(node: _Node) -> _Node | None:
+    """An enum class (or ``bool``) as the union of its values' literals, as mypy reads it."""
+    if not isinstance(node, _ClsT) or not isinstance(node.origin, type):
+        return None
+    cls = node.origin
+    if cls is bool:
+        return _make_union([_normalize_literal(True), _normalize_literal(False)])
+    if not issubclass(cls, enum.Enum) or issubclass(cls, enum.Flag):
+        return None  # flags combine into values that are not members
+    members = list(cls)
+    if not members:
+        return None
+    return _make_union([_normalize_literal(m) for m in members])
+
+
+def _lookup(cls: type, name: str) -> Any:
+    for base in cls.__mro__:
+        if name in vars(base):
+            return vars(base)[name]
+    return None
+
+
+@attrs.frozen
+class _Member:
+    """A member of a class as seen on its instances."""
+
+    node: _Node
+    settable: bool
+    method: bool = False
+    #: Positional parameters without a default (a method with defaults takes fewer).
+    required: int = 0
+
+
+# What C-implemented methods of the builtins return (they have no annotations to read).
+_BUILTIN_RETURNS: dict[tuple[Any, str], Any] = {
+    (int, "__abs__"): int,
+    (int, "__neg__"): int,
+    (int, "__pos__"): int,
+    (int, "__invert__"): int,
+    (int, "__round__"): int,
+    (int, "__trunc__"): int,
+    (int, "__floor__"): int,
+    (int, "__ceil__"): int,
+    (float, "__abs__"): float,
+    (float, "__neg__"): float,
+    (float, "__pos__"): float,
+    (float, "__trunc__"): int,
+    (float, "__floor__"): int,
+    (float, "__ceil__"): int,
+    (complex, "__abs__"): float,
+    (complex, "__neg__"): complex,
+    (complex, "__pos__"): complex,
+}
+# Dunders whose return type Python itself enforces, whatever class implements them.
+_ENFORCED_RETURNS: dict[str, Any] = {
+    "__int__": int,
+    "__float__": float,
+    "__complex__": complex,
+    "__bytes__": bytes,
+    "__index__": int,
+    "__bool__": bool,
+    "__len__": int,
+    "__length_hint__": int,
+    "__hash__": int,
+    "__str__": str,
+    "__repr__": str,
+    "__format__": str,
+}
+
+
+def _type_env(origin: Any, args: tuple[_Node, ...]) -> dict[Any, Any]:
+    params = getattr(origin, "__parameters__", None)
+    if not isinstance(params, tuple) or not params:
+        return {}
+    return dict(zip(params, (_to_annotation(a) for a in args), strict=False))
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_hints(cls: Any) -> Mapping[str, Any]:
     try:
-        hints = typing.get_type_hints(call)
-        parameters = list(inspect.signature(call).parameters.values())[1:]  # without self
+        return types.MappingProxyType(te.get_type_hints(cls))
+    except Exception:  # an unresolvable annotation: members read from it are unknown
+        return types.MappingProxyType({})
+
+
+def _function_node(
+    func: Any, env: Mapping[Any, Any], skip: int, ret: Any = None
+) -> tuple[_CallableT, int] | None:
+    """``func`` as a ``Callable`` (its first ``skip`` parameters left out), with the number
+    of positional parameters it requires; ``None`` when its signature cannot be read."""
+    try:
+        hints = typing.get_type_hints(func)
+        parameters = list(inspect.signature(func).parameters.values())[skip:]
     except Exception:  # unresolvable annotations: the caller says "unknown"
         return None
+    returned = ret if ret is not None else _normalize(substitute(hints.get("return", Any), env))
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ret = _normalize(hints.get("return", Any))
     if any(param.kind not in positional for param in parameters):
-        return _CallableT(None, ret)
-    return _CallableT(tuple(_normalize(hints.get(param.name, Any)) for param in parameters), ret)
+        return _CallableT(None, returned), 0
+    params = tuple(_normalize(substitute(hints.get(p.name, Any), env)) for p in parameters)
+    required = sum(p.default is inspect.Parameter.empty for p in parameters)
+    return _CallableT(params, returned), required
+
+
+def _fit_arity(given: _Node, required: int, wanted: _Node) -> _Node:
+    # Parameters with defaults may be left out by the caller.
+    if (
+        isinstance(given, _CallableT)
+        and isinstance(wanted, _CallableT)
+        and given.params is not None
+        and wanted.params is not None
+        and required <= len(wanted.params) < len(given.params)
+    ):
+        return _CallableT(given.params[: len(wanted.params)], given.ret)
+    return given
+
+
+def _frozen(cls: Any) -> bool:
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is not None and getattr(params, "frozen", False):
+        return True
+    if _is_tuple_class(cls):
+        return True
+    setter = getattr(cls, "__setattr__", None)
+    return attrs.has(cls) and getattr(setter, "__name__", "") == "_frozen_setattrs"
+
+
+def _member(cls: Any, name: str, env: Mapping[Any, Any]) -> _Member | None:
+    """The type of ``name`` on instances of ``cls``; ``None`` when it cannot be read."""
+    for base in _mro(cls):
+        own = vars(base)
+        value = own.get(name, None)
+        is_code = isinstance(value, staticmethod | classmethod | property) or callable(value)
+        if name in own.get("__annotations__", {}) and not (name in own and is_code):
+            hint = _class_hints(cls).get(name)
+            if hint is None:
+                return None
+            node = _normalize(substitute(hint, env))
+            return _Member(node, settable=not _frozen(cls))
+        if name not in own:
+            continue
+        return _code_member(base, name, value, env)
+    return None
+
+
+def _code_member(base: Any, name: str, value: Any, env: Mapping[Any, Any]) -> _Member | None:
+    if isinstance(value, property):
+        if value.fget is None:
+            return None
+        read = _function_node(value.fget, env, skip=1)
+        return None if read is None else _Member(read[0].ret, settable=value.fset is not None)
+    if isinstance(value, staticmethod | classmethod):
+        skip = 1 if isinstance(value, classmethod) else 0
+        read = _function_node(value.__func__, env, skip=skip)
+        return None if read is None else _Member(read[0], False, True, read[1])
+    if inspect.isfunction(value):
+        read = _function_node(value, env, skip=1)
+        return None if read is None else _Member(read[0], False, True, read[1])
+    if inspect.ismethoddescriptor(value) or inspect.isbuiltin(value):
+        returned = _BUILTIN_RETURNS.get((base, name), _ENFORCED_RETURNS.get(name))
+        if returned is None:
+            return None
+        return _Member(_CallableT(None, _ClsT(returned)), False, True)
+    if value is None or inspect.isdatadescriptor(value):
+        return None  # a slot, or a value that tells nothing of the type
+    return _Member(_normalize(type(value)), settable=True)
 
 
 def _keyed(check: _Check, a: _Node, b: _Node, where: str) -> Callable[[], Verdict]:
@@ -1193,6 +1444,14 @@ def _declares(cls: Any, member: str) -> bool:
 def _open(cls: Any) -> bool:
     """Whether instances of ``cls`` may carry attributes the class does not declare."""
     return any("__dict__" in vars(base) for base in _mro(cls))
+
+
+def _nominal_subclass(cls: Any, base: Any) -> bool:
+    if getattr(base, "__module__", None) == "numbers":
+        # The numbers ABCs know the builtins only by run-time registration, which a
+        # static checker does not see: to mypy an int is not a numbers.Number.
+        return base in _mro(cls)
+    return issubclass(cls, base)
 
 
 def _is_tuple_class(cls: Any) -> bool:
@@ -1223,9 +1482,17 @@ def _variances(origin: Any) -> list[str]:
         if origin is cabc.AsyncGenerator:
             return ["co", "contra"]
         return ["co"] * 8
-    return [
-        "contra" if getattr(param, "__contravariant__", False) else "co" for param in params
-    ] + ["co"] * 8
+    # A user generic's TypeVar is invariant unless declared otherwise: only the built-in
+    # containers are read covariantly (the contract's departure from mypy).
+    return [_variance(param) for param in params] + ["co"] * 8
+
+
+def _variance(param: Any) -> str:
+    if getattr(param, "__covariant__", False):
+        return "co"
+    if getattr(param, "__contravariant__", False):
+        return "contra"
+    return "inv"
 
 
 _ARGUMENT_NAMES: dict[Any, tuple[str, ...]] = {
