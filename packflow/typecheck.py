@@ -1049,15 +1049,31 @@ class _Check:
         return _fail(f"{p} is not {c} (a TypedDict is a dict with declared keys)")
 
     def _from_typeddict(self, p: _TypedDictT, c: _Node) -> Verdict:
-        if isinstance(c, _ClsT) and (_is_mapping_class(c.origin) or c.origin is dict):
+        # A TypedDict may hold more keys than it declares (structural subtypes add keys),
+        # so, as in mypy, its values are only known to be ``object``: it is a
+        # ``Mapping[str, object]``. It also fits ``dict[str, Any]``, the records contract
+        # (DESIGN.md), but no other dict.
+        if isinstance(c, _ClsT) and _is_mapping_class(c.origin):
             key_type, value_type = c.args if len(c.args) == 2 else (_AnyT(), _AnyT())
             verdict = self.run(_ClsT(str), key_type)
             if verdict.status is Status.INCOMPATIBLE:
                 return _fail(f"key type of {c}: the keys of {p} are str, not {key_type}")
-            return self.all_of(
-                _keyed(self, node, value_type, f"key {key!r} of {p}") for key, node, _ in p.fields
-            )
-        return self.run(_ClsT(dict, (_ClsT(str), _AnyT())), c)
+            if issubclass(c.origin, dict):
+                if isinstance(value_type, _AnyT):
+                    return _OK
+                return _fail(
+                    f"{p} is not {c} (a TypedDict fits dict[str, Any] or Mapping[str, object])"
+                )
+            if c.origin is not cabc.Mapping:
+                return _fail(f"{p} is not {c} (a TypedDict is a read-only Mapping[str, object])")
+            values = self.run(_ClsT(object), value_type)
+            if values.status is Status.INCOMPATIBLE:
+                return _fail(
+                    f"value type of {c}: the values of {p} are only known to be object "
+                    f"(it may hold keys beyond those it declares), not {value_type}"
+                )
+            return values
+        return self.run(_ClsT(cabc.Mapping, (_ClsT(str), _ClsT(object))), c)
 
     def _mapping_args(self, p: _ClsT) -> tuple[_Node, _Node]:
         args = self._view_as(p, cabc.Mapping)
@@ -1224,30 +1240,20 @@ class _Check:
             return _OK  # a protocol that mentions itself is assumed to fit while compared
         self.assumed.add(pair)
         try:
-            given_env = _type_env(p.origin, p.args)
-            wanted_env = _type_env(c.origin, c.args)
             return self.all_of(
-                functools.partial(self._protocol_member, p, c, name, given_env, wanted_env)
-                for name in sorted(members)
+                functools.partial(self._protocol_member, p, c, name) for name in sorted(members)
             )
         finally:
             self.assumed.discard(pair)
 
-    def _protocol_member(
-        self,
-        p: _ClsT,
-        c: _ClsT,
-        name: str,
-        given_env: Mapping[Any, Any],
-        wanted_env: Mapping[Any, Any],
-    ) -> Verdict:
+    def _protocol_member(self, p: _ClsT, c: _ClsT, name: str) -> Verdict:
         # The protocol's own TypeVars are replaced by the consumer's arguments, so that
         # comparing the members solves a stage TypeVar (``Getter[T]``) or checks a
         # concrete one (``SupportsAbs[int]``).
-        wanted = _member(c.origin, name, wanted_env)
+        wanted = _member(c, name)
         if wanted is None:
             return _unknown(f"cannot read the type of member {name!r} of protocol {c}")
-        given = _member(p.origin, name, given_env)
+        given = _member(p, name)
         if given is None:
             return _unknown(f"cannot read the type of {p}.{name} (protocol {c})")
         where = f"member {name!r} of protocol {c}"
@@ -1319,19 +1325,18 @@ def _constructor(instance: _Node) -> tuple[_CallableT, int] | None:
     if not isinstance(instance, _ClsT) or not isinstance(instance.origin, type):
         return None
     cls = instance.origin
-    env = _type_env(cls, instance.args)
-    init = _lookup(cls, "__init__")
-    new = _lookup(cls, "__new__")
+    init_owner, init = _lookup(cls, "__init__")
+    new_owner, new = _lookup(cls, "__new__")
     if init is object.__init__:
         if new is object.__new__:
             return _CallableT((), instance), 0
         if isinstance(new, staticmethod):
             new = new.__func__
         if inspect.isfunction(new):
-            return _function_node(new, env, skip=1, ret=instance)
+            return _function_node(new, _owner_env(instance, new_owner), skip=1, ret=instance)
         return None
     if inspect.isfunction(init) and (new is object.__new__ or new is None):
-        return _function_node(init, env, skip=1, ret=instance)
+        return _function_node(init, _owner_env(instance, init_owner), skip=1, ret=instance)
     return None
 
 
@@ -1350,11 +1355,24 @@ def _as_literals(node: _Node) -> _Node | None:
     return _make_union([_normalize_literal(m) for m in members])
 
 
-def _lookup(cls: type, name: str) -> Any:
+def _lookup(cls: type, name: str) -> tuple[Any, Any]:
+    """The class in ``cls``'s MRO that defines ``name``, and the definition."""
     for base in cls.__mro__:
         if name in vars(base):
-            return vars(base)[name]
-    return None
+            return base, vars(base)[name]
+    return None, None
+
+
+def _owner_env(node: _ClsT, owner: Any) -> dict[Any, Any]:
+    """The TypeVar bindings of ``owner`` (a base of ``node``'s class) seen from ``node``:
+    ``IntBox(Box[int])`` reads ``Box``'s ``T`` as ``int``."""
+    if owner is None or owner is node.origin:
+        return _type_env(node.origin, node.args)
+    try:
+        viewed = _view_as(node.origin, node.args, owner)
+    except Exception:  # an exotic base: its TypeVars stay unsolved (gradual)
+        viewed = None
+    return _type_env(owner, viewed or ())
 
 
 @attrs.frozen
@@ -1462,8 +1480,9 @@ def _frozen(cls: Any) -> bool:
     return attrs.has(cls) and getattr(setter, "__name__", "") == "_frozen_setattrs"
 
 
-def _member(cls: Any, name: str, env: Mapping[Any, Any]) -> _Member | None:
-    """The type of ``name`` on instances of ``cls``; ``None`` when it cannot be read."""
+def _member(node: _ClsT, name: str) -> _Member | None:
+    """The type of ``name`` on instances of ``node``; ``None`` when it cannot be read."""
+    cls = node.origin
     for base in _mro(cls):
         own = vars(base)
         value = own.get(name, None)
@@ -1472,11 +1491,11 @@ def _member(cls: Any, name: str, env: Mapping[Any, Any]) -> _Member | None:
             hint = _class_hints(cls).get(name)
             if hint is None:
                 return None
-            node = _normalize(substitute(hint, env))
-            return _Member(node, settable=not _frozen(cls))
+            member = _normalize(substitute(hint, _owner_env(node, base)))
+            return _Member(member, settable=not _frozen(cls))
         if name not in own:
             continue
-        return _code_member(base, name, value, env)
+        return _code_member(base, name, value, _owner_env(node, base))
     return None
 
 
