@@ -20,6 +20,7 @@ callers treat it as compatible and log the note. It never raises on a strange ty
 
 from __future__ import annotations
 
+import ast
 import builtins
 import collections
 import collections.abc as cabc
@@ -29,6 +30,7 @@ import functools
 import inspect
 import re
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -1222,15 +1224,22 @@ class _Check:
         except TypeError as exc:
             return _unknown(f"cannot read protocol {c} ({exc})")
         missing = sorted(m for m in members if not _declares(p.origin, m))
+        assigned = _assigned_attributes(p.origin) if missing else {}
         certain = [
-            m for m in missing if callable(getattr(c.origin, m, None)) or not _open(p.origin)
+            m
+            for m in missing
+            if callable(getattr(c.origin, m, None))
+            or not _open(p.origin)
+            or getattr(p.origin, "_is_protocol", False)
+            or (assigned is not None and m not in assigned)
         ]
         if certain:
             return _fail(f"{p} lacks {', '.join(certain)} required by protocol {c}")
-        if missing:
-            # A data member may be an instance attribute set in ``__init__``, which only
-            # reading the source could reveal.
-            return _unknown(f"cannot tell whether {p} has {', '.join(missing)} (protocol {c})")
+        unread = [m for m in missing if assigned is None]
+        if unread:
+            # A data member may be an instance attribute set in a method, and the
+            # class's source, where that would show, cannot be read.
+            return _unknown(f"cannot tell whether {p} has {', '.join(unread)} (protocol {c})")
         pair = (p, c)
         try:
             seen = pair in self.assumed
@@ -1496,6 +1505,12 @@ def _member(node: _ClsT, name: str) -> _Member | None:
         if name not in own:
             continue
         return _code_member(base, name, value, _owner_env(node, base))
+    assigned = _assigned_attributes(cls)
+    if assigned is not None and assigned.get(name) is not None:
+        # Set in a method (``self.item = item``): settable, of the annotated type.
+        hint = assigned[name]
+        owner = next((b for b in _mro(cls) if name in (_assigned_in(b) or {})), cls)
+        return _Member(_normalize(substitute(hint, _owner_env(node, owner))), settable=True)
     return None
 
 
@@ -1537,6 +1552,73 @@ def _declares(cls: Any, member: str) -> bool:
     # Dataclass fields without a default and plain annotated attributes live only in the
     # annotations; attrs slotted fields are class attributes already.
     return any(member in getattr(base, "__annotations__", {}) for base in _mro(cls))
+
+
+def _assigned_attributes(cls: Any) -> Mapping[str, Any] | None:
+    """The attributes the methods of ``cls`` (and its bases) assign on ``self``, with their
+    annotations where they can be read (``None`` values otherwise); ``None`` when some
+    class's source cannot be read. The source is parsed, never run."""
+    try:
+        return _assigned_cached(cls)
+    except TypeError:
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def _assigned_cached(cls: Any) -> Mapping[str, Any] | None:
+    found: dict[str, Any] = {}
+    for base in reversed(_mro(cls)):
+        if getattr(base, "__module__", None) == "builtins":
+            continue
+        own = _assigned_in(base)
+        if own is None:
+            return None
+        found.update(own)
+    return types.MappingProxyType(found)
+
+
+@functools.lru_cache(maxsize=512)
+def _assigned_in(cls: type) -> Mapping[str, Any] | None:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    module = sys.modules.get(cls.__module__)
+    namespace = dict(vars(module)) if module is not None else {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    found: dict[str, Any] = {}
+    for method in body:
+        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef) or not method.args.args:
+            continue
+        self_name = method.args.args[0].arg
+        params = {a.arg: a.annotation for a in method.args.args + method.args.kwonlyargs}
+        for statement in ast.walk(method):
+            targets: list[ast.expr] = []
+            annotation: ast.expr | None = None
+            if isinstance(statement, ast.Assign):
+                targets = statement.targets
+                if isinstance(statement.value, ast.Name):
+                    annotation = params.get(statement.value.id)
+            elif isinstance(statement, ast.AnnAssign):
+                targets, annotation = [statement.target], statement.annotation
+            for target in targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == self_name
+                ):
+                    found[target.attr] = _read_annotation(annotation, namespace)
+    return types.MappingProxyType(found)
+
+
+def _read_annotation(annotation: Any, namespace: dict[str, Any]) -> Any:
+    if annotation is None:
+        return None
+    try:
+        # The same evaluation of a type expression that typing.get_type_hints performs.
+        return eval(ast.unparse(annotation), namespace)
+    except Exception:  # a name that does not resolve: the member's type is unknown
+        return None
 
 
 def _open(cls: Any) -> bool:
