@@ -553,14 +553,22 @@ def _normalize(tp: Any) -> _Node:
     if isinstance(tp, _Node):
         return tp
     try:
-        return _normalize_cached(tp)
+        return _normalize_cached(tp, _spelling(tp))
     except TypeError:
         # Unhashable annotations (e.g. Annotated with a dict) cannot be cached.
         return _normalize_uncached(tp)
 
 
+def _spelling(tp: Any) -> Any:
+    # ``int | str == str | int`` (and hashes alike): the order is part of the cache key,
+    # so that a report shows the union as the user wrote it.
+    if isinstance(tp, types.UnionType) or getattr(tp, "__origin__", None) is typing.Union:
+        return tp.__args__
+    return None
+
+
 @functools.lru_cache(maxsize=4096)
-def _normalize_cached(tp: Any) -> _Node:
+def _normalize_cached(tp: Any, spelling: Any) -> _Node:
     return _normalize_uncached(tp)
 
 
@@ -1599,6 +1607,10 @@ def _assigned_in(cls: type) -> Mapping[str, Any] | None:
                 targets = statement.targets
                 if isinstance(statement.value, ast.Name):
                     annotation = params.get(statement.value.id)
+                elif isinstance(statement.value, ast.Constant):
+                    # ``self.name = "x"``: mypy infers the literal's class.
+                    value = statement.value.value
+                    annotation = None if value is None else ast.Name(type(value).__name__)
             elif isinstance(statement, ast.AnnAssign):
                 targets, annotation = [statement.target], statement.annotation
             for target in targets:
@@ -1607,7 +1619,9 @@ def _assigned_in(cls: type) -> Mapping[str, Any] | None:
                     and isinstance(target.value, ast.Name)
                     and target.value.id == self_name
                 ):
-                    found[target.attr] = _read_annotation(annotation, namespace)
+                    read = _read_annotation(annotation, namespace)
+                    if read is not None or target.attr not in found:
+                        found[target.attr] = read
     return types.MappingProxyType(found)
 
 
@@ -1786,14 +1800,14 @@ def check(produced: Any, consumed: Any, bindings: Mapping[Any, Any] | None = Non
     """
     if not bindings:
         try:
-            return _check_cached(produced, consumed)
+            return _check_cached(produced, consumed, _spelling(produced), _spelling(consumed))
         except TypeError:  # unhashable annotation metadata: check without the cache
             pass
     return _check_uncached(produced, consumed, bindings or {})
 
 
 @functools.lru_cache(maxsize=4096)
-def _check_cached(produced: Any, consumed: Any) -> Verdict:
+def _check_cached(produced: Any, consumed: Any, *spellings: Any) -> Verdict:
     return _check_uncached(produced, consumed, {})
 
 

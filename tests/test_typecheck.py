@@ -650,14 +650,45 @@ class SetsNameInInit:
         self.name = "x"
 
 
+class SetsNameFromParameter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class SetsNumberAsName:
+    def __init__(self, number: int) -> None:
+        self.name = number
+
+
+def _make_name() -> str:
+    return "x"
+
+
+class SetsNameSomehow:
+    def __init__(self) -> None:
+        self.name = _make_name()
+
+
+class SetsNothing:
+    def __init__(self) -> None:
+        self.size = 1
+
+
 def test_protocol_data_member_is_found_in_a_dataclass_field() -> None:
     assert check(NamedRecord, Named).status is Status.COMPATIBLE
 
 
-def test_protocol_data_member_possibly_set_in_init_is_unknown() -> None:
-    verdict = check(SetsNameInInit, Named)
+def test_protocol_data_member_set_in_init_is_read_from_the_source() -> None:
+    assert check(SetsNameInInit, Named).status is Status.COMPATIBLE
+    assert check(SetsNameFromParameter, Named).status is Status.COMPATIBLE
+    assert explain(SetsNumberAsName, Named) == ("member 'name' of protocol Named: int is not str")
+    assert explain(SetsNothing, Named) == "SetsNothing lacks name required by protocol Named"
+
+
+def test_protocol_data_member_of_a_type_the_source_does_not_say_is_unknown() -> None:
+    verdict = check(SetsNameSomehow, Named)
     assert verdict.status is Status.UNKNOWN
-    assert verdict.reason == "cannot tell whether SetsNameInInit has name (protocol Named)"
+    assert verdict.reason == "cannot read the type of SetsNameSomehow.name (protocol Named)"
 
 
 def test_protocol_data_member_missing_from_a_closed_class_fails() -> None:
