@@ -41,8 +41,8 @@ import enum
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import (
-    Any, Generic, Literal, Optional, Protocol, SupportsAbs, SupportsFloat, SupportsIndex,
-    SupportsInt, TypeVar, Union,
+    Any, Generic, Literal, NamedTuple, Optional, Protocol, SupportsAbs, SupportsFloat,
+    SupportsIndex, SupportsInt, TypeVar, Union,
 )
 
 from typing_extensions import NotRequired, ReadOnly, Required, TypeAliasType, TypedDict
@@ -210,6 +210,71 @@ class DraftShelf(TypedDict, total=False):
     tags: ReadOnly[Sequence[str]]
 
 
+class Measured(Protocol):
+    def size(self, unit: int) -> float: ...
+
+
+class Putter(Protocol[T_contra]):
+    def put(self, item: T_contra) -> None: ...
+
+
+class SizeWide:
+    def size(self, unit: float) -> int:
+        return 0
+
+
+class SizeNarrow:
+    def size(self, unit: bool) -> float:
+        return 0.0
+
+
+class SizeNoArgument:
+    def size(self) -> float:
+        return 0.0
+
+
+class SizeWithDefault:
+    def size(self, unit: int, scale: float = 1.0) -> float:
+        return 0.0
+
+
+class SizeStatic:
+    @staticmethod
+    def size(unit: int) -> float:
+        return 0.0
+
+
+class SizeText:
+    def size(self, unit: int) -> str:
+        return ""
+
+
+class PutInt:
+    def put(self, item: int) -> None: ...
+
+
+class PutFloat:
+    def put(self, item: float) -> None: ...
+
+
+class PutAnimal:
+    def put(self, item: Animal) -> None: ...
+
+
+class NameTuple(NamedTuple):
+    name: str
+
+
+class Labelled(TypedDict):
+    label: ReadOnly[Literal["a", "b"]]
+    color: ReadOnly[Color]
+
+
+class Tagged(TypedDict):
+    label: ReadOnly[str]
+    color: ReadOnly[Color]
+
+
 Json = Union[Mapping[str, "Json"], Sequence["Json"], str, int, float, None]
 Tree = TypeAliasType("Tree", "int | Sequence[Tree]")
 Nest = TypeAliasType("Nest", "str | Mapping[str, Nest]")
@@ -220,6 +285,12 @@ POOLS: dict[str, tuple[str, ...]] = {
     "protocol attribute": (
         "Named", "HasName", "NameStr", "NameLiteral", "NameInt", "NameProperty",
         "FrozenName", "Animal",
+    ),
+    "protocol method": (
+        "Measured", "SizeWide", "SizeNarrow", "SizeNoArgument", "SizeWithDefault",
+        "SizeStatic", "SizeText", "Putter[int]", "Putter[bool]", "Putter[float]",
+        "Putter[Dog]", "PutInt", "PutFloat", "PutAnimal", "NameTuple", "Named", "HasName",
+        "Labelled", "Tagged",
     ),
     "generic protocol": (
         "Getter[int]", "Getter[float]", "Getter[bool]", "Getter[Animal]", "Getter[Dog]",
@@ -410,6 +481,8 @@ def test_checker_is_never_unsound_against_mypy(
     # Every generated construct gets a definite verdict (an unknown would pass silently).
     assert outcome["unknown"] == []
     # Over-strict verdicts are allowed but must stay rare (each one is a false alarm).
+    # Other seeds show a few where mypy, in one large module, accepts a recursive alias
+    # pair it rejects on its own (``Mapping[str, Json] -> Nest``): the checker is right.
     assert len(outcome["over-strict"]) <= len(pairs) // 100, outcome["over-strict"]
 
 
