@@ -14,8 +14,9 @@ Public functions:
 - :func:`substitute` applies such bindings to an annotation;
 - :func:`format_type` renders a type the way the reports show it.
 
-Where the engine cannot decide (an exotic construct), the verdict is ``UNKNOWN``:
-callers treat it as compatible and log the note. It never raises on a strange type.
+Where the engine cannot decide (an exotic construct), the verdict is ``UNKNOWN`` with a
+note naming the construct: the pipeline checker reports it as a note and treats it as
+compatible, or, with ``strict=True``, as an error. It never raises on a strange type.
 """
 
 from __future__ import annotations
@@ -312,14 +313,17 @@ def resolve_forward_refs(tp: Any, module: str | None) -> Any:
     if module is None:
         return tp
     try:
-        return _bind_refs(tp, module)
+        bound = _bind_refs(tp, module, _spelling(tp))
     except TypeError:  # unhashable metadata: walk without the cache
         return _bind_refs_uncached(tp, module)
+    # The cache holds the first of equal annotations: hand back the caller's own object.
+    return tp if bound is None else bound
 
 
 @functools.lru_cache(maxsize=4096)
-def _bind_refs(tp: Any, module: str) -> Any:
-    return _bind_refs_uncached(tp, module)
+def _bind_refs(tp: Any, module: str, spelling: Any) -> Any:
+    bound = _bind_refs_uncached(tp, module)
+    return None if bound is tp else bound
 
 
 def _bind_refs_uncached(tp: Any, module: str) -> Any:
@@ -1589,7 +1593,7 @@ def _assigned_cached(cls: Any) -> Mapping[str, Any] | None:
 def _assigned_in(cls: type) -> Mapping[str, Any] | None:
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
+    except Exception:  # no source (C, exec, a REPL) or none that parses: unknown
         return None
     module = sys.modules.get(cls.__module__)
     namespace = dict(vars(module)) if module is not None else {}

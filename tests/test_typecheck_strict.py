@@ -7,11 +7,13 @@ and old-style recursive aliases, which get a definite verdict through check().""
 from __future__ import annotations
 
 import logging
+import typing
 from typing import Any, Protocol, Union
 
 import pytest
 
 from packflow import Pipeline, PipelineTypeError, Records
+from packflow.typecheck import Status, check, resolve_forward_refs
 
 
 class Named(Protocol):
@@ -144,3 +146,17 @@ def test_an_old_style_recursive_alias_producer_is_compared_member_by_member() ->
         return []
 
     assert pipe.check().report.notes == ()  # bool fits int, so every member fits
+
+
+def test_resolve_forward_refs_leaves_an_annotation_without_names_as_it_is() -> None:
+    annotation = dict[str, list[int]]
+    assert resolve_forward_refs(annotation, __name__) is annotation
+
+
+def test_resolve_forward_refs_binds_quoted_names_to_the_module() -> None:
+    bound = resolve_forward_refs(list["Json"], __name__)
+    (ref,) = typing.get_args(bound)
+    assert (ref.__forward_arg__, ref.__forward_module__) == ("Json", __name__)
+    json_list = resolve_forward_refs(list[Json], __name__)
+    assert check(bound, json_list).status is Status.COMPATIBLE
+    assert check(list[bytes], json_list).status is Status.INCOMPATIBLE
