@@ -1469,6 +1469,14 @@ def _function_node(
         parameters = list(inspect.signature(func).parameters.values())[skip:]
     except Exception:  # unresolvable annotations: the caller says "unknown"
         return None
+    module = str(getattr(func, "__module__", None) or "").partition(".")[0]
+    if module in _STDLIB and not hints:
+        # The standard library's types live in typeshed's stubs, not in its source: an
+        # unannotated stdlib function (numbers.Complex.__abs__, Mapping.get) has unknown
+        # types, not Any. Its arity still tells a definite misfit.
+        unread = _UnknownT(f"{getattr(func, '__qualname__', func)} has no annotations to read")
+        hints = dict.fromkeys([*(p.name for p in parameters), "return"], unread)
+        hints["return"] = _ENFORCED_RETURNS.get(getattr(func, "__name__", ""), unread)
     returned = ret if ret is not None else _normalize(substitute(hints.get("return", Any), env))
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if any(param.kind not in positional for param in parameters):
@@ -1476,6 +1484,9 @@ def _function_node(
     params = tuple(_normalize(substitute(hints.get(p.name, Any), env)) for p in parameters)
     required = sum(p.default is inspect.Parameter.empty for p in parameters)
     return _CallableT(params, returned), required
+
+
+_STDLIB: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ())) - {"__main__"}
 
 
 def _fit_arity(given: _Node, required: int, wanted: _Node) -> _Node:
