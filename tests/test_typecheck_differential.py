@@ -351,21 +351,27 @@ WRAPPERS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+MIXED = "mixed (any two constructs, nested twice)"
+
+
 def generate_pairs(count: int, seed: int) -> list[tuple[str, str, str]]:
     """``count`` distinct (theme, produced, consumed) pairs, reproducibly."""
     rng = random.Random(seed)
-    themes = sorted(POOLS)
+    themes = [*sorted(POOLS), MIXED]
+    every = sorted({leaf for pool in POOLS.values() for leaf in pool})
     pairs: dict[tuple[str, str], str] = {}
     while len(pairs) < count:
         theme = rng.choice(themes)
-        pool = POOLS[theme]
+        pool = every if theme == MIXED else POOLS[theme]
         produced, consumed = rng.choice(pool), rng.choice(pool)
         if rng.random() < 0.2:
             consumed = f"Union[{consumed}, {rng.choice(pool)}]"
         if rng.random() < 0.1:
             produced = f"Union[{produced}, {rng.choice(pool)}]"
-        wrapper = rng.choice(WRAPPERS)
-        pairs.setdefault((wrapper.format(produced), wrapper.format(consumed)), theme)
+        for _ in range(2 if theme == MIXED else 1):
+            wrapper = rng.choice(WRAPPERS)
+            produced, consumed = wrapper.format(produced), wrapper.format(consumed)
+        pairs.setdefault((produced, consumed), theme)
     return [(theme, p, c) for (p, c), theme in pairs.items()]
 
 
@@ -454,7 +460,7 @@ def compare(
 def test_generator_covers_every_construct() -> None:
     pairs = generate_pairs(2000, seed=14)
     themes = Counter(theme for theme, _, _ in pairs)
-    assert set(themes) == set(POOLS)
+    assert set(themes) == {*POOLS, MIXED}
     assert min(themes.values()) > 100
     text = " ".join(p + " " + c for _, p, c in pairs)
     for construct in ("total=False", "Required", "NotRequired"):
