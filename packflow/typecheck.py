@@ -310,7 +310,7 @@ def resolve_forward_refs(tp: Any, module: str | None) -> Any:
     >>> typing.get_args(bound)[0].__forward_module__
     'builtins'
     """
-    if module is None:
+    if module is None or isinstance(tp, type):
         return tp
     try:
         bound = _bind_refs(tp, module, _spelling(tp))
@@ -563,12 +563,13 @@ def _normalize(tp: Any) -> _Node:
         return _normalize_uncached(tp)
 
 
+_UNION_CLASSES = (types.UnionType, type(typing.Union[int, str]))  # noqa: UP007
+
+
 def _spelling(tp: Any) -> Any:
     # ``int | str == str | int`` (and hashes alike): the order is part of the cache key,
     # so that a report shows the union as the user wrote it.
-    if isinstance(tp, types.UnionType) or getattr(tp, "__origin__", None) is typing.Union:
-        return tp.__args__
-    return None
+    return tp.__args__ if type(tp) in _UNION_CLASSES else None
 
 
 @functools.lru_cache(maxsize=4096)
