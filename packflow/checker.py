@@ -34,7 +34,15 @@ import typing_extensions as te
 from packflow.exceptions import PipelineDefinitionError, PipelineTypeError
 from packflow.graph import FunctionInfo, Stage, StageGraph, StageKind
 from packflow.records import Records, attrs_record_type
-from packflow.typecheck import Status, Verdict, check, format_type, is_compatible, substitute
+from packflow.typecheck import (
+    Status,
+    Verdict,
+    check,
+    format_type,
+    is_compatible,
+    resolve_forward_refs,
+    substitute,
+)
 
 __all__ = [
     "Edge",
@@ -110,9 +118,10 @@ class Edge:
 class TypeReport:
     """Everything :func:`check_graph` found.
 
-    ``problems`` are incompatibilities (and, with ``strict``, missing annotations);
-    ``notes`` are checks the engine could not decide, treated as compatible and meant to
-    be logged. ``data_types`` and ``return_types`` map each stage kind (its value, e.g.
+    ``problems`` are incompatibilities (and, with ``strict``, missing annotations and
+    checks the engine could not decide); ``notes`` are, without ``strict``, the checks
+    the engine could not decide, each naming the construct, treated as compatible and
+    logged. ``data_types`` and ``return_types`` map each stage kind (its value, e.g.
     ``"execute"``) to the annotation of its data parameter and its return, with the
     stage's ``TypeVar``\\ s solved (``Any`` when missing).
     """
@@ -197,7 +206,10 @@ def resolve_hints(info: FunctionInfo, role: str) -> dict[str, Any]:
     """
     target = _annotated_target(info.func)
     try:
-        return dict(te.get_type_hints(target, include_extras=True))
+        hints = te.get_type_hints(target, include_extras=True)
+        # Names an old-style recursive alias leaves in quotes resolve in the same module.
+        module = getattr(target, "__module__", None)
+        return {name: resolve_forward_refs(hint, module) for name, hint in hints.items()}
     except NameError as exc:
         name = getattr(exc, "name", None) or str(exc)
         message = (
@@ -255,6 +267,18 @@ class _Collector:
     ) -> None:
         if verdict.status is Status.INCOMPATIBLE:
             self.problem(role, info, parameter, expected, actual, verdict.reason or "", hint())
+        elif verdict.status is Status.UNKNOWN and self.strict:
+            self.problem(
+                role,
+                info,
+                parameter,
+                expected,
+                actual,
+                f"the checker cannot decide: {verdict.reason}; strict=True makes an "
+                "undecided check an error",
+                "annotate with types the checker can compare, or drop strict=True to "
+                "treat this edge as compatible (it is then reported as a note)",
+            )
         elif verdict.status is Status.UNKNOWN:
             where = "return type" if parameter == "return" else f"parameter `{parameter}`"
             self.notes.append(
@@ -304,7 +328,8 @@ def check_graph(
         ``passthrough`` formats, an ``NDArray`` type for ``numpy``; in a composition
         whose part passes records through, what the upstream part returns.
     strict
-        Whether a missing annotation is a problem (``True``) or ``Any`` (``False``).
+        Whether a missing annotation and an undecidable ("unknown") check are problems
+        (``True``), or ``Any`` and a note (``False``).
     part
         The part's name in a composition: problems are then labelled ``"a.execute"``.
     upstream, upstream_part

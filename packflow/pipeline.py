@@ -53,7 +53,8 @@ class Pipeline(LazyDefault):
     config_model
         The config class: :class:`packflow.BackendConfig` or an attrs subclass of it.
     strict
-        Treat a missing annotation as an error instead of ``Any``.
+        Treat a missing annotation as an error instead of ``Any``, and a type check the
+        engine cannot decide as an error instead of a note.
     runtime_checks
         Check the values passed between stages against the annotations on every call
         (for tests and development; it costs time per call).

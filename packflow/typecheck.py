@@ -14,12 +14,14 @@ Public functions:
 - :func:`substitute` applies such bindings to an annotation;
 - :func:`format_type` renders a type the way the reports show it.
 
-Where the engine cannot decide (an exotic construct), the verdict is ``UNKNOWN``:
-callers treat it as compatible and log the note. It never raises on a strange type.
+Where the engine cannot decide (an exotic construct), the verdict is ``UNKNOWN`` with a
+note naming the construct: the pipeline checker reports it as a note and treats it as
+compatible, or, with ``strict=True``, as an error. It never raises on a strange type.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import collections
 import collections.abc as cabc
@@ -29,6 +31,7 @@ import functools
 import inspect
 import re
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -44,6 +47,7 @@ __all__ = [
     "explain",
     "format_type",
     "is_compatible",
+    "resolve_forward_refs",
     "substitute",
 ]
 
@@ -239,12 +243,15 @@ class _TypeVarT(_Node):
 
 @attrs.frozen
 class _AliasT(_Node):
-    """A ``TypeAliasType`` (PEP 695), expanded only when compared: it may be recursive."""
+    """A ``TypeAliasType`` (PEP 695), or a name bound to its module (an old-style alias
+    naming itself in quotes), expanded only when compared: it may be recursive."""
 
     alias: Any
     raw: Any = attrs.field(default=None, eq=False)
 
     def __str__(self) -> str:
+        if isinstance(self.raw, typing.ForwardRef):
+            return self.raw.__forward_arg__
         origin = typing.get_origin(self.raw)
         if origin is None:
             return str(getattr(self.raw, "__name__", _fallback_repr(self.raw)))
@@ -263,6 +270,8 @@ def _is_alias_type(tp: Any) -> bool:
 
 
 def _alias_value(tp: Any) -> Any:
+    if isinstance(tp, typing.ForwardRef):
+        return _ref_value(tp)
     origin = typing.get_origin(tp)
     alias = origin if _is_alias_type(origin) else tp
     value = alias.__value__
@@ -275,6 +284,80 @@ def _alias_value(tp: Any) -> Any:
         return value
     params = getattr(alias, "__type_params__", ())
     return substitute(value, dict(zip(params, typing.get_args(tp), strict=False)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _ref_value(ref: typing.ForwardRef) -> Any:
+    module_name = str(ref.__forward_module__)
+    module = sys.modules[module_name]
+    value = eval(ref.__forward_arg__, dict(vars(module)))
+    return resolve_forward_refs(value, module_name)
+
+
+def resolve_forward_refs(tp: Any, module: str | None) -> Any:
+    """Bind the names left in quotes inside annotation ``tp`` to ``module``.
+
+    ``typing.get_type_hints`` leaves the inner names of an old-style recursive alias
+    (``Json = dict[str, "Json"] | list["Json"] | str``) unevaluated. Bound to the module
+    that defines them, they are expanded lazily when compared (with the same assumption
+    set as ``TypeAliasType``), so the verdict is definite rather than unknown. An
+    annotation without such names is returned as it is.
+
+    Examples
+    --------
+    >>> import typing
+    >>> bound = resolve_forward_refs(list["int"], "builtins")
+    >>> typing.get_args(bound)[0].__forward_module__
+    'builtins'
+    """
+    if module is None or isinstance(tp, type):
+        return tp
+    try:
+        bound = _bind_refs(tp, module, _spelling(tp))
+    except TypeError:  # unhashable metadata: walk without the cache
+        return _bind_refs_uncached(tp, module)
+    # The cache holds the first of equal annotations: hand back the caller's own object.
+    return tp if bound is None else bound
+
+
+@functools.lru_cache(maxsize=4096)
+def _bind_refs(tp: Any, module: str, spelling: Any) -> Any:
+    bound = _bind_refs_uncached(tp, module)
+    return None if bound is tp else bound
+
+
+def _bind_refs_uncached(tp: Any, module: str) -> Any:
+    if isinstance(tp, str):
+        return typing.ForwardRef(tp, module=module)
+    if isinstance(tp, typing.ForwardRef):
+        if tp.__forward_module__ is not None:
+            return tp
+        return typing.ForwardRef(tp.__forward_arg__, module=module)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is None or not args or origin in _LITERAL_ORIGINS:
+        return tp
+    if origin in _ANNOTATED_ORIGINS:
+        inner = _bind_refs_uncached(args[0], module)
+        if inner is args[0]:
+            return tp
+        return typing.Annotated.__class_getitem__((inner, *tp.__metadata__))  # type: ignore[attr-defined]
+    new: list[Any] = []
+    for arg in args:
+        if isinstance(arg, list):  # the parameter list of a Callable
+            new.append([_bind_refs_uncached(a, module) for a in arg])
+        else:
+            new.append(arg if arg is Ellipsis else _bind_refs_uncached(arg, module))
+    if all(a is b or a == b for a, b in zip(new, args, strict=True)):
+        return tp
+    try:
+        if origin in _UNION_ORIGINS:
+            return typing.Union[tuple(new)]  # noqa: UP007
+        if origin is cabc.Callable:
+            return cabc.Callable[new[0], new[1]] if len(new) == 2 else tp
+        return origin[tuple(new)] if len(new) > 1 else origin[new[0]]
+    except Exception:  # a form that cannot be rebuilt keeps its names unresolved
+        return tp
 
 
 @attrs.frozen
@@ -474,14 +557,23 @@ def _normalize(tp: Any) -> _Node:
     if isinstance(tp, _Node):
         return tp
     try:
-        return _normalize_cached(tp)
+        return _normalize_cached(tp, _spelling(tp))
     except TypeError:
         # Unhashable annotations (e.g. Annotated with a dict) cannot be cached.
         return _normalize_uncached(tp)
 
 
+_UNION_CLASSES = (types.UnionType, type(typing.Union[int, str]))  # noqa: UP007
+
+
+def _spelling(tp: Any) -> Any:
+    # ``int | str == str | int`` (and hashes alike): the order is part of the cache key,
+    # so that a report shows the union as the user wrote it.
+    return tp.__args__ if type(tp) in _UNION_CLASSES else None
+
+
 @functools.lru_cache(maxsize=4096)
-def _normalize_cached(tp: Any) -> _Node:
+def _normalize_cached(tp: Any, spelling: Any) -> _Node:
     return _normalize_uncached(tp)
 
 
@@ -501,6 +593,8 @@ def _normalize_inner(tp: Any) -> _Node:
         return _NeverT(raw=tp)
     if any(tp is form for form in _LITERAL_STRINGS):
         return _ClsT(str, (), raw=tp)
+    if isinstance(tp, typing.ForwardRef) and tp.__forward_module__ in sys.modules:
+        return _AliasT(tp, raw=tp)
     if isinstance(tp, str | typing.ForwardRef):
         name = tp if isinstance(tp, str) else tp.__forward_arg__
         return _UnknownT(f"the forward reference {name!r} was not resolved", raw=tp)
@@ -786,6 +880,9 @@ class _Check:
                 return _is_not(p, c)
             return _prefix(self.run(_normalize(p.kind), c), f"value {_literal_repr(p.value)}")
         if isinstance(c, _LiteralT):
+            values = _as_literals(p)
+            if values is not None and self.run(values, c).status is Status.COMPATIBLE:
+                return _OK
             return _fail(f"{p} is not {c} (only the literal value itself fits)")
         if isinstance(c, _TypedDictT):
             return self._into_typeddict(p, c)
@@ -907,6 +1004,10 @@ class _Check:
                 unknown = unknown or verdict
             else:
                 failures.append(verdict)
+        values = _as_literals(p)
+        if values is not None and self.fork(self.bindings).run(values, c).ok:
+            # An enum (or bool) is the union of its members' literals.
+            return self.run(values, c)
         if unknown is not None:
             return unknown
         # A member that failed only deep inside (``list[str]`` against ``list[int]``) is
@@ -943,37 +1044,51 @@ class _Check:
             return self.all_of(checks)
         if isinstance(p, _ClsT) and _is_mapping_class(p.origin):
             key_type, value_type = self._mapping_args(p)
-            verdict = self.run(key_type, _ClsT(str))
-            if verdict.status is Status.INCOMPATIBLE:
+            # The one gradual exemption (DESIGN.md): a ``dict[str, Any]`` may hold the
+            # TypedDict, because its keys cannot be known statically. ``object`` values,
+            # concrete value types and read-only mappings do not get it (as in mypy).
+            if not issubclass(p.origin, dict):
+                return _fail(
+                    f"{p} is not {c} (only dict[str, Any] fits a TypedDict consumer, "
+                    f"not another mapping)"
+                )
+            if self.run(key_type, _ClsT(str)).status is Status.INCOMPATIBLE:
                 return _fail(f"{p} has keys of type {key_type}, {c} has str keys")
-            # The keys of a dict are not known statically, so any mapping with str keys
-            # may hold the TypedDict; only a value type that cannot overlap a field fails.
-            for key, node, _ in c.fields:
-                if not self._overlaps(value_type, node):
-                    return _fail(
-                        f"value type of {_class_name(p.origin)}: {value_type} cannot be "
-                        f"{node} (key {key!r} of {c})"
-                    )
+            if not isinstance(value_type, _AnyT):
+                return _fail(
+                    f"value type of {_class_name(p.origin)}: {value_type} is not Any "
+                    f"(only dict[str, Any] fits the TypedDict {c}; its values are "
+                    "checked key by key)"
+                )
             return _OK
         return _fail(f"{p} is not {c} (a TypedDict is a dict with declared keys)")
 
-    def _overlaps(self, a: _Node, b: _Node) -> bool:
-        members = a.members if isinstance(a, _UnionT) else (a,)
-        for member in members:
-            if self.fork(self.bindings).run(member, b).ok or self.fork({}).run(b, member).ok:
-                return True
-        return False
-
     def _from_typeddict(self, p: _TypedDictT, c: _Node) -> Verdict:
-        if isinstance(c, _ClsT) and (_is_mapping_class(c.origin) or c.origin is dict):
+        # A TypedDict may hold more keys than it declares (structural subtypes add keys),
+        # so, as in mypy, its values are only known to be ``object``: it is a
+        # ``Mapping[str, object]``. It also fits ``dict[str, Any]``, the records contract
+        # (DESIGN.md), but no other dict.
+        if isinstance(c, _ClsT) and _is_mapping_class(c.origin):
             key_type, value_type = c.args if len(c.args) == 2 else (_AnyT(), _AnyT())
             verdict = self.run(_ClsT(str), key_type)
             if verdict.status is Status.INCOMPATIBLE:
                 return _fail(f"key type of {c}: the keys of {p} are str, not {key_type}")
-            return self.all_of(
-                _keyed(self, node, value_type, f"key {key!r} of {p}") for key, node, _ in p.fields
-            )
-        return self.run(_ClsT(dict, (_ClsT(str), _AnyT())), c)
+            if issubclass(c.origin, dict):
+                if isinstance(value_type, _AnyT):
+                    return _OK
+                return _fail(
+                    f"{p} is not {c} (a TypedDict fits dict[str, Any] or Mapping[str, object])"
+                )
+            if c.origin is not cabc.Mapping:
+                return _fail(f"{p} is not {c} (a TypedDict is a read-only Mapping[str, object])")
+            values = self.run(_ClsT(object), value_type)
+            if values.status is Status.INCOMPATIBLE:
+                return _fail(
+                    f"value type of {c}: the values of {p} are only known to be object "
+                    f"(it may hold keys beyond those it declares), not {value_type}"
+                )
+            return values
+        return self.run(_ClsT(cabc.Mapping, (_ClsT(str), _ClsT(object))), c)
 
     def _mapping_args(self, p: _ClsT) -> tuple[_Node, _Node]:
         args = self._view_as(p, cabc.Mapping)
@@ -996,6 +1111,8 @@ class _Check:
                 _keyed(self, item, c.items[0], f"item {i} of tuple")
                 for i, item in enumerate(p.items)
             )
+        if p.variadic and isinstance(p.items[0], _AnyT):
+            return _OK  # bare ``tuple`` is ``tuple[Any, ...]``: gradual in its length too
         if p.variadic:
             return _fail(f"{p} has no fixed length; {c} needs exactly {len(c.items)} items")
         if len(p.items) != len(c.items):
@@ -1008,16 +1125,22 @@ class _Check:
     def _into_callable(self, p: _Node, c: _CallableT) -> Verdict:
         if isinstance(p, _ClsT) and p.origin is type:
             # A class is a callable returning its instances.
-            verdict = self.run(p.args[0] if p.args else _AnyT(), c.ret)
+            instance = p.args[0] if p.args else _AnyT()
+            verdict = self.run(instance, c.ret)
             if verdict.status is not Status.COMPATIBLE or c.params is None:
                 return _prefix(verdict, "return type of Callable")
-            return _unknown(f"constructor parameters of {p} are not compared with {c}")
+            if isinstance(instance, _AnyT):
+                return _OK
+            constructor = _constructor(instance)
+            if constructor is None:
+                return _unknown(f"cannot read the constructor of {instance} to compare with {c}")
+            return self.run(_fit_arity(constructor[0], constructor[1], c), c)
         if isinstance(p, _ClsT) and isinstance(p.origin, type):
             if not issubclass(p.origin, cabc.Callable):  # type: ignore[arg-type]
                 return _fail(f"{p} is not callable")
             if c.params is None and isinstance(c.ret, _AnyT):
                 return _OK
-            signature = _call_signature(p.origin)
+            signature = _call_signature(p.origin, _type_env(p.origin, p.args))
             if signature is not None:
                 return self.run(signature, c)
             return _unknown(f"the call signature of {p} is not compared with {c}")
@@ -1058,7 +1181,7 @@ class _Check:
         if getattr(co, "_is_protocol", False):
             return self._protocol(p, c)
         try:
-            nominal = issubclass(po, co)
+            nominal = _nominal_subclass(po, co)
         except TypeError as exc:
             return _unknown(f"cannot compare {p} with {c} ({exc})")
         if not nominal:
@@ -1088,9 +1211,25 @@ class _Check:
             where = _argument_name(c.origin, index)
             if variances[index] == "contra":
                 checks.append(_keyed(self, b, a, where))
+            elif variances[index] == "inv":
+                checks.append(functools.partial(self._invariant, a, b, where))
             else:
                 checks.append(_keyed(self, a, b, where))
         return self.all_of(checks)
+
+    def _invariant(
+        self, a: _Node, b: _Node, where: str, what: str = "the type argument is invariant"
+    ) -> Verdict:
+        """``a`` must fit ``b`` and ``b`` fit ``a`` (an invariant type argument)."""
+        verdict = self.run(a, b)
+        if verdict.status is not Status.COMPATIBLE:
+            return _prefix(verdict, where)
+        back = self.fork(self.bindings).run(b, a)
+        if back.status is Status.COMPATIBLE:
+            return _OK
+        if back.status is Status.UNKNOWN:
+            return _prefix(back, where)
+        return _fail(f"{where}: {a} is not {b} ({what})")
 
     def _protocol(self, p: _ClsT, c: _ClsT) -> Verdict:
         try:
@@ -1098,18 +1237,56 @@ class _Check:
         except TypeError as exc:
             return _unknown(f"cannot read protocol {c} ({exc})")
         missing = sorted(m for m in members if not _declares(p.origin, m))
+        assigned = _assigned_attributes(p.origin) if missing else {}
         certain = [
-            m for m in missing if callable(getattr(c.origin, m, None)) or not _open(p.origin)
+            m
+            for m in missing
+            if callable(getattr(c.origin, m, None))
+            or not _open(p.origin)
+            or getattr(p.origin, "_is_protocol", False)
+            or (assigned is not None and m not in assigned)
         ]
         if certain:
             return _fail(f"{p} lacks {', '.join(certain)} required by protocol {c}")
-        if missing:
-            # A data member may be an instance attribute set in ``__init__``, which only
-            # reading the source could reveal.
-            return _unknown(f"cannot tell whether {p} has {', '.join(missing)} (protocol {c})")
-        if c.args and not all(isinstance(a, _AnyT) for a in c.args):
-            return _unknown(f"type arguments of protocol {c} are not compared")
-        return _OK
+        unread = [m for m in missing if assigned is None]
+        if unread:
+            # A data member may be an instance attribute set in a method, and the
+            # class's source, where that would show, cannot be read.
+            return _unknown(f"cannot tell whether {p} has {', '.join(unread)} (protocol {c})")
+        pair = (p, c)
+        try:
+            seen = pair in self.assumed
+        except TypeError:  # an unhashable literal argument: the depth limit still holds
+            seen = False
+        if seen:
+            return _OK  # a protocol that mentions itself is assumed to fit while compared
+        self.assumed.add(pair)
+        try:
+            return self.all_of(
+                functools.partial(self._protocol_member, p, c, name) for name in sorted(members)
+            )
+        finally:
+            self.assumed.discard(pair)
+
+    def _protocol_member(self, p: _ClsT, c: _ClsT, name: str) -> Verdict:
+        # The protocol's own TypeVars are replaced by the consumer's arguments, so that
+        # comparing the members solves a stage TypeVar (``Getter[T]``) or checks a
+        # concrete one (``SupportsAbs[int]``).
+        wanted = _member(c, name)
+        if wanted is None:
+            return _unknown(f"cannot read the type of member {name!r} of protocol {c}")
+        given = _member(p, name)
+        if given is None:
+            return _unknown(f"cannot read the type of {p}.{name} (protocol {c})")
+        where = f"member {name!r} of protocol {c}"
+        if wanted.settable and not given.settable:
+            what = "a method" if given.method else "read-only"
+            return _fail(f"{where}: it is settable, {p}.{name} is {what}")
+        got = _fit_arity(given.node, given.required, wanted.node)
+        if wanted.settable:
+            # A settable attribute is both read and written: its type is invariant.
+            return self._invariant(got, wanted.node, where, "a settable attribute is invariant")
+        return _prefix(self.run(got, wanted.node), where)
 
     def _view_as(self, p: _ClsT, target: Any) -> tuple[_Node, ...] | None:
         """The type arguments of ``p`` seen as an instance of the generic ``target``."""
@@ -1156,21 +1333,232 @@ def _is_callback_protocol(cls: Any) -> bool:
         return False
 
 
-def _call_signature(cls: Any) -> _CallableT | None:
+def _call_signature(cls: Any, env: Mapping[Any, Any] | None = None) -> _CallableT | None:
     """The ``Callable`` that calling an instance of ``cls`` amounts to, if it can be read."""
     call = getattr(cls, "__call__", None)  # noqa: B004 - the method, not callable(cls)
     if not inspect.isfunction(call):
         return None
+    read = _function_node(call, env or {}, skip=1)
+    return None if read is None else read[0]
+
+
+def _constructor(instance: _Node) -> tuple[_CallableT, int] | None:
+    """Calling the class of ``instance`` as a ``Callable``, and its required arity."""
+    if not isinstance(instance, _ClsT) or not isinstance(instance.origin, type):
+        return None
+    cls = instance.origin
+    init_owner, init = _lookup(cls, "__init__")
+    new_owner, new = _lookup(cls, "__new__")
+    if init is object.__init__:
+        if new is object.__new__:
+            return _CallableT((), instance), 0
+        if isinstance(new, staticmethod):
+            new = new.__func__
+        if inspect.isfunction(new):
+            return _function_node(new, _owner_env(instance, new_owner), skip=1, ret=instance)
+        return None
+    if inspect.isfunction(init) and (new is object.__new__ or new is None):
+        return _function_node(init, _owner_env(instance, init_owner), skip=1, ret=instance)
+    return None
+
+
+def _as_literals(node: _Node) -> _Node | None:
+    """An enum class (or ``bool``) as the union of its values' literals, as mypy reads it."""
+    if not isinstance(node, _ClsT) or not isinstance(node.origin, type):
+        return None
+    cls = node.origin
+    if cls is bool:
+        return _make_union([_normalize_literal(True), _normalize_literal(False)])
+    if not issubclass(cls, enum.Enum) or issubclass(cls, enum.Flag):
+        return None  # flags combine into values that are not members
+    members = list(cls)
+    if not members:
+        return None
+    return _make_union([_normalize_literal(m) for m in members])
+
+
+def _lookup(cls: type, name: str) -> tuple[Any, Any]:
+    """The class in ``cls``'s MRO that defines ``name``, and the definition."""
+    for base in cls.__mro__:
+        if name in vars(base):
+            return base, vars(base)[name]
+    return None, None
+
+
+def _owner_env(node: _ClsT, owner: Any) -> dict[Any, Any]:
+    """The TypeVar bindings of ``owner`` (a base of ``node``'s class) seen from ``node``:
+    ``IntBox(Box[int])`` reads ``Box``'s ``T`` as ``int``."""
+    if owner is None or owner is node.origin:
+        return _type_env(node.origin, node.args)
     try:
-        hints = typing.get_type_hints(call)
-        parameters = list(inspect.signature(call).parameters.values())[1:]  # without self
+        viewed = _view_as(node.origin, node.args, owner)
+    except Exception:  # an exotic base: its TypeVars stay unsolved (gradual)
+        viewed = None
+    return _type_env(owner, viewed or ())
+
+
+@attrs.frozen
+class _Member:
+    """A member of a class as seen on its instances."""
+
+    node: _Node
+    settable: bool
+    method: bool = False
+    #: Positional parameters without a default (a method with defaults takes fewer).
+    required: int = 0
+
+
+# What C-implemented methods of the builtins return (they have no annotations to read).
+_BUILTIN_RETURNS: dict[tuple[Any, str], Any] = {
+    (int, "__abs__"): int,
+    (int, "__neg__"): int,
+    (int, "__pos__"): int,
+    (int, "__invert__"): int,
+    (int, "__round__"): int,
+    (int, "__trunc__"): int,
+    (int, "__floor__"): int,
+    (int, "__ceil__"): int,
+    (float, "__abs__"): float,
+    (float, "__neg__"): float,
+    (float, "__pos__"): float,
+    (float, "__trunc__"): int,
+    (float, "__floor__"): int,
+    (float, "__ceil__"): int,
+    (complex, "__abs__"): float,
+    (complex, "__neg__"): complex,
+    (complex, "__pos__"): complex,
+}
+# Dunders whose return type Python itself enforces, whatever class implements them.
+_ENFORCED_RETURNS: dict[str, Any] = {
+    "__int__": int,
+    "__float__": float,
+    "__complex__": complex,
+    "__bytes__": bytes,
+    "__index__": int,
+    "__bool__": bool,
+    "__len__": int,
+    "__length_hint__": int,
+    "__hash__": int,
+    "__str__": str,
+    "__repr__": str,
+    "__format__": str,
+}
+
+
+def _type_env(origin: Any, args: tuple[_Node, ...]) -> dict[Any, Any]:
+    params = getattr(origin, "__parameters__", None)
+    if not isinstance(params, tuple) or not params:
+        return {}
+    return dict(zip(params, (_to_annotation(a) for a in args), strict=False))
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_hints(cls: Any) -> Mapping[str, Any]:
+    try:
+        return types.MappingProxyType(te.get_type_hints(cls))
+    except Exception:  # an unresolvable annotation: members read from it are unknown
+        return types.MappingProxyType({})
+
+
+def _function_node(
+    func: Any, env: Mapping[Any, Any], skip: int, ret: Any = None
+) -> tuple[_CallableT, int] | None:
+    """``func`` as a ``Callable`` (its first ``skip`` parameters left out), with the number
+    of positional parameters it requires; ``None`` when its signature cannot be read."""
+    try:
+        hints = typing.get_type_hints(func)
+        parameters = list(inspect.signature(func).parameters.values())[skip:]
     except Exception:  # unresolvable annotations: the caller says "unknown"
         return None
+    module = str(getattr(func, "__module__", None) or "").partition(".")[0]
+    if module in _STDLIB and not hints:
+        # The standard library's types live in typeshed's stubs, not in its source: an
+        # unannotated stdlib function (numbers.Complex.__abs__, Mapping.get) has unknown
+        # types, not Any. Its arity still tells a definite misfit.
+        unread = _UnknownT(f"{getattr(func, '__qualname__', func)} has no annotations to read")
+        hints = dict.fromkeys([*(p.name for p in parameters), "return"], unread)
+        hints["return"] = _ENFORCED_RETURNS.get(getattr(func, "__name__", ""), unread)
+    returned = ret if ret is not None else _normalize(substitute(hints.get("return", Any), env))
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ret = _normalize(hints.get("return", Any))
     if any(param.kind not in positional for param in parameters):
-        return _CallableT(None, ret)
-    return _CallableT(tuple(_normalize(hints.get(param.name, Any)) for param in parameters), ret)
+        return _CallableT(None, returned), 0
+    params = tuple(_normalize(substitute(hints.get(p.name, Any), env)) for p in parameters)
+    required = sum(p.default is inspect.Parameter.empty for p in parameters)
+    return _CallableT(params, returned), required
+
+
+_STDLIB: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ())) - {"__main__"}
+
+
+def _fit_arity(given: _Node, required: int, wanted: _Node) -> _Node:
+    # Parameters with defaults may be left out by the caller.
+    if (
+        isinstance(given, _CallableT)
+        and isinstance(wanted, _CallableT)
+        and given.params is not None
+        and wanted.params is not None
+        and required <= len(wanted.params) < len(given.params)
+    ):
+        return _CallableT(given.params[: len(wanted.params)], given.ret)
+    return given
+
+
+def _frozen(cls: Any) -> bool:
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is not None and getattr(params, "frozen", False):
+        return True
+    if _is_tuple_class(cls):
+        return True
+    setter = getattr(cls, "__setattr__", None)
+    return attrs.has(cls) and getattr(setter, "__name__", "") == "_frozen_setattrs"
+
+
+def _member(node: _ClsT, name: str) -> _Member | None:
+    """The type of ``name`` on instances of ``node``; ``None`` when it cannot be read."""
+    cls = node.origin
+    for base in _mro(cls):
+        own = vars(base)
+        value = own.get(name, None)
+        is_code = isinstance(value, staticmethod | classmethod | property) or callable(value)
+        if name in own.get("__annotations__", {}) and not (name in own and is_code):
+            hint = _class_hints(cls).get(name)
+            if hint is None:
+                return None
+            member = _normalize(substitute(hint, _owner_env(node, base)))
+            return _Member(member, settable=not _frozen(cls))
+        if name not in own:
+            continue
+        return _code_member(base, name, value, _owner_env(node, base))
+    assigned = _assigned_attributes(cls)
+    if assigned is not None and assigned.get(name) is not None:
+        # Set in a method (``self.item = item``): settable, of the annotated type.
+        hint = assigned[name]
+        owner = next((b for b in _mro(cls) if name in (_assigned_in(b) or {})), cls)
+        return _Member(_normalize(substitute(hint, _owner_env(node, owner))), settable=True)
+    return None
+
+
+def _code_member(base: Any, name: str, value: Any, env: Mapping[Any, Any]) -> _Member | None:
+    if isinstance(value, property):
+        if value.fget is None:
+            return None
+        read = _function_node(value.fget, env, skip=1)
+        return None if read is None else _Member(read[0].ret, settable=value.fset is not None)
+    if isinstance(value, staticmethod | classmethod):
+        skip = 1 if isinstance(value, classmethod) else 0
+        read = _function_node(value.__func__, env, skip=skip)
+        return None if read is None else _Member(read[0], False, True, read[1])
+    if inspect.isfunction(value):
+        read = _function_node(value, env, skip=1)
+        return None if read is None else _Member(read[0], False, True, read[1])
+    if inspect.ismethoddescriptor(value) or inspect.isbuiltin(value):
+        returned = _BUILTIN_RETURNS.get((base, name), _ENFORCED_RETURNS.get(name))
+        if returned is None:
+            return None
+        return _Member(_CallableT(None, _ClsT(returned)), False, True)
+    if value is None or inspect.isdatadescriptor(value):
+        return None  # a slot, or a value that tells nothing of the type
+    return _Member(_normalize(type(value)), settable=True)
 
 
 def _keyed(check: _Check, a: _Node, b: _Node, where: str) -> Callable[[], Verdict]:
@@ -1190,9 +1578,90 @@ def _declares(cls: Any, member: str) -> bool:
     return any(member in getattr(base, "__annotations__", {}) for base in _mro(cls))
 
 
+def _assigned_attributes(cls: Any) -> Mapping[str, Any] | None:
+    """The attributes the methods of ``cls`` (and its bases) assign on ``self``, with their
+    annotations where they can be read (``None`` values otherwise); ``None`` when some
+    class's source cannot be read. The source is parsed, never run."""
+    try:
+        return _assigned_cached(cls)
+    except TypeError:
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def _assigned_cached(cls: Any) -> Mapping[str, Any] | None:
+    found: dict[str, Any] = {}
+    for base in reversed(_mro(cls)):
+        if getattr(base, "__module__", None) == "builtins":
+            continue
+        own = _assigned_in(base)
+        if own is None:
+            return None
+        found.update(own)
+    return types.MappingProxyType(found)
+
+
+@functools.lru_cache(maxsize=512)
+def _assigned_in(cls: type) -> Mapping[str, Any] | None:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except Exception:  # no source (C, exec, a REPL) or none that parses: unknown
+        return None
+    module = sys.modules.get(cls.__module__)
+    namespace = dict(vars(module)) if module is not None else {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    found: dict[str, Any] = {}
+    for method in body:
+        if not isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef) or not method.args.args:
+            continue
+        self_name = method.args.args[0].arg
+        params = {a.arg: a.annotation for a in method.args.args + method.args.kwonlyargs}
+        for statement in ast.walk(method):
+            targets: list[ast.expr] = []
+            annotation: ast.expr | None = None
+            if isinstance(statement, ast.Assign):
+                targets = statement.targets
+                if isinstance(statement.value, ast.Name):
+                    annotation = params.get(statement.value.id)
+                elif isinstance(statement.value, ast.Constant):
+                    # ``self.name = "x"``: mypy infers the literal's class.
+                    value = statement.value.value
+                    annotation = None if value is None else ast.Name(type(value).__name__)
+            elif isinstance(statement, ast.AnnAssign):
+                targets, annotation = [statement.target], statement.annotation
+            for target in targets:
+                if (
+                    isinstance(target, ast.Attribute)
+                    and isinstance(target.value, ast.Name)
+                    and target.value.id == self_name
+                ):
+                    read = _read_annotation(annotation, namespace)
+                    if read is not None or target.attr not in found:
+                        found[target.attr] = read
+    return types.MappingProxyType(found)
+
+
+def _read_annotation(annotation: Any, namespace: dict[str, Any]) -> Any:
+    if annotation is None:
+        return None
+    try:
+        # The same evaluation of a type expression that typing.get_type_hints performs.
+        return eval(ast.unparse(annotation), namespace)
+    except Exception:  # a name that does not resolve: the member's type is unknown
+        return None
+
+
 def _open(cls: Any) -> bool:
     """Whether instances of ``cls`` may carry attributes the class does not declare."""
     return any("__dict__" in vars(base) for base in _mro(cls))
+
+
+def _nominal_subclass(cls: Any, base: Any) -> bool:
+    if getattr(base, "__module__", None) == "numbers":
+        # The numbers ABCs know the builtins only by run-time registration, which a
+        # static checker does not see: to mypy an int is not a numbers.Number.
+        return base in _mro(cls)
+    return issubclass(cls, base)
 
 
 def _is_tuple_class(cls: Any) -> bool:
@@ -1223,9 +1692,17 @@ def _variances(origin: Any) -> list[str]:
         if origin is cabc.AsyncGenerator:
             return ["co", "contra"]
         return ["co"] * 8
-    return [
-        "contra" if getattr(param, "__contravariant__", False) else "co" for param in params
-    ] + ["co"] * 8
+    # A user generic's TypeVar is invariant unless declared otherwise: only the built-in
+    # containers are read covariantly (the contract's departure from mypy).
+    return [_variance(param) for param in params] + ["co"] * 8
+
+
+def _variance(param: Any) -> str:
+    if getattr(param, "__covariant__", False):
+        return "co"
+    if getattr(param, "__contravariant__", False):
+        return "contra"
+    return "inv"
 
 
 _ARGUMENT_NAMES: dict[Any, tuple[str, ...]] = {
@@ -1339,14 +1816,14 @@ def check(produced: Any, consumed: Any, bindings: Mapping[Any, Any] | None = Non
     """
     if not bindings:
         try:
-            return _check_cached(produced, consumed)
+            return _check_cached(produced, consumed, _spelling(produced), _spelling(consumed))
         except TypeError:  # unhashable annotation metadata: check without the cache
             pass
     return _check_uncached(produced, consumed, bindings or {})
 
 
 @functools.lru_cache(maxsize=4096)
-def _check_cached(produced: Any, consumed: Any) -> Verdict:
+def _check_cached(produced: Any, consumed: Any, *spellings: Any) -> Verdict:
     return _check_uncached(produced, consumed, {})
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import numbers
 import random
 import re
 import types
@@ -118,6 +119,18 @@ class Box(Generic[T]):
     pass
 
 
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class CoBox(Generic[T_co]):
+    pass
+
+
+class Sink(Generic[T_contra]):
+    pass
+
+
 class IntBox(Box[int]):
     pass
 
@@ -181,6 +194,77 @@ Pair2 = TypeAliasType("Pair2", tuple[T, T], type_params=(T,))
 # Recursive: the string value names the alias itself (``type JSON = ...`` from 3.12 on).
 JSON = TypeAliasType("JSON", "dict[str, JSON] | list[JSON] | str | int | float | bool | None")
 Tree = TypeAliasType("Tree", "T | list[Tree[T]]", type_params=(T,))
+
+
+class MyReal(numbers.Real):  # type: ignore[misc]
+    pass
+
+
+class Named(Protocol):
+    name: str
+
+
+class HasName(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class NamedStr:
+    name: str = "x"
+
+
+class NamedInt:
+    name: int = 1
+
+
+class NamedLiteral:
+    name: Literal["x"] = "x"
+
+
+class NamedProperty:
+    @property
+    def name(self) -> str:
+        return "x"
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenNamed:
+    name: str
+
+
+class TextFile:
+    def read(self) -> str:
+        return ""
+
+
+class FileWithDefault:
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+
+class Getter(Protocol[T_co]):
+    def get(self) -> T_co: ...
+
+
+class IntGetter:
+    def get(self) -> int:
+        return 0
+
+
+class Box2(Generic[T]):
+    def __init__(self, item: T) -> None:
+        self.item = item
+
+    def get(self) -> T:
+        return self.item
+
+
+class Slot(Protocol[T]):
+    value: T
+
+
+class IntSlot:
+    value: int = 0
 
 
 def _case(produced: Any, consumed: Any, expected: bool, rule: str) -> Any:
@@ -247,15 +331,22 @@ RULES = [
     _case(collections.Counter[str], Mapping[str, int], True, "abc"),
     _case(frozenset[int], Iterable[float], True, "abc"),
     _case(set[int], Sequence[int], False, "abc"),
-    _case(IntBox, Box[float], True, "user generic"),
+    _case(IntBox, Box[int], True, "user generic"),
+    _case(IntBox, Box[float], False, "invariant user generic"),
     _case(IntBox, Box[str], False, "user generic"),
     _case(Series, Series[int], True, "class_getitem generic"),  # type: ignore[misc]
     _case(Series[int], Series, True, "class_getitem generic"),  # type: ignore[misc]
     _case(Series[int], Series[float], True, "class_getitem generic"),  # type: ignore[misc]
     _case(Series[str], Series[int], False, "class_getitem generic"),  # type: ignore[misc]
-    _case(Box[int], Box[float], True, "user generic"),
+    _case(Box[int], Box[float], False, "invariant user generic"),
+    _case(Box[int], Box[Any], True, "invariant user generic"),
+    _case(CoBox[int], CoBox[float], True, "covariant user generic"),
+    _case(CoBox[float], CoBox[int], False, "covariant user generic"),
+    _case(Sink[float], Sink[int], True, "contravariant user generic"),
+    _case(Sink[int], Sink[float], False, "contravariant user generic"),
     _case(Box[str], Box[int], False, "user generic"),
-    _case(KeyedPair[int], Pair[str, float], True, "user generic"),
+    _case(KeyedPair[int], Pair[str, int], True, "user generic"),
+    _case(KeyedPair[int], Pair[str, float], False, "invariant user generic"),
     _case(KeyedPair[int], Pair[str, str], False, "user generic"),
     # mypy's reference semantics where the design is silent
     _case(str, Sequence[str], True, "str"),
@@ -280,7 +371,9 @@ RULES = [
     _case(tuple[int, ...], tuple[float, ...], True, "tuple"),
     _case(tuple[()], tuple[int, ...], True, "tuple"),
     _case(tuple[()], tuple[int], False, "tuple"),
-    _case(tuple, tuple[int, int], False, "tuple"),
+    _case(tuple, tuple[int, int], True, "bare tuple is tuple[Any, ...]"),
+    _case(tuple[Any, ...], tuple[int, int, int], True, "bare tuple is tuple[Any, ...]"),
+    _case(tuple[int, ...], tuple[int, int, int], False, "tuple"),
     _case(tuple[int, str], tuple, True, "tuple"),
     _case(tuple[int, str], Sequence[int | str], True, "tuple"),
     _case(tuple[int, str], Sequence[int], False, "tuple"),
@@ -340,12 +433,21 @@ RULES = [
     _case(Movie, dict[str, Any], True, "typeddict"),
     _case(Movie, Mapping[str, object], True, "typeddict"),
     _case(Movie, dict, True, "typeddict"),
-    _case(Scores, Mapping[str, float], True, "typeddict"),
+    _case(Scores, Mapping[str, float], False, "typeddict values are only object (mypy)"),
+    _case(Movie, Mapping[str, Any], True, "typeddict"),
+    _case(Movie, dict[str, object], False, "typeddict: only dict[str, Any]"),
+    _case(Movie, typing.MutableMapping[str, object], False, "typeddict is read-only"),
+    _case(Movie, Iterable[str], True, "typeddict iterates its keys"),
     _case(Movie, Mapping[str, int], False, "typeddict"),
     _case(Movie, dict[int, Any], False, "typeddict"),
     _case(dict[str, Any], Movie, True, "typeddict"),
     _case(dict, Movie, True, "typeddict"),
-    _case(dict[str, int | str], Movie, True, "typeddict"),
+    _case(dict[str, int | str], Movie, False, "typeddict: only dict[str, Any]"),
+    _case(Mapping[str, object], Movie, False, "typeddict: only dict[str, Any]"),
+    _case(Optional[Mapping[str, object]], Movie, False, "typeddict: only dict[str, Any]"),
+    _case(Mapping[str, Any], Movie, False, "typeddict: only dict[str, Any]"),
+    _case(dict[str, object], Movie, False, "typeddict: only dict[str, Any]"),
+    _case(collections.defaultdict[str, Any], Movie, True, "typeddict: a dict subclass"),
     _case(dict[str, int], Movie, False, "typeddict"),
     _case(dict[int, Any], Movie, False, "typeddict"),
     _case(list[dict[str, Any]], list[Movie], True, "typeddict"),
@@ -357,9 +459,9 @@ RULES = [
     _case(Page[int], Mapping[str, object], True, "generic typeddict"),
     _case(Sensor, Sensor, True, "typeddict nested Optional"),
     _case(dict[str, Any], Sensor, True, "typeddict nested Optional"),
-    _case(dict[str, int | dict[str, Any] | None], Sensor, True, "typeddict nested Optional"),
+    _case(dict[str, int | dict[str, Any] | None], Sensor, False, "typeddict nested Optional"),
     _case(dict[str, str], Sensor, False, "typeddict nested Optional"),
-    _case(Sensor, dict[str, int | Reading | None], True, "typeddict nested Optional"),
+    _case(Sensor, dict[str, int | Reading | None], False, "typeddict: only dict[str, Any]"),
     _case(Sensor, dict[str, int | Reading], False, "typeddict nested Optional"),
     # TypeVars
     _case(int, T, True, "typevar"),
@@ -444,6 +546,48 @@ RULES = [
     _case(LinearScorer, Callable[[int], float], True, "callable instance"),
     _case(LinearScorer, Callable[[int], str], False, "callable instance"),
     _case(LinearScorer, Scorer, True, "callable instance"),
+    # numbers ABCs: mypy sees declared bases only, not run-time registration
+    _case(int, numbers.Number, False, "numbers ABC"),
+    _case(complex, numbers.Number, False, "numbers ABC"),
+    _case(list[float], Sequence[numbers.Real], False, "numbers ABC"),
+    _case(numbers.Integral, numbers.Number, True, "numbers ABC"),
+    _case(MyReal, numbers.Real, True, "numbers ABC"),
+    # Protocols compare member types; a settable attribute is invariant
+    _case(NamedStr, Named, True, "protocol attribute"),
+    _case(NamedInt, Named, False, "protocol attribute"),
+    _case(NamedLiteral, Named, False, "protocol settable attribute is invariant"),
+    _case(NamedProperty, Named, False, "protocol settable attribute, read-only property"),
+    _case(FrozenNamed, Named, False, "protocol settable attribute, frozen dataclass"),
+    _case(NamedProperty, HasName, True, "protocol read-only attribute"),
+    _case(NamedLiteral, HasName, True, "protocol read-only attribute is covariant"),
+    _case(NamedInt, HasName, False, "protocol read-only attribute"),
+    _case(TextFile, Readable, False, "protocol method return type"),
+    _case(FileWithDefault, Readable, True, "protocol method with a default parameter"),
+    # generic protocols: TypeVars solved against the producer's members
+    _case(IntGetter, Getter[int], True, "generic protocol"),
+    _case(IntGetter, Getter[float], True, "generic protocol (covariant)"),
+    _case(IntGetter, Getter[str], False, "generic protocol"),
+    _case(Box2[int], Getter[int], True, "generic protocol, generic producer"),
+    _case(Box2[str], Getter[int], False, "generic protocol, generic producer"),
+    _case(IntSlot, Slot[int], True, "generic protocol, settable attribute"),
+    _case(IntSlot, Slot[float], False, "generic protocol, settable attribute"),
+    _case(bool, typing.SupportsAbs[int], True, "SupportsAbs"),
+    _case(complex, typing.SupportsAbs[float], True, "SupportsAbs"),
+    _case(str, typing.SupportsAbs[int], False, "SupportsAbs"),
+    _case(int, typing.SupportsAbs[str], False, "SupportsAbs"),
+    # Enum and bool are the unions of their literals
+    _case(Color, Literal[Color.RED, Color.BLUE], True, "enum as literal union"),
+    _case(Color, Literal[Color.RED, Color.BLUE] | None, True, "enum as literal union"),
+    _case(Color, Literal[Color.RED], False, "enum as literal union"),
+    _case(bool, Literal[True, False], True, "bool as literal union"),
+    _case(bool, Literal[True], False, "bool as literal union"),
+    # a class is a callable returning its instances, with its constructor's parameters
+    _case(type[Dog], Callable[[], Animal], True, "type as callable"),
+    _case(type[Animal], Callable[[], Dog], False, "type as callable"),
+    _case(type[Point], Callable[[float, float], Point], True, "type as callable"),
+    _case(type[Point], Callable[[str, float], Point], False, "type as callable"),
+    _case(type[Point], Callable[[float], Point], False, "type as callable"),
+    _case(type[Point], Callable[..., Point], True, "type as callable"),
 ]
 
 
@@ -496,10 +640,6 @@ def test_explain_names_the_missing_protocol_member() -> None:
     assert explain(int, Readable) == "int lacks read required by protocol Readable"
 
 
-class Named(Protocol):
-    name: str
-
-
 @dataclasses.dataclass
 class NamedRecord:
     name: str
@@ -510,14 +650,45 @@ class SetsNameInInit:
         self.name = "x"
 
 
+class SetsNameFromParameter:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class SetsNumberAsName:
+    def __init__(self, number: int) -> None:
+        self.name = number
+
+
+def _make_name() -> str:
+    return "x"
+
+
+class SetsNameSomehow:
+    def __init__(self) -> None:
+        self.name = _make_name()
+
+
+class SetsNothing:
+    def __init__(self) -> None:
+        self.size = 1
+
+
 def test_protocol_data_member_is_found_in_a_dataclass_field() -> None:
     assert check(NamedRecord, Named).status is Status.COMPATIBLE
 
 
-def test_protocol_data_member_possibly_set_in_init_is_unknown() -> None:
-    verdict = check(SetsNameInInit, Named)
+def test_protocol_data_member_set_in_init_is_read_from_the_source() -> None:
+    assert check(SetsNameInInit, Named).status is Status.COMPATIBLE
+    assert check(SetsNameFromParameter, Named).status is Status.COMPATIBLE
+    assert explain(SetsNumberAsName, Named) == ("member 'name' of protocol Named: int is not str")
+    assert explain(SetsNothing, Named) == "SetsNothing lacks name required by protocol Named"
+
+
+def test_protocol_data_member_of_a_type_the_source_does_not_say_is_unknown() -> None:
+    verdict = check(SetsNameSomehow, Named)
     assert verdict.status is Status.UNKNOWN
-    assert verdict.reason == "cannot tell whether SetsNameInInit has name (protocol Named)"
+    assert verdict.reason == "cannot read the type of SetsNameSomehow.name (protocol Named)"
 
 
 def test_protocol_data_member_missing_from_a_closed_class_fails() -> None:
@@ -737,7 +908,8 @@ CONSTRUCTS = [
     (list[dict[str, Any]], DataFrame, INCOMPATIBLE),
     ("DataFrame", DataFrame, UNKNOWN),
     (list[typing.ForwardRef("DataFrame")], list[DataFrame], UNKNOWN),
-    (Wrapped[int], Wrapped[float], COMPATIBLE),
+    (Wrapped[int], Wrapped[int], COMPATIBLE),
+    (Wrapped[int], Wrapped[float], INCOMPATIBLE),
     (list[Wrapped[str]], Sequence[Wrapped[int]], INCOMPATIBLE),
 ]
 
@@ -949,9 +1121,9 @@ def test_fitting_is_transitive_on_a_sample_of_related_types() -> None:
     assert sum(status is Status.COMPATIBLE for status in fits.values()) > 400
 
 
-def test_transitivity_exception_a_mapping_fits_a_typeddict_gradually() -> None:
-    assert is_compatible(dict[str, int], Mapping[str, object])
-    assert is_compatible(Mapping[str, object], Movie)
+def test_transitivity_exception_a_dict_of_any_fits_a_typeddict_gradually() -> None:
+    assert is_compatible(dict[str, int], dict[str, Any])
+    assert is_compatible(dict[str, Any], Movie)
     assert not is_compatible(dict[str, int], Movie)
 
 
