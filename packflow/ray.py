@@ -544,6 +544,7 @@ def map_batches(
         For a bad ``concurrency``, ``batch_size`` or ``on_error``, or a ``DataContext``
         that would drop blocks or retry deterministic errors.
     """
+    _ray()
     checked = check_on_error(on_error)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -716,12 +717,12 @@ def run_jsonl(
     OSError
         When ``source`` cannot be read.
     """
+    ray = _ray()
     checked = check_on_error(on_error)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     target, overrides = _unbuilt(pipeline, config)
     payload = _payload(target, overrides)
-    ray = _ray()
     tables, blanks = _read_lines(source, batch_size)
     blank_at = iter(blanks)
     next_blank = next(blank_at, None)
