@@ -25,6 +25,7 @@ What Ray Data would do quietly is refused or made explicit (see
 
 from __future__ import annotations
 
+import ast
 import inspect
 import io
 import json
@@ -143,9 +144,36 @@ def _pickler_class() -> type:
                 module = sys.modules.get(name) if isinstance(name, str) else None
                 if module is not None and name != "__main__" and not _importable(name):  # type: ignore[arg-type]
                     cloudpickle.register_pickle_by_value(module)
-            return super().reducer_override(obj)
+            reduced = super().reducer_override(obj)
+            if isinstance(obj, types.FunctionType) and isinstance(reduced, tuple):
+                _add_annotation_globals(obj, reduced)
+            return reduced
 
     return _Pickler
+
+
+def _add_annotation_globals(func: types.FunctionType, reduced: tuple[Any, ...]) -> None:
+    """Ship the globals that ``func``'s string annotations name, when it goes by value.
+
+    cloudpickle sends only the globals a function's code uses; with ``from __future__
+    import annotations`` the annotations are strings naming other globals (``Records``,
+    a config class), which the type check in the worker must resolve.
+    """
+    try:
+        slotstate = reduced[2][1]
+        shipped = slotstate["__globals__"]
+    except (IndexError, KeyError, TypeError):
+        return
+    for annotation in func.__annotations__.values():
+        if not isinstance(annotation, str):
+            continue
+        try:
+            tree = ast.parse(annotation, mode="eval")
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in func.__globals__:
+                shipped.setdefault(node.id, func.__globals__[node.id])
 
 
 def _dumps(obj: Any) -> bytes:

@@ -143,6 +143,23 @@ def test_run_jsonl_writes_what_the_in_process_run_gives(ray_session: Any, tmp_pa
     assert failed == 3
 
 
+@RAY_TIMEOUT
+def test_a_pipeline_made_in_a_function_travels_by_value_with_its_annotations(
+    ray_session: Any,
+) -> None:
+    # Bound in no module, so the workers get its definition; the annotations are strings
+    # (from __future__ import annotations) naming globals the stage's code never uses.
+    local = Pipeline("local")
+
+    @local.execute
+    def tag(records: Records) -> Records:
+        return [{**r, "tag": "seen"} for r in records]
+
+    out = pray.iter_records(pray.map_batches(pray.from_records(records(10)), local))
+
+    assert [row["tag"] for row in out] == ["seen"] * 10
+
+
 def test_an_unpicklable_pipeline_is_refused_before_the_job_naming_what(ray_session: Any) -> None:
     lock = threading.Lock()
     local = Pipeline("locked")  # bound in no module: pickled by value
