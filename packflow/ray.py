@@ -616,12 +616,28 @@ def _map(
     )
 
 
-def _block_rows(total: int, blocks: int | None, batch_size: int) -> int:
+#: Small inputs are still cut into this many blocks, so that every actor gets some.
+_MIN_BLOCKS = 8
+
+
+def _block_rows(total: int, blocks: int | None, block_size: int) -> int:
     if blocks is not None:
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
             raise ValueError(f"override_num_blocks must be an integer >= 1, got {blocks!r}")
         return max(1, -(-total // blocks))
-    return batch_size
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
+    return max(1, min(block_size, -(-total // _MIN_BLOCKS)))
+
+
+def _spread(tables: list[Any]) -> list[Any]:
+    """``tables`` cut into at least ``_MIN_BLOCKS`` blocks when they hold enough rows."""
+    if len(tables) >= _MIN_BLOCKS:
+        return tables
+    pa = _pa()
+    whole = pa.concat_tables(tables)
+    step = _block_rows(whole.num_rows, None, whole.num_rows or 1)
+    return [whole.slice(start, step) for start in range(0, whole.num_rows, step)]
 
 
 def from_records(
@@ -635,8 +651,9 @@ def from_records(
     Each record is pickled into the ``packflow_record`` column with its position in
     ``packflow_index``, so keys, nested values and types survive (Arrow columns would
     fill missing keys with nulls and unify types), and error rows report positions in
-    ``records``. The data is split into blocks of ``block_size`` records (or into
-    ``override_num_blocks`` blocks) so that every actor gets work.
+    ``records``. The data is split into blocks of ``block_size`` records (smaller when
+    there would be fewer than 8 blocks, or into ``override_num_blocks`` blocks) so that
+    every actor gets work.
     """
     ray = _ray()
     pa = _pa()
@@ -757,7 +774,7 @@ def run_jsonl(
     errors = 0
     written = 0
     if tables:
-        ds = ray.data.from_arrow(tables)
+        ds = ray.data.from_arrow(_spread(tables))
         out = _map(ds, payload, checked, "jsonl", concurrency, batch_size, None, True, {})
         for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
             indices = batch.column(INDEX_COLUMN).to_pylist()
