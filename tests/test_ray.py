@@ -206,3 +206,60 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(MissingExtraError, match=r"pip install 'packflow\[ray\]'"):
         pray.map_batches(None, counting)  # type: ignore[arg-type]
+
+
+# The actor's batch conversions, run in this process: no Ray job needed.
+
+
+def actor(pipeline: Any, on_error: str = "row", output: str = "records") -> pray.PipelineActor:
+    return pray.PipelineActor(pray._payload(pipeline, {}), on_error, output)
+
+
+def batch(data: list[Any], positions: list[int]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            pray.INDEX_COLUMN: pa.array(positions, pa.int64()),
+            pray.RECORD_COLUMN: pa.array([pray._dumps_record(r) for r in data], pa.binary()),
+        }
+    )
+
+
+def test_error_rows_report_positions_in_the_input_when_a_batch_is_not_a_range() -> None:
+    # As after ds.filter(...): the batch holds records 3, 9 and 12 of the input.
+    table = batch([{"x": 3}, {"x": 9, "bad": True}, "not a dict"], [3, 9, 12])
+
+    out = actor(counting)(table)
+
+    errors = out.column(pray.ERROR_COLUMN).to_pylist()
+    assert out.column(pray.INDEX_COLUMN).to_pylist() == [3, 9, 12]
+    assert errors[0] is None
+    assert errors[1]["index"] == 9
+    assert errors[1]["message"] == "bad record x=9"
+    assert errors[2]["index"] == 12
+    assert errors[2]["stage"] == "input"
+    assert "record 12" in errors[2]["message"]
+
+
+def test_an_output_that_is_not_json_becomes_an_error_row_in_jsonl_mode() -> None:
+    unserializable = Pipeline("unserializable")
+
+    @unserializable.execute
+    def objects(records: Records) -> Records:
+        return [{"value": object()} if r["x"] == 1 else r for r in records]
+
+    import pyarrow as pa
+
+    lines = pa.array([b'{"x": 0}', b'{"x": 1}', b"{oops"], pa.binary())
+    table = pa.table({pray.INDEX_COLUMN: pa.array([0, 1, 2], pa.int64()), "packflow_line": lines})
+
+    out = actor(unserializable, output="jsonl")(table)
+
+    written = [json.loads(line) for line in out.column("packflow_line").to_pylist()]
+    assert written[0] == {"x": 0}
+    assert written[1]["error"]["stage"] == "output"
+    assert written[1]["error"]["index"] == 1
+    assert written[2]["error"]["stage"] == "input"
+    assert "not valid JSON" in written[2]["error"]["message"]
+    assert out.column(pray.ERROR_COLUMN).null_count == 1
