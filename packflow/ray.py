@@ -26,6 +26,7 @@ What Ray Data would do quietly is refused or made explicit (see
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import io
 import json
@@ -43,7 +44,13 @@ from packflow.outputs import ensure_native_types
 from packflow.pipeline import Pipeline, _import_pipeline
 from packflow.prebuilt.extras import import_extra
 from packflow.runtime.built import BuiltPipeline
-from packflow.runtime.isolation import ERROR_KEY, OnError, check_on_error, error_row
+from packflow.runtime.isolation import (
+    ERROR_KEY,
+    OnError,
+    check_on_error,
+    error_row,
+    is_error_row,
+)
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -318,6 +325,14 @@ def _dumps_record(record: Any) -> bytes:
         return _dumps(record)  # a lambda or a local class in an output
 
 
+_FAST_DUMPS = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _error_body(output: Any) -> Any:
+    """The ``error`` of an error row, else ``None`` (a record may hold an ``error`` key)."""
+    return output[ERROR_KEY] if is_error_row(output) else None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -378,18 +393,22 @@ class PipelineActor:
 
     def __call__(self, batch: Any) -> Any:
         names = batch.column_names
+        size = batch.num_rows
+        index = batch.column(INDEX_COLUMN) if INDEX_COLUMN in names else None
         positions: list[int] | None = None
-        if INDEX_COLUMN in names:
-            positions = batch.column(INDEX_COLUMN).to_pylist()
+        if index is not None and (self.on_error == "row" or _LINE_COLUMN in names):
+            positions = index.to_pylist()
         if RECORD_COLUMN in names:
-            records = list(map(_loads_record, batch.column(RECORD_COLUMN).to_pylist()))
+            records = list(map(pickle.loads, batch.column(RECORD_COLUMN).to_pylist()))
         elif _LINE_COLUMN in names:
             records = [_parse_line(raw) for raw in batch.column(_LINE_COLUMN).to_pylist()]
         else:
             # A dataset of plain columns: each row as Arrow holds it.
             records = batch.to_pylist()
         outputs = self._run(records, positions)
-        return self._table(outputs, positions, len(records))
+        if index is None:
+            index = self._pa.nulls(size, self._pa.int64())
+        return self._table(outputs, index, positions, size)
 
     def _run(self, records: list[Any], positions: list[int] | None) -> list[Any]:
         if not records:
@@ -429,15 +448,45 @@ class PipelineActor:
                 outputs[i] = result
         return outputs
 
-    def _table(self, outputs: list[Any], positions: list[int] | None, size: int) -> Any:
+    def _table(
+        self, outputs: list[Any], index: Any, positions: list[int] | None, size: int
+    ) -> Any:
         pa = self._pa
+        row_mode = self.on_error == "row"
+        payloads: list[Any] | None = None
+        errors: list[Any] | None = None
+        if self.output == "records":
+            try:
+                payloads = list(map(_FAST_DUMPS, outputs))
+            except Exception:
+                payloads = None  # something in an output needs cloudpickle, or fails
+            if payloads is not None and row_mode:
+                errors = [_error_body(output) for output in outputs]
+                for i, error in enumerate(errors):
+                    if error is not None:
+                        payloads[i] = None
+        if payloads is None:
+            payloads, errors = self._encode_each(outputs, positions, size)
+        columns = [index, pa.array(payloads, self.schema.field(1).type)]
+        if row_mode:
+            if errors is None or not any(e is not None for e in errors):
+                columns.append(pa.nulls(size, self._error_type))
+            else:
+                columns.append(pa.array(errors, self._error_type))
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def _encode_each(
+        self, outputs: list[Any], positions: list[int] | None, size: int
+    ) -> tuple[list[Any], list[Any]]:
+        """Each output pickled (or as a JSON line), finding the ones that cannot be."""
         row_mode = self.on_error == "row"
         errors: list[Any] = [None] * size
         payloads: list[Any] = [None] * size
         encode = self._encode_line if self.output == "jsonl" else _dumps_record
         for i, output in enumerate(outputs):
-            if row_mode and type(output) is dict and len(output) == 1 and ERROR_KEY in output:
-                errors[i] = output[ERROR_KEY]
+            body = _error_body(output) if row_mode else None
+            if body is not None:
+                errors[i] = body
                 if self.output == "jsonl":
                     payloads[i] = json.dumps(output, ensure_ascii=False)
                 continue
@@ -456,11 +505,7 @@ class PipelineActor:
                 errors[i] = body
                 if self.output == "jsonl":
                     payloads[i] = json.dumps({ERROR_KEY: body}, ensure_ascii=False)
-        columns = [pa.array(positions if positions is not None else [None] * size, pa.int64())]
-        columns.append(pa.array(payloads, self.schema.field(1).type))
-        if row_mode:
-            columns.append(pa.array(errors, self._error_type))
-        return pa.Table.from_arrays(columns, schema=self.schema)
+        return payloads, errors
 
     @staticmethod
     def _encode_line(output: Any) -> str:
