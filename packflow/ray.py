@@ -617,7 +617,12 @@ def map_batches(
         For a bad ``concurrency``, ``batch_size`` or ``on_error``, or a ``DataContext``
         that would drop blocks or retry deterministic errors.
     """
-    _ray()
+    ray = _ray()
+    if not isinstance(ds, ray.data.Dataset):
+        raise TypeError(
+            f"packflow.ray.map_batches runs over a ray.data.Dataset, got {type(ds).__name__}; "
+            "make one from a list of records with packflow.ray.from_records(records)"
+        )
     checked = check_on_error(on_error)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")

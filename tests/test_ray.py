@@ -201,6 +201,11 @@ def test_a_context_that_drops_blocks_is_refused(ray_session: Any) -> None:
         ds.context.max_errored_blocks = 0
 
 
+def test_a_list_is_refused_pointing_at_from_records(ray_session: Any) -> None:
+    with pytest.raises(TypeError, match=r"packflow.ray.from_records\(records\)"):
+        pray.map_batches(records(3), counting)  # type: ignore[arg-type]
+
+
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "ray", None)
 
