@@ -424,7 +424,8 @@ class PipelineActor:
         if not bad and contiguous:
             return self.built._run_rows(records, first_index=first)
         where = positions if positions is not None else list(range(len(records)))
-        keep = [i for i in range(len(records)) if i not in set(bad)]
+        failed = set(bad)
+        keep = [i for i in range(len(records)) if i not in failed]
         outputs: list[Any] = [None] * len(records)
         for i in bad:
             outputs[i] = {
