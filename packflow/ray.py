@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.machinery
 import inspect
 import io
 import json
 import os
 import pickle
+import subprocess
 import sys
 import types
 from collections.abc import Iterable, Iterator, Mapping
@@ -115,12 +117,68 @@ def _error_type() -> Any:
 # --------------------------------------------------------------------------- pickling
 
 
+@functools.lru_cache(maxsize=4)
+def _fresh_path(pythonpath: str | None) -> tuple[str, ...] | None:
+    """``sys.path`` of a fresh interpreter of this environment: what a worker starts with.
+
+    Entries the driver added at run time (``sys.path.insert``, a project folder that
+    ``LocalLoader`` put there, pytest's rootdir) are not in it; ``None`` when it cannot
+    be found out.
+    """
+    del pythonpath  # the cache key: a fresh interpreter reads it from the environment
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        found = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    return tuple(str(entry) for entry in found)
+
+
+_IMPORTABLE: dict[tuple[str, str | None], bool] = {}
+
+
 def _importable(module_name: str) -> bool:
-    """Whether a worker could import ``module_name`` as the driver did (by name)."""
+    """Whether a worker could import ``module_name`` by name and get the same file.
+
+    ``__main__``, a module made at run time (no import spec) and one found only through
+    a ``sys.path`` entry the driver added are not: what they define must travel by
+    value.
+    """
     if module_name == "__main__":
         return False
     module = sys.modules.get(module_name)
-    return module is None or getattr(module, "__spec__", None) is not None
+    if module is None:
+        return True
+    spec = getattr(module, "__spec__", None)
+    if spec is None:
+        return False
+    key = (module_name.partition(".")[0], os.environ.get("PYTHONPATH"))
+    known = _IMPORTABLE.get(key)
+    if known is None:
+        known = _IMPORTABLE[key] = _found_by_fresh_interpreter(key[0])
+    return known
+
+
+def _found_by_fresh_interpreter(top: str) -> bool:
+    if top in sys.builtin_module_names:
+        return True
+    module = sys.modules.get(top)
+    origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    if not isinstance(origin, str) or not os.path.isabs(origin):
+        return True  # frozen or namespace: nothing to compare
+    path = _fresh_path(os.environ.get("PYTHONPATH"))
+    if path is None:
+        return True
+    found = importlib.machinery.PathFinder.find_spec(top, list(path))
+    if found is None or not isinstance(found.origin, str):
+        return False
+    return os.path.realpath(found.origin) == os.path.realpath(origin)
 
 
 def _pickler_class() -> type:
@@ -129,9 +187,10 @@ def _pickler_class() -> type:
     class _Pickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
         """cloudpickle, plus: what a worker cannot import travels by value.
 
-        A pipeline bound in ``__main__`` (a driver script) or in a module made at run
-        time (no import spec) is pickled as its definition rather than by reference, and
-        the functions and classes of such a module by value.
+        A pipeline bound in a module that a worker cannot import (``__main__``, a module
+        made at run time, a project file that ``LocalLoader`` loaded from a folder it
+        put on ``sys.path``) is pickled as its definition rather than by reference, and
+        the functions, classes and module objects of such a module by value.
         """
 
         def reducer_override(self, obj: Any) -> Any:
@@ -146,10 +205,10 @@ def _pickler_class() -> type:
 
                     return (_rebuild_composed, (obj.parts, obj.name))
                 return reduced
-            if isinstance(obj, (types.FunctionType, type)):
-                name = getattr(obj, "__module__", None)
+            if isinstance(obj, (types.FunctionType, type, types.ModuleType)):
+                name = obj.__name__ if isinstance(obj, types.ModuleType) else obj.__module__
                 module = sys.modules.get(name) if isinstance(name, str) else None
-                if module is not None and name != "__main__" and not _importable(name):  # type: ignore[arg-type]
+                if module is not None and name != "__main__" and not _importable(name):
                     cloudpickle.register_pickle_by_value(module)
             reduced = super().reducer_override(obj)
             if isinstance(obj, types.FunctionType) and isinstance(reduced, tuple):

@@ -21,6 +21,7 @@ from ray_pipelines import counting, scaled_then_offset, without_pid
 import packflow.ray as pray
 from packflow import Pipeline, Records
 from packflow.exceptions import MissingExtraError
+from packflow.loaders import LocalLoader
 from packflow.outputs import ensure_native_types
 
 RAY_TIMEOUT = pytest.mark.timeout(60)
@@ -31,6 +32,11 @@ def ray_session() -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
         patch.setenv("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        # The workers (and packflow's check of what they can import) see this folder as
+        # they would see an installed package, so ray_pipelines travels by reference.
+        here = str(Path(ray_pipelines.__file__).parent)
+        paths = [here, *filter(None, [os.environ.get("PYTHONPATH")])]
+        patch.setenv("PYTHONPATH", os.pathsep.join(paths))
         import ray
 
         ray.init(
@@ -38,7 +44,6 @@ def ray_session() -> Iterator[Any]:
             object_store_memory=100 * 1024 * 1024,
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(Path(ray_pipelines.__file__).parent)}},
         )
         yield ray
         ray.shutdown()
@@ -83,7 +88,7 @@ def test_failing_records_become_error_rows_in_place_and_nothing_else_is_lost(
     data = records(600, bad=(7, 450))
     ds = pray.from_records(data, block_size=100)
 
-    out = pray.map_batches(ds, counting, on_error="row", batch_size=100)
+    out = pray.map_batches(ds, counting, on_error="row", batch_size=100).materialize()
     batches = list(out.iter_batches(batch_size=None, batch_format="pyarrow"))
     got = list(pray.iter_records(out))
 
@@ -158,6 +163,33 @@ def test_a_pipeline_made_in_a_function_travels_by_value_with_its_annotations(
     out = pray.iter_records(pray.map_batches(pray.from_records(records(10)), local))
 
     assert [row["tag"] for row in out] == ["seen"] * 10
+
+
+@RAY_TIMEOUT
+def test_a_project_file_loaded_from_its_folder_travels_by_value(
+    ray_session: Any, isolated_cwd: Path
+) -> None:
+    # As `packflow run --engine ray` on a project: LocalLoader put the folder on the
+    # driver's sys.path only, so the workers could not import `inference` or `helpers`.
+    (isolated_cwd / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (isolated_cwd / "inference.py").write_text(
+        "from __future__ import annotations\n"
+        "import helpers\n"
+        "from packflow import Pipeline, Records\n"
+        "pipe = Pipeline('project')\n"
+        "@pipe.execute\n"
+        "def run(records: Records) -> Records:\n"
+        "    return [{'y': helpers.double(r['x'])} for r in records]\n"
+    )
+    pipe = LocalLoader("inference:pipe", base_dir=isolated_cwd).resolve()
+
+    out = pray.iter_records(pray.map_batches(pray.from_records(records(20)), pipe))
+
+    assert [row["y"] for row in out] == [2 * i for i in range(20)]
+
+
+def test_a_pipeline_in_an_importable_module_travels_by_reference(ray_session: Any) -> None:
+    assert len(pray._payload(counting, {})) < 200  # a module and a name, not a definition
 
 
 def test_an_unpicklable_pipeline_is_refused_before_the_job_naming_what(ray_session: Any) -> None:
