@@ -181,6 +181,7 @@ def _found_by_fresh_interpreter(top: str) -> bool:
     return os.path.realpath(found.origin) == os.path.realpath(origin)
 
 
+@functools.lru_cache(maxsize=1)
 def _pickler_class() -> type:
     cloudpickle = import_extra("ray.cloudpickle", "ray", _WHO)
 
