@@ -1,0 +1,302 @@
+"""packflow.ray on a real local Ray: 2 CPUs, a small object store, no dashboard.
+
+One Ray instance serves the whole module (starting one takes seconds); every test that
+runs a job has a timeout, since some Ray settings retry forever. The pipelines live in
+``ray_pipelines``, which the workers import as they would an installed package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray_pipelines
+from ray_pipelines import counting, scaled_then_offset, without_pid
+
+import packflow.ray as pray
+from packflow import Pipeline, Records
+from packflow.exceptions import MissingExtraError
+from packflow.loaders import LocalLoader
+from packflow.outputs import ensure_native_types
+
+RAY_TIMEOUT = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        patch.setenv("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        # The workers (and packflow's check of what they can import) see this folder as
+        # they would see an installed package, so ray_pipelines travels by reference.
+        here = str(Path(ray_pipelines.__file__).parent)
+        paths = [here, *filter(None, [os.environ.get("PYTHONPATH")])]
+        patch.setenv("PYTHONPATH", os.pathsep.join(paths))
+        import ray
+
+        ray.init(
+            num_cpus=2,
+            object_store_memory=100 * 1024 * 1024,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+        yield ray
+        ray.shutdown()
+
+
+def records(n: int, *, bad: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    return [{"x": i, **({"bad": True} if i in bad else {})} for i in range(n)]
+
+
+@RAY_TIMEOUT
+def test_each_actor_builds_the_pipeline_once_with_the_config_overrides(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    count_file = tmp_path / "builds.txt"
+    ds = pray.from_records(records(2000), block_size=100)
+    config = {"count_file": str(count_file), "factor": 3}
+
+    out = list(pray.iter_records(pray.map_batches(ds, counting, config=config, batch_size=100)))
+
+    builds = count_file.read_text().split()
+    assert len(builds) == 2  # 20 batches, 2 actors: one build each
+    assert str(os.getpid()) not in builds
+    assert {row["pid"] for row in out} == {int(pid) for pid in builds}
+    assert [row["y"] for row in out] == [3 * i for i in range(2000)]
+
+
+@RAY_TIMEOUT
+def test_output_keeps_the_input_order_when_batches_take_uneven_time(ray_session: Any) -> None:
+    # Every other batch sleeps, so the batches after it finish first.
+    config = {"slow_every": 40, "slow_seconds": 0.25}
+    ds = pray.from_records(records(400), block_size=40)
+
+    out = pray.iter_records(pray.map_batches(ds, counting, config=config, batch_size=40))
+
+    assert [row["x"] for row in out] == list(range(400))
+
+
+@RAY_TIMEOUT
+def test_failing_records_become_error_rows_in_place_and_nothing_else_is_lost(
+    ray_session: Any,
+) -> None:
+    data = records(600, bad=(7, 450))
+    ds = pray.from_records(data, block_size=100)
+
+    out = pray.map_batches(ds, counting, on_error="row", batch_size=100).materialize()
+    batches = list(out.iter_batches(batch_size=None, batch_format="pyarrow"))
+    got = list(pray.iter_records(out))
+
+    # The error column is in every batch, also in those without a failure.
+    assert all(pray.ERROR_COLUMN in batch.column_names for batch in batches)
+    assert got[7] == {
+        "error": {
+            "type": "ValueError",
+            "message": "bad record x=7",
+            "stage": "execute",
+            "index": 7,
+        }
+    }
+    assert got[450]["error"]["index"] == 450
+    assert without_pid(got) == without_pid(counting.build()(data, on_error="row"))
+
+
+@RAY_TIMEOUT
+def test_a_failing_record_fails_the_job_with_on_error_raise(ray_session: Any) -> None:
+    ds = pray.from_records(records(50, bad=(3,)))
+
+    with pytest.raises(Exception, match="bad record x=3"):
+        list(pray.iter_records(pray.map_batches(ds, counting, concurrency=1)))
+
+
+@RAY_TIMEOUT
+def test_a_composition_with_a_class_backend_runs_with_per_part_config(ray_session: Any) -> None:
+    ds = pray.from_records(records(300), block_size=100)
+
+    out = pray.map_batches(ds, scaled_then_offset, config={"counting": {"factor": 5}})
+
+    assert [row["y"] for row in pray.iter_records(out)] == [5 * i + 1000 for i in range(300)]
+
+
+@RAY_TIMEOUT
+def test_run_jsonl_writes_what_the_in_process_run_gives(ray_session: Any, tmp_path: Path) -> None:
+    data: list[Any] = records(1000, bad=(10, 999))
+    data[20] = [1, 2]  # not an object: an error row, as in process
+    source = tmp_path / "in.jsonl"
+    lines = [json.dumps(r) for r in data]
+    lines.insert(500, "")  # a blank line stays a blank line
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sink = tmp_path / "out.jsonl"
+
+    with open(sink, "w", encoding="utf-8") as handle:
+        failed = pray.run_jsonl(counting, source, handle, config={"factor": 4}, batch_size=128)
+
+    expected = [
+        json.dumps(ensure_native_types(row), ensure_ascii=False, allow_nan=False)
+        for row in without_pid(counting.build(factor=4)(data, on_error="row"))
+    ]
+    expected.insert(500, "")
+    written = sink.read_text(encoding="utf-8").splitlines()
+    assert [json.dumps(without_pid([json.loads(w)])[0]) if w else w for w in written] == [
+        json.dumps(json.loads(e)) if e else e for e in expected
+    ]
+    assert failed == 3
+
+
+@RAY_TIMEOUT
+def test_a_pipeline_made_in_a_function_travels_by_value_with_its_annotations(
+    ray_session: Any,
+) -> None:
+    # Bound in no module, so the workers get its definition; the annotations are strings
+    # (from __future__ import annotations) naming globals the stage's code never uses.
+    local = Pipeline("local")
+
+    @local.execute
+    def tag(records: Records) -> Records:
+        return [{**r, "tag": "seen"} for r in records]
+
+    out = pray.iter_records(pray.map_batches(pray.from_records(records(10)), local))
+
+    assert [row["tag"] for row in out] == ["seen"] * 10
+
+
+@RAY_TIMEOUT
+def test_a_project_file_loaded_from_its_folder_travels_by_value(
+    ray_session: Any, isolated_cwd: Path
+) -> None:
+    # As `packflow run --engine ray` on a project: LocalLoader put the folder on the
+    # driver's sys.path only, so the workers could not import `inference` or `helpers`.
+    (isolated_cwd / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    (isolated_cwd / "inference.py").write_text(
+        "from __future__ import annotations\n"
+        "import helpers\n"
+        "from packflow import Pipeline, Records\n"
+        "pipe = Pipeline('project')\n"
+        "@pipe.execute\n"
+        "def run(records: Records) -> Records:\n"
+        "    return [{'y': helpers.double(r['x'])} for r in records]\n"
+    )
+    pipe = LocalLoader("inference:pipe", base_dir=isolated_cwd).resolve()
+
+    out = pray.iter_records(pray.map_batches(pray.from_records(records(20)), pipe))
+
+    assert [row["y"] for row in out] == [2 * i for i in range(20)]
+
+
+def test_a_pipeline_in_an_importable_module_travels_by_reference(ray_session: Any) -> None:
+    assert len(pray._payload(counting, {})) < 200  # a module and a name, not a definition
+
+
+def test_an_unpicklable_pipeline_is_refused_before_the_job_naming_what(ray_session: Any) -> None:
+    lock = threading.Lock()
+    local = Pipeline("locked")  # bound in no module: pickled by value
+
+    @local.execute
+    def guarded(records: Records) -> Records:
+        with lock:
+            return records
+
+    ds = pray.from_records(records(3))
+    with pytest.raises(pray.UnpicklablePipelineError, match="closure variable `lock`") as caught:
+        pray.map_batches(ds, local)
+
+    assert "stage execute" in caught.value.problems[0]
+    assert "guarded" in caught.value.problems[0]
+
+
+def test_an_unpicklable_config_override_is_refused_naming_the_key(ray_session: Any) -> None:
+    ds = pray.from_records(records(3))
+
+    with pytest.raises(pray.UnpicklablePipelineError, match="config override 'factor'"):
+        pray.map_batches(ds, counting, config={"factor": threading.Lock()})
+
+
+def test_a_built_instance_is_refused(ray_session: Any) -> None:
+    ds = pray.from_records(records(3))
+
+    with pytest.raises(TypeError, match="needs the unbuilt pipeline"):
+        pray.map_batches(ds, counting.build())
+
+
+def test_a_context_that_drops_blocks_is_refused(ray_session: Any) -> None:
+    ds = pray.from_records(records(3))
+    ds.context.max_errored_blocks = 1
+    try:
+        with pytest.raises(ValueError, match="max_errored_blocks=1 would let Ray drop"):
+            pray.map_batches(ds, counting)
+    finally:
+        ds.context.max_errored_blocks = 0
+
+
+def test_a_list_is_refused_pointing_at_from_records(ray_session: Any) -> None:
+    with pytest.raises(TypeError, match=r"packflow.ray.from_records\(records\)"):
+        pray.map_batches(records(3), counting)  # type: ignore[arg-type]
+
+
+def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'packflow\[ray\]'"):
+        pray.map_batches(None, counting)  # type: ignore[arg-type]
+
+
+# The actor's batch conversions, run in this process: no Ray job needed.
+
+
+def actor(pipeline: Any, on_error: str = "row", output: str = "records") -> pray.PipelineActor:
+    return pray.PipelineActor(pray._payload(pipeline, {}), on_error, output)
+
+
+def batch(data: list[Any], positions: list[int]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            pray.INDEX_COLUMN: pa.array(positions, pa.int64()),
+            pray.RECORD_COLUMN: pa.array([pray._dumps_record(r) for r in data], pa.binary()),
+        }
+    )
+
+
+def test_error_rows_report_positions_in_the_input_when_a_batch_is_not_a_range() -> None:
+    # As after ds.filter(...): the batch holds records 3, 9 and 12 of the input.
+    table = batch([{"x": 3}, {"x": 9, "bad": True}, "not a dict"], [3, 9, 12])
+
+    out = actor(counting)(table)
+
+    errors = out.column(pray.ERROR_COLUMN).to_pylist()
+    assert out.column(pray.INDEX_COLUMN).to_pylist() == [3, 9, 12]
+    assert errors[0] is None
+    assert errors[1]["index"] == 9
+    assert errors[1]["message"] == "bad record x=9"
+    assert errors[2]["index"] == 12
+    assert errors[2]["stage"] == "input"
+    assert "record 12" in errors[2]["message"]
+
+
+def test_an_output_that_is_not_json_becomes_an_error_row_in_jsonl_mode() -> None:
+    unserializable = Pipeline("unserializable")
+
+    @unserializable.execute
+    def objects(records: Records) -> Records:
+        return [{"value": object()} if r["x"] == 1 else r for r in records]
+
+    import pyarrow as pa
+
+    lines = pa.array([b'{"x": 0}', b'{"x": 1}', b"{oops"], pa.binary())
+    table = pa.table({pray.INDEX_COLUMN: pa.array([0, 1, 2], pa.int64()), "packflow_line": lines})
+
+    out = actor(unserializable, output="jsonl")(table)
+
+    written = [json.loads(line) for line in out.column("packflow_line").to_pylist()]
+    assert written[0] == {"x": 0}
+    assert written[1]["error"]["stage"] == "output"
+    assert written[1]["error"]["index"] == 1
+    assert written[2]["error"]["stage"] == "input"
+    assert "not valid JSON" in written[2]["error"]["message"]
+    assert out.column(pray.ERROR_COLUMN).null_count == 1
