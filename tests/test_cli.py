@@ -513,7 +513,7 @@ def test_run_reports_a_bad_json_line_by_number_and_runs_the_others(
         "type": "InvalidLine",
         "message": "expected a JSON object, got list",
         "stage": "input",
-        "index": None,
+        "index": 2,  # counting the non-blank lines
         "line": 4,
     }
     assert "line 2: input: InvalidLine: not valid JSON" in captured.err

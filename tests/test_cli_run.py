@@ -182,29 +182,29 @@ def start_run(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
 
 def test_run_answers_each_line_of_a_live_stdin_before_the_next_arrives(tmp_path: Path) -> None:
     # A batch size of 64 would hold these back forever if only full batches were run.
-    run = start_run(tmp_path, "--max-latency-ms", "5")
-    assert run.stdin is not None and run.stdout is not None
-    try:
-        for x in range(3):
-            run.stdin.write(json.dumps({"x": x}) + "\n")
-            run.stdin.flush()
-            assert json.loads(read_line(run.stdout)) == {"y": 2 * x}
-        run.stdin.close()
-        assert run.wait(timeout=30) == 0
-    finally:
-        run.kill()
+    with start_run(tmp_path, "--max-latency-ms", "5") as run:
+        assert run.stdin is not None and run.stdout is not None
+        try:
+            for x in range(3):
+                run.stdin.write(json.dumps({"x": x}) + "\n")
+                run.stdin.flush()
+                assert json.loads(read_line(run.stdout)) == {"y": 2 * x}
+            run.stdin.close()
+            assert run.wait(timeout=30) == 0
+        finally:
+            run.kill()
 
 
 def test_ctrl_c_reports_how_many_lines_were_written(tmp_path: Path) -> None:
-    run = start_run(tmp_path, "--max-latency-ms", "1")
-    assert run.stdin is not None and run.stdout is not None and run.stderr is not None
-    try:
-        for x in range(2):
-            run.stdin.write(json.dumps({"x": x}) + "\n")
-            run.stdin.flush()
-            read_line(run.stdout)
-        run.send_signal(signal.SIGINT)
-        assert run.wait(timeout=30) == 130
-        assert "interrupted; 2 lines written of 2 read" in run.stderr.read()
-    finally:
-        run.kill()
+    with start_run(tmp_path, "--max-latency-ms", "1") as run:
+        assert run.stdin is not None and run.stdout is not None and run.stderr is not None
+        try:
+            for x in range(2):
+                run.stdin.write(json.dumps({"x": x}) + "\n")
+                run.stdin.flush()
+                read_line(run.stdout)
+            run.send_signal(signal.SIGINT)
+            assert run.wait(timeout=30) == 130
+            assert "interrupted; 2 lines written of 2 read" in run.stderr.read()
+        finally:
+            run.kill()

@@ -46,10 +46,14 @@ KEPT_FAILED_LINES = 10
 class LineError:
     """Why line ``number`` has an error row: what :func:`run_lines` reports for it."""
 
+    #: The input line, from 1.
     number: int
     type: str
     message: str
+    #: ``"input"`` for a line that holds no record, ``"output"`` for an output that is
+    #: not JSON, else the pipeline step that failed.
     stage: str
+    #: The line's position among the input's non-blank lines, from 0.
     index: int | None
 
     def row(self) -> dict[str, Any]:
@@ -58,7 +62,9 @@ class LineError:
         return {ERROR_KEY: {**body, "index": self.index, "line": self.number}}
 
     def __str__(self) -> str:
-        where = f"record {self.index}, " if self.index is not None else ""
+        # A line that holds no record is named by its line alone.
+        record = self.index is not None and self.stage != "input"
+        where = f"record {self.index}, " if record else ""
         return f"line {self.number}: {where}{self.stage}: {self.type}: {self.message}"
 
 
@@ -88,13 +94,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 class _Line:
-    """Stands in the stream for an input line that holds no record (blank or bad)."""
+    """Stands in the stream for an input line that holds no record."""
 
-    __slots__ = ("number", "problem")
+    __slots__ = ("index", "number", "problem")
 
-    def __init__(self, number: int, problem: str | None) -> None:
+    def __init__(self, number: int, problem: str, index: int) -> None:
         self.number = number
-        self.problem = problem  # None: a blank line
+        self.problem = problem
+        self.index = index  # its position in the stream
 
 
 def _reject_constant(name: str) -> Any:
@@ -149,12 +156,32 @@ def serialize(output: Any) -> str:
         raise type(exc)(f"{where}{reason}") from None
 
 
-def _lines(source: Iterable[str | bytes], numbers: deque[int]) -> Iterator[Any]:
-    """The events of a stream over ``source``: records, or markers for the other lines."""
-    for number, raw in enumerate(source, 1):
-        parsed = parse_line(raw, number)
-        numbers.append(number)
-        yield parsed if isinstance(parsed, dict) else _Line(number, parsed)
+class _Lines:
+    """The events of a stream over ``source``: records, or markers for bad lines.
+
+    Each line's number goes to ``numbers`` as it is read, negated for a blank line:
+    blank lines are not events (they are written back in their place), so that an
+    event's position in the stream is its position among the non-blank lines, as on
+    Ray. ``read`` counts the lines read so far.
+    """
+
+    def __init__(self, source: Iterable[str | bytes]) -> None:
+        self.source = source
+        self.numbers: deque[int] = deque()
+        self.read = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        numbers = self.numbers
+        events = 0
+        for number, raw in enumerate(self.source, 1):
+            self.read = number
+            parsed = parse_line(raw, number)
+            if parsed is None:
+                numbers.append(-number)
+                continue
+            numbers.append(number)
+            yield parsed if isinstance(parsed, dict) else _Line(number, parsed, events)
+            events += 1
 
 
 def run_lines(
@@ -215,33 +242,40 @@ def run_lines(
 
     if isinstance(built, Runtime):
         built = built._runtime()
-    numbers: deque[int] = deque()
+    reader = _Lines(source)
+    lines = reader.numbers
     stream = Stream(
         built,
-        _lines(source, numbers),
+        iter(reader),
         max_batch_size=max_batch_size,
         max_latency_ms=max_latency_ms,
         on_error="row",
         passthrough=_Line,
     )
-    written = failed = records = 0
+    written = failed = 0
     failures: list[LineError] = []
     stopped: str | None = None
+
+    def blanks() -> int:
+        """Write the blank lines due before the next event's line; how many."""
+        count = 0
+        while lines and lines[0] < 0:
+            lines.popleft()
+            write("")
+            count += 1
+        return count
+
     try:
         for output in stream:
-            number = numbers.popleft()
+            written += blanks()
+            number = lines.popleft()
             problem = _problem(output, number)
-            if type(output) is _Line:
-                if problem is None:
-                    text = ""  # a blank line stays blank
-            else:
-                records += 1
-                if problem is None:
-                    try:
-                        text = serialize(output)
-                    except (TypeError, ValueError) as exc:
-                        name, message = type(exc).__name__, str(exc)
-                        problem = LineError(number, name, message, "output", records - 1)
+            if problem is None:
+                try:
+                    text = serialize(output)
+                except (TypeError, ValueError) as exc:
+                    name, message = type(exc).__name__, str(exc)
+                    problem = LineError(number, name, message, "output", stream.answered - 1)
             if problem is not None:
                 failed += 1
                 if len(failures) < KEPT_FAILED_LINES:
@@ -262,25 +296,25 @@ def run_lines(
                     flush()
                 if progress is not None:
                     progress(written, failed)
+        else:
+            written += blanks()  # the blank lines after the last event
     except KeyboardInterrupt as exc:
         stream.close()
         if flush is not None:
             flush()
-        summary = RunSummary(stream.received, written, failed, tuple(failures), "an interrupt")
+        summary = RunSummary(reader.read, written, failed, tuple(failures), "an interrupt")
         raise Interrupted(summary) from exc
     finally:
         stream.close()
         if flush is not None:
             flush()
-    return RunSummary(stream.received, written, failed, tuple(failures), stopped)
+    return RunSummary(reader.read, written, failed, tuple(failures), stopped)
 
 
 def _problem(output: Any, number: int) -> LineError | None:
     """The failure that ``output`` (the stream's answer for line ``number``) stands for."""
     if type(output) is _Line:
-        if output.problem is None:
-            return None
-        return LineError(number, "InvalidLine", output.problem, "input", None)
+        return LineError(number, "InvalidLine", output.problem, "input", output.index)
     if type(output) is dict and len(output) == 1 and ERROR_KEY in output:
         body = output[ERROR_KEY]
         if type(body) is dict and body.keys() == {"type", "message", "stage", "index"}:

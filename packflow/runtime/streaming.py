@@ -33,7 +33,7 @@ from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from packflow.runtime.isolation import OnError, check_on_error
+from packflow.runtime.isolation import OnError, check_on_error, error_row
 
 if TYPE_CHECKING:
     from packflow.metrics import RawMetrics
@@ -181,9 +181,8 @@ class Stream(Iterator[Any]):
         self._built = built
         # Events of this type are handed back unchanged, in their place, without running
         # (``packflow run`` passes blank and bad lines through so that lines stay aligned);
-        # the others are counted as records, and error rows index them among records.
+        # error rows still count their position from the start of the stream.
         self._passthrough = passthrough
-        self._records = 0
         self.received = 0
         self.answered = 0
         self._source_error: BaseException | None = None
@@ -203,21 +202,34 @@ class Stream(Iterator[Any]):
 
     def _run(self, batch: list[Any], first: int) -> list[Any]:
         if self._passthrough is not None:
-            return self._run_around(batch)
+            return self._run_around(batch, first)
         return self._run_records(batch, first)
 
-    def _run_around(self, batch: list[Any]) -> list[Any]:
+    def _run_around(self, batch: list[Any], first: int) -> list[Any]:
+        """Run the events that are not passed through; the others stay as they are.
+
+        Error rows keep counting from the start of the stream, passed events included.
+        """
         kind = self._passthrough
         keep = [i for i, event in enumerate(batch) if type(event) is not kind]
-        first = self._records
-        self._records += len(keep)
         if len(keep) == len(batch):
             return self._run_records(batch, first)
         outputs = list(batch)
-        if keep:
-            results = self._run_records([batch[i] for i in keep], first)
-            for i, result in zip(keep, results, strict=True):
-                outputs[i] = result
+        if not keep:
+            return outputs
+        records = [batch[i] for i in keep]
+        if self._on_error == "row":
+            where = [first + i for i in keep]
+
+            def mark(exc: BaseException, index: int, attempted: int | None) -> Any:
+                # ``index`` counts within ``records``; report the stream position.
+                return error_row(exc, where[index], attempted_index=attempted)
+
+            results = self._built._run_rows(records, mark=mark)
+        else:
+            results = self._built.run_batch(records)
+        for i, result in zip(keep, results, strict=True):
+            outputs[i] = result
         return outputs
 
     def _run_records(self, batch: list[Any], first: int) -> list[Any]:
