@@ -22,6 +22,7 @@ from packflow.log import LOGGER_NAME
 
 if TYPE_CHECKING:
     from packflow.runtime.isolation import OnError
+    from packflow.runtime.jsonl import LineError, RunSummary
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -30,6 +31,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: ``run``'s records per pipeline call, in process.
+DEFAULT_BATCH_SIZE = 64
 #: ``run`` prints progress on stderr once this many records went through.
 PROGRESS_AFTER = 1000
 PROGRESS_INTERVAL = 1.0
@@ -263,10 +266,16 @@ def _open(path: Path, mode: str, option: str) -> IO[Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from packflow.runtime.jsonl import Interrupted, LineError, run_lines
+    from packflow.runtime.jsonl import Interrupted, run_lines
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.concurrency is not None and args.engine != "ray":
+        raise UsageError("--concurrency is for --engine ray")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.engine == "ray" and args.input == "-":
+        raise UsageError("--engine ray reads a file: give --input FILE, not stdin")
     if args.max_latency_ms < 0:
         raise UsageError(f"--max-latency-ms must be at least 0, got {args.max_latency_ms}")
     if args.max_errors is not None and args.max_errors < 1:
@@ -292,6 +301,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sink: IO[str] = sys.stdout
         # What the user's code prints must not land among the output lines.
         stack.enter_context(redirect_stdout(sys.stderr))
+
+        def report(problem: LineError) -> None:
+            _err(str(problem))
+
+        if args.engine == "ray":
+            return _run_on_ray(args, loader, path, sink, stack, on_error, report)
         backend = loader.load()
         if args.output != "-":
             # Opened only now, so that a backend that fails to load leaves the file alone.
@@ -300,16 +315,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         def write(text: str) -> None:
             sink.write(text + "\n")
 
-        def report(problem: LineError) -> None:
-            _err(str(problem))
-
         progress = _Progress(sys.stderr)
         try:
             summary = run_lines(
                 backend,
                 source,
                 write,
-                max_batch_size=args.batch_size,
+                max_batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
                 max_latency_ms=args.max_latency_ms,
                 on_error=on_error,
                 max_errors=args.max_errors,
@@ -324,6 +336,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 f"{done.read} read"
             )
             return EXIT_INTERRUPTED
+    return _finish(summary, progress.shown)
+
+
+def _finish(summary: RunSummary, progress_shown: bool) -> int:
+    """Say how ``run`` went on stderr; its exit code."""
     if summary.stopped is not None:
         _err(
             f"packflow: stopped after {summary.stopped}; {_count(summary.written, 'line')} "
@@ -338,9 +355,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"(lines {', '.join(numbers)}{more}); each has an error row in the output"
         )
         return EXIT_FAILURE
-    if progress.shown:
+    if progress_shown:
         _err(f"packflow: done, {_count(summary.written, 'line')}")
     return EXIT_OK
+
+
+def _run_on_ray(
+    args: argparse.Namespace,
+    loader: Any,
+    path: Path,
+    sink: IO[str],
+    stack: ExitStack,
+    on_error: OnError,
+    report: Callable[[LineError], None],
+) -> int:
+    """``run --engine ray``: the same lines as in process, computed by Ray actors."""
+    from packflow.ray import DEFAULT_BATCH_SIZE as RAY_BATCH_SIZE
+    from packflow.ray import run_jsonl
+
+    target = loader.resolve()
+    config = getattr(loader, "backend_config", {})
+    if args.output != "-":
+        sink = stack.enter_context(_open(Path(args.output), "w", "--output"))
+    summary = run_jsonl(
+        target,
+        path,
+        sink,
+        config=config,
+        concurrency=args.concurrency or 2,
+        batch_size=args.batch_size or RAY_BATCH_SIZE,
+        on_error=on_error,
+        max_errors=args.max_errors,
+        report=report,
+    )
+    sink.flush()
+    return _finish(summary, False)
 
 
 # --------------------------------------------------------------------------- parser
@@ -393,7 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("path", nargs="?", default=".", help=path_help)
     run.add_argument("--input", "-i", required=True, help="JSON Lines file, or - for stdin")
     run.add_argument("--output", "-o", default="-", help="JSON Lines file, or - for stdout")
-    run.add_argument("--batch-size", "-b", type=int, default=64, help="most records per call")
+    run.add_argument(
+        "--batch-size",
+        "-b",
+        type=int,
+        default=None,
+        help=f"most records per call (default: {DEFAULT_BATCH_SIZE}; 1024 on Ray)",
+    )
     run.add_argument(
         "--max-latency-ms",
         type=float,
@@ -412,6 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="stop after N failed lines (their error rows written)",
+    )
+    run.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: Ray Data actors (pip install 'packflow[ray]')",
+    )
+    run.add_argument(
+        "--concurrency", type=int, default=None, metavar="N", help="Ray actors (default: 2)"
     )
     run.add_argument(
         "--fail-fast", action="store_true", help="stop at the first failed line (--on-error raise)"

@@ -36,13 +36,13 @@ import pickle
 import subprocess
 import sys
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from packflow.backend import InferenceBackend, built_pipeline
 from packflow.compose import ComposedPipeline
 from packflow.exceptions import PipelineDefinitionError
-from packflow.outputs import ensure_native_types
 from packflow.pipeline import Pipeline, _import_pipeline
 from packflow.prebuilt.extras import import_extra
 from packflow.runtime.built import BuiltPipeline
@@ -53,6 +53,7 @@ from packflow.runtime.isolation import (
     error_row,
     is_error_row,
 )
+from packflow.runtime.jsonl import KEPT_FAILED_LINES, LineError, RunSummary, parse_line, serialize
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -398,22 +399,19 @@ def _reject_constant(name: str) -> Any:
 
 
 class _NotJSON(ValueError):
-    """An input line that is not a JSON value; stands for its record in the batch."""
+    """An input line that holds no record; stands for its record in the batch."""
 
 
 def _parse_line(raw: bytes | None) -> Any:
+    """The record on a (non-blank) line, or a :class:`_NotJSON` saying why there is none.
+
+    The rules and messages of ``packflow run`` (:func:`packflow.runtime.jsonl.parse_line`;
+    the driver took a byte order mark off the first line already).
+    """
     if raw is None:
         return _NotJSON("the line is missing")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return _NotJSON(f"not valid UTF-8 at byte {exc.start + 1}")
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        return _NotJSON(f"not valid JSON: {exc.msg} (column {exc.colno})")
-    except ValueError as exc:
-        return _NotJSON(f"not valid JSON: {exc}")
+    parsed = parse_line(raw, 0)
+    return parsed if isinstance(parsed, dict) else _NotJSON(parsed or "a blank line")
 
 
 class PipelineActor:
@@ -488,14 +486,9 @@ class PipelineActor:
         keep = [i for i in range(len(records)) if i not in failed]
         outputs: list[Any] = [None] * len(records)
         for i in bad:
-            outputs[i] = {
-                ERROR_KEY: {
-                    "type": "ValueError",
-                    "message": f"input record {where[i]}: {records[i]}",
-                    "stage": "input",
-                    "index": where[i],
-                }
-            }
+            # As ``packflow run`` reports a line that holds no record.
+            body = {"type": "InvalidLine", "message": str(records[i]), "stage": "input"}
+            outputs[i] = {ERROR_KEY: {**body, "index": where[i]}}
         if keep:
 
             def mark(exc: BaseException, index: int, attempted: int | None) -> Any:
@@ -559,7 +552,7 @@ class PipelineActor:
                 where = positions[i] if positions else i
                 body = {
                     "type": type(exc).__name__,
-                    "message": f"output {where} cannot be written: {exc}",
+                    "message": str(exc) if self.output == "jsonl" else f"cannot be sent: {exc}",
                     "stage": "output",
                     "index": where,
                 }
@@ -570,7 +563,7 @@ class PipelineActor:
 
     @staticmethod
     def _encode_line(output: Any) -> str:
-        return json.dumps(ensure_native_types(output), ensure_ascii=False, allow_nan=False)
+        return serialize(output)  # as ``packflow run`` writes it, key paths in its errors
 
 
 # --------------------------------------------------------------------------- the API
@@ -805,8 +798,11 @@ def iter_records(ds: Dataset) -> Iterator[Any]:
 # --------------------------------------------------------------------------- JSON Lines
 
 
-def _read_lines(source: str | os.PathLike[str], block_size: int) -> tuple[list[Any], list[int]]:
-    """Arrow blocks of the non-blank lines of ``source``, and where the blank ones were.
+def _read_lines(
+    source: str | os.PathLike[str], block_size: int
+) -> tuple[list[Any], list[int], array[int]]:
+    """Arrow blocks of the non-blank lines of ``source``, where the blank ones were, and
+    each non-blank line's number.
 
     A blank line is not a record; ``blanks`` holds, for each, the number of records
     before it, so that the output can keep a blank line in its place.
@@ -815,6 +811,7 @@ def _read_lines(source: str | os.PathLike[str], block_size: int) -> tuple[list[A
     schema = pa.schema([(INDEX_COLUMN, pa.int64()), (_LINE_COLUMN, pa.binary())])
     tables: list[Any] = []
     blanks: list[int] = []
+    numbers: array[int] = array("q")
     lines: list[bytes] = []
     count = 0
 
@@ -835,11 +832,12 @@ def _read_lines(source: str | os.PathLike[str], block_size: int) -> tuple[list[A
             if not raw.strip():
                 blanks.append(count + len(lines))
                 continue
+            numbers.append(number)
             lines.append(raw.rstrip(b"\r\n"))
             if len(lines) >= block_size:
                 flush()
     flush()
-    return tables, blanks
+    return tables, blanks, numbers
 
 
 def run_jsonl(
@@ -851,19 +849,30 @@ def run_jsonl(
     concurrency: int | tuple[int, int] = 2,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_error: OnError = "row",
-) -> int:
+    max_errors: int | None = None,
+    report: Callable[[LineError], None] | None = None,
+) -> RunSummary:
     """Run the JSON Lines file ``source`` through ``pipeline`` on Ray; write JSON Lines.
 
-    Output line N belongs to input line N, in order: a record's output, its error row
-    ``{"error": {"type", "message", "stage", "index"}}`` (``index`` counts the records,
-    the non-blank lines, from 0), or a blank line for a blank line. The lines are those
-    the in-process ``built(records, on_error="row")`` gives, as JSON. Lines are parsed
-    and outputs written as JSON in the actors; the driver only reads and writes text.
+    The output is what ``packflow run`` writes in process
+    (:func:`packflow.runtime.jsonl.run_lines`), line for line: output line N belongs to
+    input line N; a record's output, a blank line for a blank line, or an error row
+    ``{"error": {"type", "message", "stage", "index", "line"}}`` (``index`` counts the
+    non-blank lines from 0) for a line that holds no JSON object, a record that failed
+    or an output that is not JSON. Lines are parsed and outputs written as JSON in the
+    actors; the driver only reads and writes text, and adds the line numbers.
+
+    Parameters
+    ----------
+    max_errors
+        Stop writing after this many failed lines (Ray has run the job by then).
+    report
+        Called with each failed line, in order.
 
     Returns
     -------
-    int
-        The number of error rows written (0 with ``on_error="raise"``).
+    RunSummary
+        Lines read and written, and the failed lines.
 
     Raises
     ------
@@ -877,37 +886,70 @@ def run_jsonl(
     checked = check_on_error(on_error)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if max_errors is not None and (
+        isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1
+    ):
+        raise ValueError(f"max_errors must be an integer >= 1 or None, got {max_errors!r}")
     target, overrides = _unbuilt(pipeline, config)
     payload = _payload(target, overrides)
-    tables, blanks = _read_lines(source, batch_size)
+    tables, blanks, numbers = _read_lines(source, batch_size)
     blank_at = iter(blanks)
     next_blank = next(blank_at, None)
-    errors = 0
-    written = 0
+    records = 0  # non-blank lines answered
+    written = failed = 0
+    failures: list[LineError] = []
+    stopped: str | None = None
     if tables:
         ds = ray.data.from_arrow(_spread(tables))
         out = _map(ds, payload, checked, "jsonl", concurrency, batch_size, None, True, {})
         for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
             indices = batch.column(INDEX_COLUMN).to_pylist()
-            if indices != list(range(written, written + len(indices))):
+            if indices != list(range(records, records + len(indices))):
                 raise RuntimeError(
                     f"packflow.ray.run_jsonl: Ray returned records {indices[:3]}... where "
-                    f"record {written} was due; the output would be out of order"
+                    f"record {records} was due; the output would be out of order"
                 )
             if checked == "row":
-                errors += batch.num_rows - batch.column(ERROR_COLUMN).null_count
+                bodies = batch.column(ERROR_COLUMN).to_pylist()
+            else:
+                bodies = [None] * batch.num_rows
             parts: list[str] = []
-            for line in batch.column(_LINE_COLUMN).to_pylist():
-                while next_blank is not None and next_blank == written:
+            for line, body in zip(batch.column(_LINE_COLUMN).to_pylist(), bodies, strict=True):
+                while next_blank is not None and next_blank == records:
                     parts.append("")
                     next_blank = next(blank_at, None)
+                if body is not None:
+                    problem = LineError(
+                        numbers[records],
+                        body["type"],
+                        body["message"],
+                        body["stage"],
+                        body["index"],
+                    )
+                    failed += 1
+                    if len(failures) < KEPT_FAILED_LINES:
+                        failures.append(problem)
+                    if report is not None:
+                        report(problem)
+                    line = json.dumps(problem.row(), ensure_ascii=False)
                 parts.append(line)
-                written += 1
+                records += 1
+                if max_errors is not None and failed >= max_errors:
+                    stopped = f"{failed} failed lines (max_errors={max_errors})"
+                    break
+            written += len(parts)
             sink.write("\n".join(parts) + "\n")
+            if stopped is not None:
+                break
     expected = sum(t.num_rows for t in tables)
-    if written != expected:
-        raise RuntimeError(f"packflow.ray.run_jsonl: Ray returned {written} of {expected} records")
-    while next_blank is not None:
-        sink.write("\n")
-        next_blank = next(blank_at, None)
-    return errors
+    if stopped is None:
+        if records != expected:
+            raise RuntimeError(
+                f"packflow.ray.run_jsonl: Ray returned {records} of {expected} records"
+            )
+        while next_blank is not None:
+            sink.write("\n")
+            written += 1
+            next_blank = next(blank_at, None)
+    read = len(numbers) + len(blanks)
+    return RunSummary(read, written, failed, tuple(failures), stopped)

@@ -73,3 +73,15 @@ scaled_then_offset = counting >> Offset
 def without_pid(rows: list[Any]) -> list[Any]:
     """``rows`` without the process id, which differs between workers and the driver."""
     return [{k: v for k, v in row.items() if k != "pid"} for row in rows]
+
+
+#: Doubles ``x``; a record with ``bad`` fails, ``x == 7`` gives an output that is not JSON.
+liner = Pipeline("liner")
+
+
+@liner.execute
+def double(records: Records) -> Records:
+    for record in records:
+        if record.get("bad"):
+            raise ValueError(f"bad record x={record['x']}")
+    return [{"y": float("nan") if r["x"] == 7 else 2 * r["x"]} for r in records]

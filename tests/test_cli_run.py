@@ -131,6 +131,8 @@ def test_serialize_names_the_key_path_of_a_value_it_cannot_convert() -> None:
 
 
 def test_parse_line_tells_blank_bad_and_good_lines_apart() -> None:
+    # The column is counted on the line itself, its line end left out.
+    assert parse_line(b'{"x": \n', 1) == "not valid JSON: Expecting value (column 7)"
     assert parse_line(b"  \n", 1) is None
     assert parse_line(b'\xef\xbb\xbf{"a": 1}', 1) == {"a": 1}
     # A byte order mark is allowed at the start of the file only.

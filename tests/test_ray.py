@@ -22,7 +22,6 @@ import packflow.ray as pray
 from packflow import Pipeline, Records
 from packflow.exceptions import MissingExtraError
 from packflow.loaders import LocalLoader
-from packflow.outputs import ensure_native_types
 
 RAY_TIMEOUT = pytest.mark.timeout(60)
 
@@ -39,6 +38,8 @@ def ray_session() -> Iterator[Any]:
         patch.setenv("PYTHONPATH", os.pathsep.join(paths))
         import ray
 
+        if ray.is_initialized():  # left running by a failed docs example: start afresh
+            ray.shutdown()
         ray.init(
             num_cpus=2,
             object_store_memory=100 * 1024 * 1024,
@@ -123,29 +124,67 @@ def test_a_composition_with_a_class_backend_runs_with_per_part_config(ray_sessio
     assert [row["y"] for row in pray.iter_records(out)] == [5 * i + 1000 for i in range(300)]
 
 
+MIXED_LINES = [
+    *(json.dumps({"x": i}) for i in range(5)),
+    "",  # a blank line stays a blank line
+    '{"x": ',  # not JSON
+    json.dumps({"x": 5, "bad": True}),  # fails in the pipeline
+    "[1, 2]",  # not an object
+    json.dumps({"x": 7}),  # an output that is not JSON (NaN)
+    *(json.dumps({"x": i}) for i in range(8, 300)),
+    "",
+]
+
+
+def mixed_input(folder: Path) -> Path:
+    source = folder / "in.jsonl"
+    source.write_text("\n".join(MIXED_LINES) + "\n", encoding="utf-8")
+    return source
+
+
 @RAY_TIMEOUT
-def test_run_jsonl_writes_what_the_in_process_run_gives(ray_session: Any, tmp_path: Path) -> None:
-    data: list[Any] = records(1000, bad=(10, 999))
-    data[20] = [1, 2]  # not an object: an error row, as in process
-    source = tmp_path / "in.jsonl"
-    lines = [json.dumps(r) for r in data]
-    lines.insert(500, "")  # a blank line stays a blank line
-    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+def test_run_jsonl_writes_what_packflow_run_writes_in_process(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    from packflow.runtime.jsonl import run_lines
+
+    source = mixed_input(tmp_path)
+    local: list[str] = []
+    with open(source, "rb") as lines:
+        expected = run_lines(ray_pipelines.liner.build(), lines, local.append)
     sink = tmp_path / "out.jsonl"
 
     with open(sink, "w", encoding="utf-8") as handle:
-        failed = pray.run_jsonl(counting, source, handle, config={"factor": 4}, batch_size=128)
+        summary = pray.run_jsonl(ray_pipelines.liner, source, handle, batch_size=64)
 
-    expected = [
-        json.dumps(ensure_native_types(row), ensure_ascii=False, allow_nan=False)
-        for row in without_pid(counting.build(factor=4)(data, on_error="row"))
+    assert sink.read_text(encoding="utf-8").splitlines() == local
+    assert (summary.read, summary.written, summary.failed) == (
+        expected.read,
+        expected.written,
+        expected.failed,
+    )
+    assert summary.failed == 4
+    assert [f.number for f in summary.first_failures] == [7, 8, 9, 10]
+
+
+@RAY_TIMEOUT
+def test_packflow_run_on_ray_writes_what_it_writes_in_process(
+    ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from packflow.cli import main
+
+    source = mixed_input(tmp_path)
+    spec = "ray_pipelines:liner"
+    assert main(["run", spec, "--input", str(source), "-o", str(tmp_path / "a.jsonl")]) == 1
+    local_err = capsys.readouterr().err
+    ray_args = ["--engine", "ray", "--concurrency", "2", "-o", str(tmp_path / "b.jsonl")]
+    assert main(["run", spec, "--input", str(source), *ray_args]) == 1
+    ray_err = capsys.readouterr().err
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    assert [line for line in local_err.splitlines() if line.startswith("line ")] == [
+        line for line in ray_err.splitlines() if line.startswith("line ")
     ]
-    expected.insert(500, "")
-    written = sink.read_text(encoding="utf-8").splitlines()
-    assert [json.dumps(without_pid([json.loads(w)])[0]) if w else w for w in written] == [
-        json.dumps(json.loads(e)) if e else e for e in expected
-    ]
-    assert failed == 3
+    assert "4 of 303 lines failed (lines 7, 8, 9, 10)" in ray_err
 
 
 @RAY_TIMEOUT

@@ -122,6 +122,8 @@ def parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
             return f"not valid UTF-8 at byte {exc.start + 1}"
     if not raw.strip():
         return None
+    # Without its line end, so that an error's column is on this line, not "line 2".
+    raw = raw.rstrip("\r\n")
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
