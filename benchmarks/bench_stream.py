@@ -49,8 +49,15 @@ CLIENTS = 1000
 FEATURES = 64
 
 rng = np.random.default_rng(0)
+#: The MLP's hidden width: the model's cost per row (``--hidden``).
 W1 = rng.standard_normal((FEATURES, 256))
 W2 = rng.standard_normal((256, 1))
+
+
+def set_hidden(width: int) -> None:
+    global W1, W2
+    W1 = rng.standard_normal((FEATURES, width))
+    W2 = rng.standard_normal((width, 1))
 
 
 FIXED = rng.standard_normal((FIXED_SIDE, FIXED_SIDE))
@@ -135,15 +142,19 @@ def paced_latency(count: int) -> None:
             next_at += PACE_US / 1e6
 
     latencies = []
-    for i, _ in enumerate(built.stream(paced(), max_batch_size=BATCH, max_latency_ms=LATENCY_MS)):
+    computes = []  # each batch's own time in the pipeline, as its metrics say
+    stream = built.stream(paced(), max_batch_size=BATCH, max_latency_ms=LATENCY_MS)
+    for i, _ in enumerate(stream):
         latencies.append((time.perf_counter() - arrivals[i]) * 1e3)
-    compute_ms = median_s(lambda: model(events[:BATCH]), repeat=21) * 1e3
+        if stream.answered == stream.received:
+            computes.append(built.get_metrics().total_execution_time)
     p50, p99 = np.percentile(latencies, [50, 99])
+    compute_ms = float(np.percentile(computes, 99))
     bound = LATENCY_MS + compute_ms
     print(f"paced source, one event every {PACE_US:.0f} us, {count} events")
-    print(f"  one batch's compute: {compute_ms:.2f} ms; bound {bound:.2f} ms")
+    print(f"  one batch's compute (p99 over the run's batches): {compute_ms:.2f} ms")
     print(f"  latency p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(latencies):.2f} ms")
-    print(f"  p99 within bound: {p99 <= bound}")
+    print(f"  p99 <= max_latency_ms + one batch's compute ({bound:.2f} ms): {p99 <= bound}")
 
 
 def async_batcher(events: list[dict[str, Any]]) -> None:
@@ -163,12 +174,51 @@ def async_batcher(events: list[dict[str, Any]]) -> None:
             await asyncio.gather(*(client(c) for c in range(CLIENTS)))
         return outputs
 
+    async def by_hand() -> list[Any]:
+        # The least an asyncio batcher must do: a future per event, one collector that
+        # takes up to BATCH of them and runs the model in a worker thread.
+        outputs: list[Any] = [None] * n
+        loop = asyncio.get_running_loop()
+        pending: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        ready = asyncio.Event()
+        done = False
+
+        async def client(first: int) -> None:
+            for i in range(first, n, CLIENTS):
+                answer = loop.create_future()
+                pending.append((events[i], answer))
+                ready.set()
+                outputs[i] = await answer
+
+        async def collector() -> None:
+            while not done or pending:
+                if not pending:
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                taken = pending[:BATCH]
+                del pending[:BATCH]
+                results = await loop.run_in_executor(None, model, [e for e, _ in taken])
+                for (_, answer), result in zip(taken, results, strict=True):
+                    answer.set_result(result)
+
+        task = loop.create_task(collector())
+        await asyncio.gather(*(client(c) for c in range(CLIENTS)))
+        done = True
+        ready.set()
+        await task
+        return outputs
+
     assert asyncio.run(serve()) == handwritten_loop(events)
     loop = median_s(lambda: handwritten_loop(events))
     batched = median_s(lambda: asyncio.run(serve()))
+    floor = median_s(lambda: asyncio.run(by_hand()))
     print(f"async_batcher, {n} events, 1,000 concurrent submitters")
-    print(f"  hand-written loop {n / loop:10.0f} events/s, async_batcher {n / batched:10.0f}")
+    print(f"  hand-written loop         {n / loop:10.0f} events/s")
+    print(f"  hand-written asyncio batcher {n / floor:7.0f} events/s (no latency bound)")
+    print(f"  async_batcher             {n / batched:10.0f} events/s")
     print(f"  async_batcher / loop: {loop / batched:.2f}x   (target >= 0.7x)")
+    print(f"  async_batcher / hand-written asyncio: {floor / batched:.2f}x")
 
 
 def threaded_batcher(events: list[dict[str, Any]]) -> None:
@@ -205,7 +255,12 @@ def on_error_cost() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument(
+        "--hidden", type=int, default=256, help="the model's hidden width (cost per row)"
+    )
     args = parser.parse_args()
+    set_hidden(args.hidden)
+    print(f"model: MLP {FEATURES} -> {args.hidden} -> 1, plus a fixed matmul per call")
     events = make_events(args.events)
     throughput(events)
     paced_latency(min(args.events, 5_000))
