@@ -80,7 +80,7 @@ def _project_root(path: str) -> Path | None:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from packflow.project import create_project
+    from packflow.projects import create_project
 
     target = create_project(
         args.name,
@@ -146,7 +146,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from packflow.project import export_project
+    from packflow.projects import export_project
 
     result = export_project(args.path, args.output_dir)
     for finding in result.report.warnings if result.report else ():
@@ -370,9 +370,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _version() -> str:
-    from packflow import __version__
+    from packflow._version import package_version
 
-    return str(__version__)
+    return package_version()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -225,7 +225,7 @@ class InferenceBackendLoader:
         InferenceBackendLoadError
             When ``packflow.yaml`` is missing or broken; the ``ConfigError`` is chained.
         """
-        from packflow.project import find_project_file, read_project_config
+        from packflow.projects.manifest import find_project_file, read_project_config
 
         root = Path(path)
         try:

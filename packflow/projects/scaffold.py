@@ -1,0 +1,127 @@
+"""Scaffolding: ``create_project`` writes a new project folder from the templates."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.resources
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from packflow.projects.manifest import (
+    _VERSION_CHARS,
+    DEFAULT_SAMPLE_FILE,
+    PROJECT_FILE,
+    ProjectConfig,
+    ProjectError,
+    RuntimeSettings,
+    check_project_name,
+    dump_project_config,
+)
+
+__all__ = ["create_project"]
+
+_TEMPLATES = "templates/project"
+# Template file -> file written into the new project.
+_SCAFFOLD: tuple[tuple[str, str], ...] = (
+    ("inference.py.tmpl", "inference.py"),
+    ("validate.py.tmpl", "validate.py"),
+    ("test_inference.py.tmpl", "test_inference.py"),
+    ("README.md.tmpl", "README.md"),
+    ("MODEL_CARD.md.tmpl", "MODEL_CARD.md"),
+    ("requirements.txt.tmpl", "requirements.txt"),
+    ("sample.jsonl.tmpl", DEFAULT_SAMPLE_FILE),
+    ("gitignore.tmpl", ".gitignore"),
+)
+
+
+def _template(name: str) -> str:
+    return (importlib.resources.files("packflow") / _TEMPLATES / name).read_text("utf-8")
+
+
+def _packflow_version() -> str:
+    from packflow._version import package_version
+
+    return package_version()
+
+
+def create_project(
+    name: str,
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    description: str = "",
+    version: str = "0.1.0",
+    maintainers: Sequence[str] = (),
+    force: bool = False,
+) -> Path:
+    """Scaffold a new project folder ``directory/name`` and return its path.
+
+    The project holds ``packflow.yaml``, ``requirements.txt``, an ``inference.py`` with a
+    working pipeline, ``README.md``, ``MODEL_CARD.md``, an empty ``LICENSE.txt``,
+    ``validate.py``, ``test_inference.py``, ``sample.jsonl`` and a ``.gitignore``.
+
+    Parameters
+    ----------
+    name
+        The project name: a letter, then letters, digits, ``-`` and ``_``.
+    directory
+        Where to create the folder; the working directory by default.
+    force
+        Write into an existing, non-empty folder; files that already exist there are
+        kept as they are, only the missing ones are written.
+
+    Raises
+    ------
+    ProjectError
+        When the name is invalid, the folder exists and is not empty (without
+        ``force``), or the files cannot be written.
+    """
+    check_project_name(name)
+    if not _VERSION_CHARS.match(version):
+        raise ProjectError(f"invalid version {version!r}: use letters, digits and . + ! - _")
+    target = Path(directory if directory is not None else Path.cwd()) / name
+    if target.exists() and not target.is_dir():
+        raise ProjectError(f"cannot create project {name!r}: {target} is a file")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise ProjectError(
+            f"cannot create project {name!r}: {target} already exists and is not empty "
+            "(pass --force to write into it)"
+        )
+    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    config = ProjectConfig(
+        name=name,
+        version=version,
+        description=description,
+        maintainers=list(maintainers),
+        runtime=RuntimeSettings(python_version=python_version),
+        sample_inputs=DEFAULT_SAMPLE_FILE,
+    )
+    values = {
+        "name": name,
+        "title": name.replace("-", " ").replace("_", " ").strip().title(),
+        "description": description or f"Inference code for {name}.",
+        "version": version,
+        "packflow_version": _packflow_version(),
+        "python_version": python_version,
+        "year": str(datetime.date.today().year),
+    }
+    # LICENSE.txt is empty on purpose: the license is the author's choice; validation
+    # reminds them.
+    files = {PROJECT_FILE: dump_project_config(config), "LICENSE.txt": ""}
+    for template, filename in _SCAFFOLD:
+        text = _template(template)
+        for key, value in values.items():
+            text = text.replace("{{ " + key + " }}", value)
+        files[filename] = text
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for filename, text in files.items():
+            # With force, what the folder already holds is the user's work: keep it.
+            if not (target / filename).exists():
+                (target / filename).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot create project {name!r} in {target.parent}: {exc.strerror or exc}"
+        ) from exc
+    return target
