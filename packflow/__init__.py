@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from packflow.backend import InferenceBackend
 from packflow.compose import ComposedPipeline
@@ -21,17 +22,17 @@ from packflow.exceptions import (
     StageError,
     UnknownPreprocessorError,
 )
-from packflow.loaders import load
 from packflow.metrics import Metrics
 from packflow.outputs import ensure_native_types, ensure_valid_output
 from packflow.pipeline import Pipeline
 from packflow.records import Records
 from packflow.runtime import BuiltPipeline
 
-try:
-    __version__ = version("packflow")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+if TYPE_CHECKING:
+    from packflow.loaders import load
+    from packflow.projects.packflow_project import PackflowProject
+
+    __version__: str
 
 __all__ = [
     "BackendConfig",
@@ -46,6 +47,7 @@ __all__ = [
     "InputFormat",
     "Metrics",
     "PackflowError",
+    "PackflowProject",
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineTypeError",
@@ -59,3 +61,28 @@ __all__ = [
     "ensure_valid_output",
     "load",
 ]
+
+# Imported on first use (PEP 562): the loaders, the project machinery (YAML) and
+# importlib.metadata cost more than the rest of `import packflow` apart from numpy.
+_LAZY = {
+    "load": "packflow.loaders",
+    "PackflowProject": "packflow.projects.packflow_project",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from packflow._version import package_version
+
+        value: Any = package_version()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'packflow' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    # The public names only: not the submodules that importing binds here, nor helpers.
+    return sorted(__all__)

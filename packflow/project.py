@@ -15,6 +15,7 @@ from packflow.projects.manifest import (
     REQUIRED_FILES,
     ProjectConfig,
     ProjectError,
+    ProjectExistsError,
     RuntimeSettings,
     archive_name,
     check_project_name,
@@ -22,6 +23,7 @@ from packflow.projects.manifest import (
     find_project_file,
     read_project_config,
 )
+from packflow.projects.packflow_project import PackflowProject
 from packflow.projects.scaffold import create_project
 from packflow.projects.validate import Finding, ProjectReport, read_jsonl_samples, validate_project
 
@@ -32,8 +34,10 @@ __all__ = [
     "REQUIRED_FILES",
     "ExportResult",
     "Finding",
+    "PackflowProject",
     "ProjectConfig",
     "ProjectError",
+    "ProjectExistsError",
     "ProjectReport",
     "RuntimeSettings",
     "archive_name",

@@ -657,3 +657,74 @@ def test_run_with_a_missing_input_file_says_so(
     assert main(["create", "x"]) == 0
     assert main(["run", "x", "--input", "missing.jsonl"]) == 2
     assert "--input missing.jsonl: no such file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- create into a folder
+
+
+def test_create_into_an_existing_empty_folder_exits_1_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "x").mkdir()
+    assert main(["create", "x"]) == 1
+    assert "x already exists and is empty (pass --force" in capsys.readouterr().err
+    assert list((tmp_path / "x").iterdir()) == []
+    assert main(["create", "x", "--force"]) == 0
+    assert (tmp_path / "x" / "packflow.yaml").is_file()
+
+
+def test_the_scaffold_packflow_yaml_names_what_its_inference_py_defines(tmp_path: Path) -> None:
+    import ast
+
+    from packflow.project import read_project_config
+
+    assert main(["create", "x"]) == 0
+    spec = read_project_config(tmp_path / "x").runtime.inference_backend
+    module, attribute = spec.split(":")
+    tree = ast.parse((tmp_path / "x" / f"{module}.py").read_text(encoding="utf-8"))
+    defined = {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    } | {node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+    assert attribute in defined
+
+
+CLASS_BACKEND = """\
+from packflow import InferenceBackend
+
+
+class Backend(InferenceBackend):
+    def execute(self, inputs):
+        return [{"value": r["value"], "positive": r["value"] > 0.5} for r in inputs]
+"""
+
+
+def test_inference_backend_the_originals_convention_works_for_a_class_project(
+    tmp_path: Path,
+) -> None:
+    assert main(["create", "x"]) == 0
+    (tmp_path / "x" / "inference.py").write_text(CLASS_BACKEND, encoding="utf-8")
+    yaml_file = tmp_path / "x" / "packflow.yaml"
+    yaml_file.write_text(
+        yaml_file.read_text(encoding="utf-8").replace("inference:pipe", "inference:Backend"),
+        encoding="utf-8",
+    )
+    for command in (["check", "x"], ["validate", "x"], ["export", "x"]):
+        assert main(command) == 0, command
+    done = packflow_cmd("run", "x", "--input", "x/sample.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert '{"value": 0.9, "positive": true}' in done.stdout.splitlines()
+
+
+def test_a_spec_the_module_does_not_define_points_at_packflow_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    (tmp_path / "x" / "inference.py").write_text(CLASS_BACKEND, encoding="utf-8")
+    assert main(["check", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "has no attribute 'pipe'; it defines Backend" in err
+    assert "runtime.inference_backend in x/packflow.yaml" in err

@@ -418,3 +418,15 @@ def test_a_bad_keyword_is_not_blamed_on_packflow_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^invalid config") as info:
         InferenceBackendLoader.from_project(folder, verbose="loud")
     assert info.value.path is None
+
+
+@pytest.mark.parametrize("loader", [LocalLoader, ModuleLoader])
+def test_load_backend_module_is_the_originals_name_for_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: type[InferenceBackendLoader]
+) -> None:
+    write(tmp_path / "original_style_inference.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = loader("original_style_inference:Backend").load_backend_module()
+    assert isinstance(found, type) and issubclass(found, InferenceBackend)
+    assert found.__name__ == "Backend"
+    assert found()({"x": 1}) == {"y": 3}

@@ -585,3 +585,62 @@ def test_the_old_import_path_packflow_project_names_the_same_objects() -> None:
 
     assert set(old.__all__) == set(new.__all__)
     assert all(getattr(old, name) is getattr(new, name) for name in new.__all__)
+
+
+# --------------------------------------------------------------------------- PackflowProject
+
+
+def test_packflow_project_runs_the_original_packflow_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import packflow
+
+    monkeypatch.chdir(tmp_path)
+    project = packflow.PackflowProject.create("my_test_project")
+    assert project.base_dir == (tmp_path / "my_test_project").resolve()
+    assert project.has_packflow_config
+    assert repr(project) == f"PackflowProject @ {project.base_dir}"
+    config = project.load_config()
+    assert (config.name, config.version) == ("my_test_project", "0.1.0")
+    errors, warnings = project.validate_required_files()
+    assert errors == []
+    assert "LICENSE.txt: is empty" in warnings
+    (tmp_path / "exports").mkdir()
+    archive = project.export(output_directory=str(tmp_path / "exports"))
+    assert archive == (tmp_path / "exports" / "my_test_project-0.1.0.zip").resolve()
+    with zipfile.ZipFile(archive) as zipped:
+        assert {"packflow.yaml", "inference.py", "requirements.txt"} <= set(zipped.namelist())
+
+
+def test_packflow_project_create_refuses_an_existing_folder_as_a_file_exists_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packflow import PackflowProject
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing_project").mkdir()
+    with pytest.raises(FileExistsError, match="already exists and is empty"):
+        PackflowProject.create("existing_project")
+    assert PackflowProject.create("existing_project", force=True).has_packflow_config
+
+
+def test_packflow_project_validate_required_files_lists_a_missing_requirements_file(
+    tmp_path: Path,
+) -> None:
+    from packflow.project import PackflowProject
+
+    project = PackflowProject.create("p", directory=tmp_path)
+    (project.base_dir / "requirements.txt").unlink()
+    errors, _warnings = project.validate_required_files()
+    assert errors == ["requirements.txt: missing (required)"]
+    with pytest.raises(ProjectError, match=r"requirements\.txt: missing") as info:
+        project.export(output_directory=str(tmp_path))
+    assert info.value.problems == errors
+
+
+def test_packflow_project_export_does_not_run_the_projects_code(tmp_path: Path) -> None:
+    from packflow import PackflowProject
+
+    project = PackflowProject.create("p", directory=tmp_path)
+    (project.base_dir / "inference.py").write_text("raise SystemExit('ran')\n", encoding="utf-8")
+    assert project.export(output_directory=str(tmp_path)).is_file()

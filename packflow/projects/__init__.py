@@ -8,7 +8,8 @@ One module per job, in layers (each imports only those above it in this list):
 - :mod:`~packflow.projects.validate`: :func:`validate_project` (loads the backend
   through :mod:`packflow.loaders`, the only part that runs the project's code);
 - :mod:`~packflow.projects.export`: :func:`export_project`, the ``.zip`` archive;
-- :class:`PackflowProject`: the original Packflow's object over all four.
+- :mod:`~packflow.projects.packflow_project`: :class:`PackflowProject`, the original
+  Packflow's object over all four.
 
 The names below are imported from their module when first used, so that reading a
 manifest (as the loaders do) does not import validation and the loaders with it.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         REQUIRED_FILES,
         ProjectConfig,
         ProjectError,
+        ProjectExistsError,
         RuntimeSettings,
         archive_name,
         check_project_name,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
         find_project_file,
         read_project_config,
     )
+    from packflow.projects.packflow_project import PackflowProject
     from packflow.projects.scaffold import create_project
     from packflow.projects.validate import (
         Finding,
@@ -51,6 +54,7 @@ _HOMES = {
     "REQUIRED_FILES": "manifest",
     "ProjectConfig": "manifest",
     "ProjectError": "manifest",
+    "ProjectExistsError": "manifest",
     "RuntimeSettings": "manifest",
     "archive_name": "manifest",
     "check_project_name": "manifest",
@@ -58,6 +62,7 @@ _HOMES = {
     "find_project_file": "manifest",
     "read_project_config": "manifest",
     "create_project": "scaffold",
+    "PackflowProject": "packflow_project",
     "Finding": "validate",
     "ProjectReport": "validate",
     "read_jsonl_samples": "validate",
@@ -74,8 +79,10 @@ __all__ = [
     "REQUIRED_FILES",
     "ExportResult",
     "Finding",
+    "PackflowProject",
     "ProjectConfig",
     "ProjectError",
+    "ProjectExistsError",
     "ProjectReport",
     "RuntimeSettings",
     "archive_name",

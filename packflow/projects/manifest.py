@@ -27,6 +27,7 @@ __all__ = [
     "REQUIRED_FILES",
     "ProjectConfig",
     "ProjectError",
+    "ProjectExistsError",
     "RuntimeSettings",
     "archive_name",
     "check_project_name",
@@ -73,6 +74,11 @@ class ProjectError(PackflowError):
     def __init__(self, message: str, problems: Sequence[Any] | None = None) -> None:
         super().__init__(message)
         self.problems: list[Any] = list(problems) if problems is not None else [message]
+
+
+class ProjectExistsError(ProjectError, FileExistsError):
+    """``create`` was asked for a folder that already exists (pass ``force`` to write
+    into it). A ``FileExistsError`` too, as the original Packflow raised."""
 
 
 def check_project_name(name: str) -> str:

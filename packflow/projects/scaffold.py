@@ -15,6 +15,7 @@ from packflow.projects.manifest import (
     PROJECT_FILE,
     ProjectConfig,
     ProjectError,
+    ProjectExistsError,
     RuntimeSettings,
     check_project_name,
     dump_project_config,
@@ -68,14 +69,16 @@ def create_project(
     directory
         Where to create the folder; the working directory by default.
     force
-        Write into an existing, non-empty folder; files that already exist there are
-        kept as they are, only the missing ones are written.
+        Write into a folder that already exists (even an empty one is refused without
+        it); files that already exist there are kept as they are, only the missing ones
+        are written.
 
     Raises
     ------
     ProjectError
-        When the name is invalid, the folder exists and is not empty (without
-        ``force``), or the files cannot be written.
+        When the name is invalid or the files cannot be written;
+        :class:`ProjectExistsError` (also a ``FileExistsError``) when the folder exists
+        and ``force`` is not given.
     """
     check_project_name(name)
     if not _VERSION_CHARS.match(version):
@@ -83,10 +86,12 @@ def create_project(
     target = Path(directory if directory is not None else Path.cwd()) / name
     if target.exists() and not target.is_dir():
         raise ProjectError(f"cannot create project {name!r}: {target} is a file")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise ProjectError(
-            f"cannot create project {name!r}: {target} already exists and is not empty "
-            "(pass --force to write into it)"
+    if target.is_dir() and not force:
+        # Even an empty folder: it may be one the user made for something else.
+        contents = "is empty" if not any(target.iterdir()) else "is not empty"
+        raise ProjectExistsError(
+            f"cannot create project {name!r}: {target} already exists and {contents} "
+            "(pass --force to write into it; files already there are kept)"
         )
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
     config = ProjectConfig(
