@@ -14,6 +14,7 @@ from packflow import (
     ConfigError,
     InferenceBackendInitializationError,
     InferenceBackendLoadError,
+    PipelineDefinitionError,
     PipelineTypeError,
 )
 from packflow.backend import InferenceBackend
@@ -430,3 +431,25 @@ def test_load_backend_module_is_the_originals_name_for_resolve(
     assert isinstance(found, type) and issubclass(found, InferenceBackend)
     assert found.__name__ == "Backend"
     assert found()({"x": 1}) == {"y": 3}
+
+
+def test_loading_or_checking_a_base_class_without_execute_names_the_missing_method(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "bases.py",
+        """
+        from packflow import InferenceBackend
+
+        class SharedBase(InferenceBackend, abstract=True):
+            def transform_outputs(self, outputs):
+                return outputs
+        """,
+    )
+    with pytest.raises(
+        InferenceBackendLoadError,
+        match=r"SharedBase\(InferenceBackend\): it has no execute method",
+    ):
+        LocalLoader("bases:SharedBase").load()
+    with pytest.raises(PipelineDefinitionError, match="cannot check SharedBase"):
+        LocalLoader("bases:SharedBase").check()
