@@ -24,6 +24,7 @@ import functools
 import inspect
 import logging
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -447,8 +448,32 @@ def _resolve_all(graph: StageGraph) -> tuple[dict[int, dict[str, Any]], list[str
             hints[id(info)] = resolve_hints(info, role)
         except PipelineDefinitionError as exc:
             errors.append(str(exc))
-            hints[id(info)] = {}
+            # The annotations that do resolve are still checked, so that one round
+            # reports the type problems of this function too.
+            hints[id(info)] = _resolve_each(info)
     return hints, errors
+
+
+def _resolve_each(info: FunctionInfo) -> dict[str, Any]:
+    """The annotations of ``info.func`` one by one; an unresolvable one becomes ``Any``."""
+    target = _annotated_target(info.func)
+    namespace = getattr(target, "__globals__", None)
+    annotations = getattr(target, "__annotations__", None)
+    if not isinstance(namespace, dict) or not isinstance(annotations, dict):
+        return {}
+    resolved: dict[str, Any] = {}
+    for name, annotation in annotations.items():
+        probe = types.FunctionType(_probe.__code__, namespace)
+        probe.__annotations__ = {name: annotation}
+        try:
+            resolved.update(te.get_type_hints(probe, include_extras=True))
+        except Exception:  # reported once already, by resolve_hints
+            resolved[name] = Any
+    return resolved
+
+
+def _probe() -> None:
+    """A body for the throw-away functions that resolve one annotation each."""
 
 
 def _check_initializers(

@@ -529,3 +529,33 @@ def test_type_problem_is_a_frozen_value() -> None:
         "  why: str is not int\n"
         "  hint: h"
     )
+
+
+# --- one round reports every kind of problem ----------------------------------------------
+
+
+def test_check_reports_a_misspelt_name_a_forward_ref_and_a_type_mismatch_in_one_error() -> None:
+    from packflow import Pipeline
+
+    pipe = Pipeline("three_kinds")
+
+    @pipe.initialize
+    def model(config: BackendConfig) -> int:
+        return 1
+
+    @pipe.transform_inputs
+    def prepare(records: Records) -> NDArray[np.float64]:
+        return np.zeros((len(records), 1))
+
+    @pipe.execute
+    def predict(x: Records, modle: int, extra: NotDefinedAnywhere) -> Records:  # type: ignore[name-defined]  # noqa: F821
+        return x
+
+    with pytest.raises(PipelineTypeError) as info:
+        pipe.check()
+    definitions = [p for p in info.value.problems if isinstance(p, str)]
+    types = [p for p in info.value.problems if isinstance(p, TypeProblem)]
+    assert any("asks for `modle` (did you mean 'model'?)" in p for p in definitions)
+    assert any("naming 'NotDefinedAnywhere'" in p for p in definitions)
+    assert [(p.function, p.parameter) for p in types] == [("predict", "x")]
+    assert "3 definition problems and 1 type problem" in str(info.value)
