@@ -37,6 +37,11 @@ class UsageError(Exception):
     """A mistake in how the command was called (reported like argparse's own errors)."""
 
 
+class UserError(Exception):
+    """A user mistake the command found (a path that does not exist, a file given where
+    a folder is expected): one line on stderr and exit code 1, like a broken project."""
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -62,11 +67,11 @@ def _target(path: str) -> Any:
     if ":" in path and not given.exists():
         return loader_for_spec(path)
     if not given.exists():
-        raise UsageError(
+        raise UserError(
             f"{path}: no such project folder (give a folder holding packflow.yaml, or "
             "module:attribute)"
         )
-    raise UsageError(
+    raise UserError(
         f"{path} is a file; give the project folder that holds packflow.yaml, or module:attribute"
     )
 
@@ -469,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(f"packflow {args.command}: error: {exc}")
         return EXIT_USAGE
+    except UserError as exc:
+        _err(f"packflow {args.command}: error: {exc}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         _err("packflow: interrupted")
         return EXIT_INTERRUPTED

@@ -728,3 +728,43 @@ def test_a_spec_the_module_does_not_define_points_at_packflow_yaml(
     err = capsys.readouterr().err
     assert "has no attribute 'pipe'; it defines Backend" in err
     assert "runtime.inference_backend in x/packflow.yaml" in err
+
+
+# --------------------------------------------------------------------------- exit codes
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "nowhere"],
+        ["graph", "nowhere"],
+        ["validate", "nowhere"],
+        ["export", "nowhere"],
+        ["run", "nowhere", "--input", "x.jsonl"],
+        ["check", "inference:pipe"],
+        ["create", "9lives"],
+    ],
+)
+def test_a_user_mistake_exits_1_in_every_command(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_file_given_for_a_project_folder_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["check", "notes.txt"]) == 1
+    assert "notes.txt is a file; give the project folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args", [["check", "--bogus"], ["create"], ["graph", ".", "--format", "svg"], ["nope"]]
+)
+def test_only_a_command_line_usage_error_exits_2(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert "usage: packflow" in capsys.readouterr().err
