@@ -20,6 +20,7 @@ Edges checked, producer -> consumer:
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import logging
@@ -367,12 +368,18 @@ def check_graph(
             role, stage.info, stage.injected, stage_hints, init_returns, bindings, out
         )
         returned = stage_hints.get("return", _MISSING)
+        if returned is _MISSING and inspect.isgeneratorfunction(
+            inspect.unwrap(_annotated_target(stage.info.func))
+        ):
+            # A function that yields returns a generator whatever it is annotated with;
+            # saying so now beats a misaligned batch at run time.
+            returned = collections.abc.Generator[Any, Any, Any]
         if returned is _MISSING:
             if strict:
                 out.missing(role, stage.info, "return", Any)
             returned = Any
         else:
-            _check_unbound_typevars(role, stage, stage_hints, returned, out)
+            _check_unbound_typevars(role, stage.info, stage_hints, returned, out)
         data_types[kind] = substitute(annotation, bindings)
         produced = substitute(returned, bindings)
         return_types[kind] = produced
@@ -416,7 +423,7 @@ def _typevars(tp: Any) -> set[Any]:
 
 
 def _check_unbound_typevars(
-    role: str, stage: Stage, hints: Mapping[str, Any], returned: Any, out: _Collector
+    role: str, info: FunctionInfo, hints: Mapping[str, Any], returned: Any, out: _Collector
 ) -> None:
     # A TypeVar that only the return annotation mentions is solved by nothing: the
     # stage promises "whatever the caller wants", which no value can keep.
@@ -428,7 +435,7 @@ def _check_unbound_typevars(
     for typevar in free:
         out.problem(
             role,
-            stage.info,
+            info,
             "return",
             f"a type that {typevar.__name__} is solved to",
             returned,
@@ -488,6 +495,8 @@ def _check_initializers(
             if out.strict:
                 out.missing(INITIALIZE, init.info, "return", "object")
             returned = Any
+        else:
+            _check_unbound_typevars(INITIALIZE, init.info, init_hints, returned, out)
         returns[init.name] = returned
     # Initializers may be listed after one that requires them only in a malformed graph;
     # a resource not yet seen is simply not checked here (the definition check reports it).

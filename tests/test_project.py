@@ -644,3 +644,11 @@ def test_packflow_project_export_does_not_run_the_projects_code(tmp_path: Path) 
     project = PackflowProject.create("p", directory=tmp_path)
     (project.base_dir / "inference.py").write_text("raise SystemExit('ran')\n", encoding="utf-8")
     assert project.export(output_directory=str(tmp_path)).is_file()
+
+
+def test_dir_of_packflow_lists_only_the_public_names() -> None:
+    import packflow
+
+    assert dir(packflow) == sorted(packflow.__all__)
+    assert "annotations" not in dir(packflow) and "pipeline" not in dir(packflow)
+    assert all(hasattr(packflow, name) for name in packflow.__all__)
