@@ -6,7 +6,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from packflow.backend import InferenceBackend
-from packflow.compose import ComposedPipeline
 from packflow.config import BackendConfig, InputFormat
 from packflow.exceptions import (
     ConfigError,
@@ -29,6 +28,7 @@ from packflow.records import Records
 from packflow.runtime import BuiltPipeline
 
 if TYPE_CHECKING:
+    from packflow.compose import ComposedPipeline
     from packflow.loaders import load
     from packflow.projects.packflow_project import PackflowProject
 
@@ -63,8 +63,10 @@ __all__ = [
 ]
 
 # Imported on first use (PEP 562): the loaders, the project machinery (YAML) and
-# importlib.metadata cost more than the rest of `import packflow` apart from numpy.
+# importlib.metadata cost more than the rest of `import packflow` apart from numpy, and
+# compositions are made by `a >> b`, which imports packflow.compose itself.
 _LAZY = {
+    "ComposedPipeline": "packflow.compose",
     "load": "packflow.loaders",
     "PackflowProject": "packflow.projects.packflow_project",
 }

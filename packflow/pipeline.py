@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from packflow._text import closest
-from packflow.checker import check_graph, raise_for_problems
 from packflow.config import BackendConfig, check_config_model, resolve_config
 from packflow.exceptions import PipelineDefinitionError
 from packflow.graph import (
@@ -338,6 +337,8 @@ class Pipeline(LazyDefault):
     def _check(self, config: BackendConfig | None) -> CheckedPipeline:
         if config is None:
             config = self.resolve_config()
+        from packflow.checker import raise_for_problems
+
         checked, definition_problems = self._inspect(config)
         raise_for_problems(checked.report, self.name, definition_problems)
         self._log_notes(checked)
@@ -363,6 +364,10 @@ class Pipeline(LazyDefault):
         not use the result to build (see :meth:`_check`, and compositions, which gather
         the problems of all their parts into one error).
         """
+        # The checker and the type model are imported by the first check, not by
+        # `import packflow` (a loaded pipeline that is never checked never needs them).
+        from packflow.checker import check_graph
+
         preprocessor = build_preprocessor(config)
         graph, definition_problems = self._graph()
         input_type = preprocessor_output_type(config)

@@ -30,7 +30,6 @@ from typing_extensions import TypeAliasType
 
 from packflow.converter import converter
 from packflow.exceptions import PreprocessorRuntimeError
-from packflow.typecheck import format_type
 
 __all__ = ["Records", "attrs_record_type", "structure_records", "unstructure_records"]
 
@@ -117,7 +116,7 @@ def structure_records(records: Sequence[Any], cls: Any) -> list[Any]:
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise PreprocessorRuntimeError(
-                f"record {index}: expected a dict to structure into {format_type(cls)}, "
+                f"record {index}: expected a dict to structure into {_show_type(cls)}, "
                 f"got {type(record).__name__}",
                 index=index,
             )
@@ -127,7 +126,7 @@ def structure_records(records: Sequence[Any], cls: Any) -> list[Any]:
             field, reason = _first_failure(exc, record)
             where = f", field {field!r}" if field else ""
             raise PreprocessorRuntimeError(
-                f"record {index}{where}: does not fit {format_type(cls)}: {reason}",
+                f"record {index}{where}: does not fit {_show_type(cls)}: {reason}",
                 index=index,
                 field=field,
             ) from exc
@@ -184,7 +183,7 @@ def _first_failure(exc: BaseException, record: Any) -> tuple[str | None, str]:
     value = _lookup(record, path)
     parts = []
     if expected is not _MISSING:
-        parts.append(f"expected {format_type(expected)}")
+        parts.append(f"expected {_show_type(expected)}")
     if value is not _MISSING:
         parts.append(f"got {type(value).__name__} {value!r}")
     summary = ", ".join(parts) or "invalid value"
@@ -212,3 +211,11 @@ def _join(path: list[str]) -> str | None:
     if not path:
         return None
     return ".".join(path).replace(".[", "[")
+
+
+def _show_type(tp: Any) -> str:
+    # Only error messages need the type model; importing it here keeps it out of
+    # `import packflow`.
+    from packflow.typecheck import format_type
+
+    return format_type(tp)

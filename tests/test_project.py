@@ -652,3 +652,27 @@ def test_dir_of_packflow_lists_only_the_public_names() -> None:
     assert dir(packflow) == sorted(packflow.__all__)
     assert "annotations" not in dir(packflow) and "pipeline" not in dir(packflow)
     assert all(hasattr(packflow, name) for name in packflow.__all__)
+
+
+def test_import_packflow_leaves_the_cli_projects_checker_and_numpy_for_later() -> None:
+    # What `import packflow` must not pay for (issue 13's import-time goal); timed in
+    # benchmarks/bench_import.py.
+    code = (
+        "import sys, packflow\n"
+        "heavy = ('yaml', 'importlib.metadata', 'argparse', 'asyncio', 'numpy', "
+        "'packflow.cli', 'packflow.projects', 'packflow.loaders', 'packflow.checker', "
+        "'packflow.typecheck', 'packflow.compose', 'packflow.runtime.streaming')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_reading_a_manifest_imports_neither_the_loaders_nor_validation() -> None:
+    code = (
+        "import sys, packflow.projects.manifest\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('packflow.loaders', "
+        "'packflow.projects.validate'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
