@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ import attrs
 import yaml
 
 from packflow.converter import converter
-from packflow.exceptions import ConfigError, PackflowError
+from packflow.exceptions import ConfigError, ProjectError, ProjectExistsError
 
 __all__ = [
     "DEFAULT_SAMPLE_FILE",
@@ -63,22 +63,6 @@ _REQUIREMENT = re.compile(
     r"(?:(?:[<>=!~]=?|===?)\s*[\w.*+!-]+\s*(?:,\s*(?:[<>=!~]=?|===?)\s*[\w.*+!-]+\s*)*"
     r"|@\s*\S+\s*)?(?:;.*)?\Z"
 )
-
-
-class ProjectError(PackflowError):
-    """A project cannot be created, validated or exported.
-
-    ``problems`` holds the :class:`Finding` values (or messages) that caused it.
-    """
-
-    def __init__(self, message: str, problems: Sequence[Any] | None = None) -> None:
-        super().__init__(message)
-        self.problems: list[Any] = list(problems) if problems is not None else [message]
-
-
-class ProjectExistsError(ProjectError, FileExistsError):
-    """``create`` was asked for a folder that already exists (pass ``force`` to write
-    into it). A ``FileExistsError`` too, as the original Packflow raised."""
 
 
 def check_project_name(name: str) -> str:
