@@ -77,7 +77,7 @@ def main() -> None:
     leaked = sorted(
         name.strip()
         for _own, _cumulative, name in import_report("packflow")
-        if name.strip().split(".")[0] in ("yaml", "argparse", "asyncio", "numpy")
+        if name.strip().split(".")[0] in ("yaml", "argparse", "asyncio", "numpy", "cattrs")
         or name.strip()
         in ("importlib.metadata", "packflow.cli", "packflow.projects", "packflow.checker")
     )

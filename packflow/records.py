@@ -15,21 +15,21 @@ from __future__ import annotations
 import collections.abc as cabc
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
-import cattrs
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
 from typing_extensions import TypeAliasType
 
+from packflow._lazy import LazyModule
 from packflow.converter import converter
 from packflow.exceptions import PreprocessorRuntimeError
+
+if TYPE_CHECKING:
+    import cattrs
+    import cattrs.errors as cattrs_errors
+else:  # cattrs is imported by the first structuring or error, not by `import packflow`
+    cattrs = LazyModule("cattrs", globals(), "cattrs")
+    cattrs_errors = LazyModule("cattrs.errors", globals(), "cattrs_errors")
 
 __all__ = ["Records", "attrs_record_type", "structure_records", "unstructure_records"]
 
@@ -154,21 +154,26 @@ def _first_failure(exc: BaseException, record: Any) -> tuple[str | None, str]:
     path: list[str] = []
     expected: Any = _MISSING
     while True:
-        if isinstance(exc, ClassValidationError | IterableValidationError) and exc.exceptions:
+        if (
+            isinstance(
+                exc, cattrs_errors.ClassValidationError | cattrs_errors.IterableValidationError
+            )
+            and exc.exceptions
+        ):
             sub = exc.exceptions[0]
             for note in getattr(sub, "__notes__", ()):
-                if isinstance(note, AttributeValidationNote):
+                if isinstance(note, cattrs_errors.AttributeValidationNote):
                     path.append(note.name)
                     expected = note.type
                     break
-                if isinstance(note, IterableValidationNote):
+                if isinstance(note, cattrs_errors.IterableValidationNote):
                     path.append(f"[{note.index}]")
                     expected = note.type
                     break
             exc = sub
             continue
         break
-    if isinstance(exc, ForbiddenExtraKeysError):
+    if isinstance(exc, cattrs_errors.ForbiddenExtraKeysError):
         extra = sorted(exc.extra_fields)
         names = ", ".join(repr(name) for name in extra)
         path.append(extra[0])
