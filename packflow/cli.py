@@ -94,6 +94,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
         version=args.project_version,
         maintainers=args.maintainer,
         force=args.force,
+        template=args.template,
     )
     shown = os.path.relpath(target) if not os.path.relpath(target).startswith("..") else target
     _out(f"created project {args.name!r} in {shown}")
@@ -104,9 +105,29 @@ def _cmd_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    from packflow.render import render_text
+def _parts(checked: Any) -> list[tuple[str | None, Any]]:
+    """A checked pipeline as ``[(None, it)]``, a composition as its named parts."""
+    parts = getattr(checked, "parts", None)
+    return [(None, checked)] if parts is None else list(parts)
 
+
+def _render(checked: Any, mermaid: bool = False) -> str:
+    from packflow.render import render_mermaid, render_text
+
+    render = render_mermaid if mermaid else render_text
+    parts = _parts(checked)
+    if len(parts) == 1 and parts[0][0] is None:
+        return render(parts[0][1])
+    # One graph per part of a composition a >> b, in run order.
+    mark = "%%" if mermaid else "#"
+    shown = [
+        f"{mark} part {n} of {len(parts)}: {name!r}\n{render(part)}"
+        for n, (name, part) in enumerate(parts, 1)
+    ]
+    return "\n\n".join(shown)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
     loader = _target(args.path)
     try:
         with redirect_stdout(sys.stderr):
@@ -115,23 +136,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _err(f"packflow: check failed for {loader.spec!r}:")
         _err(str(exc))
         return EXIT_FAILURE
-    _out(render_text(checked))
-    for note in getattr(checked.report, "notes", ()) or ():
+    _out(_render(checked))
+    notes = checked.notes if hasattr(checked, "parts") else checked.report.notes
+    for note in notes or ():
         _out(f"note: {note}")
-    stages = _count(len(checked.graph.stages), "stage")
-    initializers = _count(len(checked.graph.initializers), "initializer")
+    parts = _parts(checked)
+    stages = _count(sum(len(part.graph.stages) for _, part in parts), "stage")
+    initializers = _count(sum(len(part.graph.initializers) for _, part in parts), "initializer")
+    composed = f"{len(parts)} parts, " if len(parts) > 1 else ""
     _out("")
-    _out(f"ok: {loader.spec} type-checks ({stages}, {initializers})")
+    _out(f"ok: {loader.spec} type-checks ({composed}{stages}, {initializers})")
     return EXIT_OK
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
-    from packflow.render import render_mermaid, render_text
-
     # What the user's module prints while it is imported must not end up in the rendering.
     with redirect_stdout(sys.stderr):
         checked = _target(args.path).check()
-    _out(render_mermaid(checked) if args.format == "mermaid" else render_text(checked))
+    _out(_render(checked, mermaid=args.format == "mermaid"))
     return EXIT_OK
 
 
@@ -403,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--maintainer", action="append", default=[], help="e-mail of a maintainer (repeatable)"
     )
     create.add_argument("--force", action="store_true", help="write into an existing folder")
+    create.add_argument(
+        "--template",
+        choices=("blank", "onnx", "sklearn"),
+        default="blank",
+        help="blank: a pipeline to edit (default); onnx or sklearn: a prebuilt model pipeline",
+    )
     create.add_argument(
         "--no-input", action="store_true", help="accepted for compatibility; create never asks"
     )

@@ -768,3 +768,52 @@ def test_only_a_command_line_usage_error_exits_2(
 ) -> None:
     assert main(args) == 2
     assert "usage: packflow" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_check_and_graph_of_a_composed_project_render_each_part(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    iris = Path(__file__).resolve().parent.parent / "examples" / "iris"
+    assert main(["check", str(iris)]) == 0
+    out = capsys.readouterr().out
+    assert "# part 1 of 2: 'iris'" in out and "# part 2 of 2: 'species_names'" in out
+    assert "type-checks (2 parts, 2 stages, 1 initializer)" in out
+    assert main(["graph", str(iris), "--format", "mermaid"]) == 0
+    assert "%% part 2 of 2: 'species_names'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("template", ["blank", "onnx", "sklearn"])
+def test_every_template_checks_validates_runs_exports_and_passes_its_tests(
+    tmp_path: Path, template: str
+) -> None:
+    assert main(["create", "x", "--template", template]) == 0
+    for command in (["check", "x"], ["validate", "x", "--strict"]):
+        # --strict fails on warnings; the scaffold's are LICENSE, description, maintainers.
+        expected = 1 if "--strict" in command else 0
+        assert main(command) == expected, command
+    assert main(["validate", "x"]) == 0
+    done = packflow_cmd("run", "x", "--input", "x/sample.jsonl")
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout.splitlines()[0])
+    if template == "blank":
+        assert first == {"value": 0.2, "positive": False}
+    else:
+        assert first["label"] == "setosa"
+        assert set(first["probabilities"]) == {"setosa", "versicolor", "virginica"}
+    assert main(["export", "x"]) == 0
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path / "x",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tests.returncode == 0, tests.stdout
+
+
+def test_an_unknown_template_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create", "x", "--template", "torch"]) == 2
+    assert "invalid choice: 'torch'" in capsys.readouterr().err

@@ -58,7 +58,8 @@ class PackflowProject:
         """Scaffold ``project_name`` in the working directory (or ``directory``).
 
         ``config_data`` may set ``description``, ``version`` and ``maintainers``.
-        ``template`` is accepted for the original's ``"minimal"`` only.
+        ``template`` is ``"minimal"`` (the original's name for ``"blank"``), ``"blank"``,
+        ``"onnx"`` or ``"sklearn"``.
 
         Raises
         ------
@@ -71,8 +72,8 @@ class PackflowProject:
         """
         from packflow.projects.scaffold import create_project
 
-        if template != "minimal":
-            raise ProjectError(f"unknown template {template!r}; the original's is 'minimal'")
+        # "minimal", the original's only template, is packflow's "blank".
+        template = "blank" if template == "minimal" else template
         data = dict(config_data or {})
         data.pop("name", None)
         known = {"description", "version", "maintainers"}
@@ -88,6 +89,7 @@ class PackflowProject:
             version=str(data.get("version", "0.1.0")),
             maintainers=list(data.get("maintainers", ())),
             force=force,
+            template=template,
         )
         return cls(target)
 
