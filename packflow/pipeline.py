@@ -28,7 +28,6 @@ from packflow.graph import (
 )
 from packflow.log import get_logger
 from packflow.pickling import caller_modules, find_binding
-from packflow.preprocess import build_preprocessor, is_passthrough, preprocessor_output_type
 from packflow.runtime import BuiltPipeline, run_initializers
 from packflow.runtime.resources import check_fakes
 from packflow.surface import LazyDefault
@@ -364,9 +363,14 @@ class Pipeline(LazyDefault):
         not use the result to build (see :meth:`_check`, and compositions, which gather
         the problems of all their parts into one error).
         """
-        # The checker and the type model are imported by the first check, not by
-        # `import packflow` (a loaded pipeline that is never checked never needs them).
+        # The checker, the type model and the preprocessors are imported by the first
+        # check (which every build runs), not by `import packflow`.
         from packflow.checker import check_graph
+        from packflow.preprocess import (
+            build_preprocessor,
+            is_passthrough,
+            preprocessor_output_type,
+        )
 
         preprocessor = build_preprocessor(config)
         graph, definition_problems = self._graph()
