@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from packflow.backend import InferenceBackend
@@ -79,6 +80,10 @@ def __getattr__(name: str) -> Any:
         value: Any = package_version()
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"packflow.{name}") is not None:
+        # `import packflow; packflow.loaders.load(...)` worked while the top module
+        # imported its submodules up front; it keeps working.
+        value = importlib.import_module(f"packflow.{name}")
     else:
         raise AttributeError(f"module 'packflow' has no attribute {name!r}")
     globals()[name] = value

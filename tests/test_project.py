@@ -677,3 +677,13 @@ def test_reading_a_manifest_imports_neither_the_loaders_nor_validation() -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_submodules_stay_reachable_as_attributes_of_packflow() -> None:
+    code = "import packflow\nprint(packflow.loaders.LocalLoader.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "LocalLoader"
+    import packflow
+
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        _ = packflow.no_such_name  # type: ignore[attr-defined]
