@@ -217,7 +217,7 @@ def missing_execute(cls: type) -> str:
         return ""
     return (
         f"cannot instantiate {cls.__name__}({_base_names(cls)}): it has no execute method; "
-        f"an InferenceBackend must define `def execute(self, inputs): ...` (a base class "
+        "an InferenceBackend must define `def execute(self, inputs): ...` (a base class "
         "without one is for subclasses to complete)"
     )
 
@@ -263,8 +263,16 @@ def check_backend(backend: type[InferenceBackend], **config: Any) -> CheckedPipe
 
     Raises
     ------
+    PipelineDefinitionError
+        When the class (or ``InferenceBackend`` itself) has no ``execute``.
     ConfigError, PipelineDefinitionError, PipelineTypeError
         As :meth:`Pipeline.check`.
     """
+    missing = missing_execute(backend)
+    if missing:
+        # Said in the class's terms: the pipeline's "register one with @pipe.execute"
+        # would send a class author to the wrong API.
+        message = missing.replace("cannot instantiate", "cannot check", 1)
+        raise PipelineDefinitionError(message, [message])
     pipeline = backend_pipeline(backend)
     return pipeline.check(config=pipeline.resolve_config(**config))

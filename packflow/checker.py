@@ -20,10 +20,12 @@ Edges checked, producer -> consumer:
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import logging
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -391,12 +393,18 @@ def check_graph(
             role, stage.info, stage.injected, stage_hints, init_returns, bindings, out
         )
         returned = stage_hints.get("return", _MISSING)
+        if returned is _MISSING and inspect.isgeneratorfunction(
+            inspect.unwrap(_annotated_target(stage.info.func))
+        ):
+            # A function that yields returns a generator whatever it is annotated with;
+            # saying so now beats a misaligned batch at run time.
+            returned = collections.abc.Generator[Any, Any, Any]
         if returned is _MISSING:
             if strict:
                 out.missing(role, stage.info, "return", Any)
             returned = Any
         else:
-            _check_unbound_typevars(role, stage, stage_hints, returned, out)
+            _check_unbound_typevars(role, stage.info, stage_hints, returned, out)
         data_types[kind] = substitute(annotation, bindings)
         produced = substitute(returned, bindings)
         return_types[kind] = produced
@@ -440,7 +448,7 @@ def _typevars(tp: Any) -> set[Any]:
 
 
 def _check_unbound_typevars(
-    role: str, stage: Stage, hints: Mapping[str, Any], returned: Any, out: _Collector
+    role: str, info: FunctionInfo, hints: Mapping[str, Any], returned: Any, out: _Collector
 ) -> None:
     # A TypeVar that only the return annotation mentions is solved by nothing: the
     # stage promises "whatever the caller wants", which no value can keep.
@@ -452,7 +460,7 @@ def _check_unbound_typevars(
     for typevar in free:
         out.problem(
             role,
-            stage.info,
+            info,
             "return",
             f"a type that {typevar.__name__} is solved to",
             returned,
@@ -472,8 +480,32 @@ def _resolve_all(graph: StageGraph) -> tuple[dict[int, dict[str, Any]], list[str
             hints[id(info)] = resolve_hints(info, role)
         except PipelineDefinitionError as exc:
             errors.append(str(exc))
-            hints[id(info)] = {}
+            # The annotations that do resolve are still checked, so that one round
+            # reports the type problems of this function too.
+            hints[id(info)] = _resolve_each(info)
     return hints, errors
+
+
+def _resolve_each(info: FunctionInfo) -> dict[str, Any]:
+    """The annotations of ``info.func`` one by one; an unresolvable one becomes ``Any``."""
+    target = _annotated_target(info.func)
+    namespace = getattr(target, "__globals__", None)
+    annotations = getattr(target, "__annotations__", None)
+    if not isinstance(namespace, dict) or not isinstance(annotations, dict):
+        return {}
+    resolved: dict[str, Any] = {}
+    for name, annotation in annotations.items():
+        probe = types.FunctionType(_probe.__code__, namespace)
+        probe.__annotations__ = {name: annotation}
+        try:
+            resolved.update(te.get_type_hints(probe, include_extras=True))
+        except Exception:  # reported once already, by resolve_hints
+            resolved[name] = Any
+    return resolved
+
+
+def _probe() -> None:
+    """A body for the throw-away functions that resolve one annotation each."""
 
 
 def _check_initializers(
@@ -488,6 +520,8 @@ def _check_initializers(
             if out.strict:
                 out.missing(INITIALIZE, init.info, "return", "object")
             returned = Any
+        else:
+            _check_unbound_typevars(INITIALIZE, init.info, init_hints, returned, out)
         returns[init.name] = returned
     # Initializers may be listed after one that requires them only in a malformed graph;
     # a resource not yet seen is simply not checked here (the definition check reports it).

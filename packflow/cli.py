@@ -42,8 +42,9 @@ class UsageError(Exception):
     """A mistake in how the command was called (reported like argparse's own errors)."""
 
 
-class InputError(Exception):
-    """A file named on the command line that cannot be used (exit code 1)."""
+class UserError(Exception):
+    """A user mistake the command found (a path that does not exist, a file given where
+    a folder is expected): one line on stderr and exit code 1, like a broken project."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -71,11 +72,11 @@ def _target(path: str) -> Any:
     if ":" in path and not given.exists():
         return loader_for_spec(path)
     if not given.exists():
-        raise UsageError(
+        raise UserError(
             f"{path}: no such project folder (give a folder holding packflow.yaml, or "
             "module:attribute)"
         )
-    raise UsageError(
+    raise UserError(
         f"{path} is a file; give the project folder that holds packflow.yaml, or module:attribute"
     )
 
@@ -89,7 +90,7 @@ def _project_root(path: str) -> Path | None:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from packflow.project import create_project
+    from packflow.projects import create_project
 
     target = create_project(
         args.name,
@@ -98,6 +99,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
         version=args.project_version,
         maintainers=args.maintainer,
         force=args.force,
+        template=args.template,
     )
     shown = os.path.relpath(target) if not os.path.relpath(target).startswith("..") else target
     _out(f"created project {args.name!r} in {shown}")
@@ -109,8 +111,6 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from packflow.render import render_text
-
     loader = _target(args.path)
     try:
         with redirect_stdout(sys.stderr):
@@ -119,6 +119,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _err(f"packflow: check failed for {loader.spec!r}:")
         _err(str(exc))
         return EXIT_FAILURE
+    from packflow.render import render_text
+
     _out(render_text(checked))
     for note in _notes(checked):
         _out(f"note: {note}")
@@ -150,11 +152,11 @@ def _check_summary(checked: Any) -> str:
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
-    from packflow.render import render_mermaid, render_text
-
     # What the user's module prints while it is imported must not end up in the rendering.
     with redirect_stdout(sys.stderr):
         checked = _target(args.path).check()
+    from packflow.render import render_mermaid, render_text
+
     _out(render_mermaid(checked) if args.format == "mermaid" else render_text(checked))
     return EXIT_OK
 
@@ -177,7 +179,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from packflow.project import export_project
+    from packflow.projects import export_project
 
     result = export_project(args.path, args.output_dir)
     for finding in result.report.warnings if result.report else ():
@@ -262,7 +264,7 @@ def _open(path: Path, mode: str, option: str) -> IO[Any]:
     try:
         return open(path, mode, encoding=None if "b" in mode else "utf-8")
     except OSError as exc:
-        raise InputError(f"{option} {path}: {exc.strerror or exc}") from exc
+        raise UserError(f"{option} {path}: {exc.strerror or exc}") from exc
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -289,11 +291,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         else:
             path = _input_path(args.input, _project_root(args.path))
             if path.is_dir():
-                raise InputError(f"--input {args.input}: is a folder, not a JSON Lines file")
+                raise UserError(f"--input {args.input}: is a folder, not a JSON Lines file")
             if not path.is_file():
-                raise InputError(f"--input {args.input}: no such file")
+                raise UserError(f"--input {args.input}: no such file")
             if args.output != "-" and _same_file(path, Path(args.output)):
-                raise InputError(
+                raise UserError(
                     f"--output {args.output} is the input file; writing it would erase the "
                     "input before it is read"
                 )
@@ -396,9 +398,9 @@ def _run_on_ray(
 
 
 def _version() -> str:
-    from packflow import __version__
+    from packflow._version import package_version
 
-    return str(__version__)
+    return package_version()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -424,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--maintainer", action="append", default=[], help="e-mail of a maintainer (repeatable)"
     )
     create.add_argument("--force", action="store_true", help="write into an existing folder")
+    create.add_argument(
+        "--template",
+        choices=("blank", "onnx", "sklearn"),
+        default="blank",
+        help="blank: a pipeline to edit (default); onnx or sklearn: a prebuilt model pipeline",
+    )
     create.add_argument(
         "--no-input", action="store_true", help="accepted for compatibility; create never asks"
     )
@@ -532,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(f"packflow {args.command}: error: {exc}")
         return EXIT_USAGE
-    except InputError as exc:
+    except UserError as exc:
         _err(f"packflow {args.command}: error: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from packflow._text import closest, describe
-from packflow.checker import raise_for_problems
 from packflow.config import BackendConfig, read_override_sections
 from packflow.exceptions import ConfigError, PipelineDefinitionError, PipelineTypeError
 from packflow.graph import CheckedPipeline
@@ -310,6 +309,8 @@ class ComposedPipeline(LazyDefault):
             raise PipelineTypeError(
                 type_problems, self.name, definition_problems=definition_problems
             )
+        from packflow.checker import raise_for_problems
+
         raise_for_problems(None, self.name, definition_problems)
         result = CheckedComposition(name=self.name, parts=tuple(checked))
         logger = get_logger(self.name)

@@ -16,19 +16,21 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
-import cattrs
-from cattrs.errors import (
-    AttributeValidationNote,
-    ForbiddenExtraKeysError,
-    IterableValidationNote,
-)
 
+from packflow._lazy import LazyModule
 from packflow._text import closest
-from packflow.converter import converter
+from packflow.converter import converter, on_first_use
 from packflow.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import cattrs
+    import cattrs.errors as cattrs_errors
+else:  # cattrs is imported by the first structuring or error, not by `import packflow`
+    cattrs = LazyModule("cattrs", globals(), "cattrs")
+    cattrs_errors = LazyModule("cattrs.errors", globals(), "cattrs_errors")
 
 __all__ = ["CONFIG_FILE_ENV_VAR", "BackendConfig", "InputFormat", "resolve_config"]
 
@@ -113,7 +115,11 @@ class BackendConfig:
     numpy_dtype: str | None = None
 
 
-converter.register_structure_hook(InputFormat, lambda value, _: parse_input_format(value))
+on_first_use(
+    lambda made: made.register_structure_hook(
+        InputFormat, lambda value, _: parse_input_format(value)
+    )
+)
 
 C = TypeVar("C", bound=BackendConfig)
 
@@ -412,7 +418,7 @@ _Step = str | int
 def _walk(exc: BaseException, where: tuple[_Step, ...]) -> list[tuple[tuple[_Step, ...], str]]:
     """Flatten a cattrs exception tree into ``(location, message)`` pairs."""
     found: list[tuple[tuple[_Step, ...], str]] = []
-    if isinstance(exc, ForbiddenExtraKeysError):
+    if isinstance(exc, cattrs_errors.ForbiddenExtraKeysError):
         choices = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         for key in sorted(exc.extra_fields):
             found.append(
@@ -426,9 +432,9 @@ def _walk(exc: BaseException, where: tuple[_Step, ...]) -> list[tuple[tuple[_Ste
         for child in exc.exceptions:
             step: _Step | None = None
             for note in getattr(child, "__notes__", ()):
-                if isinstance(note, AttributeValidationNote):
+                if isinstance(note, cattrs_errors.AttributeValidationNote):
                     step = note.name
-                elif isinstance(note, IterableValidationNote):
+                elif isinstance(note, cattrs_errors.IterableValidationNote):
                     step = note.index
             cl = getattr(exc, "cl", None)
             if (

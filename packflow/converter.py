@@ -10,19 +10,14 @@ never a silent conversion.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
-from cattrs.cols import (
-    is_mapping,
-    is_sequence,
-    list_structure_factory,
-    mapping_structure_factory,
-)
-from cattrs.gen import make_dict_structure_fn
 
-__all__ = ["converter"]
+if TYPE_CHECKING:
+    import cattrs
+
+__all__ = ["converter", "on_first_use"]
 
 
 def _describe(value: Any) -> str:
@@ -57,6 +52,8 @@ def _strict_str(value: Any, _: Any) -> str:
 
 
 def _checked_sequence(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    from cattrs.cols import list_structure_factory
+
     inner = list_structure_factory(tp, conv)
 
     def structure(value: Any, cl: Any) -> Any:
@@ -68,6 +65,8 @@ def _checked_sequence(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], A
 
 
 def _checked_mapping(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    from cattrs.cols import mapping_structure_factory
+
     inner = mapping_structure_factory(tp, conv)
 
     def structure(value: Any, cl: Any) -> Any:
@@ -81,6 +80,8 @@ def _checked_mapping(tp: Any, conv: cattrs.Converter) -> Callable[[Any, Any], An
 def _checked_attrs(cl: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
     # cattrs' own hook indexes the value blindly, so an int where an attrs class is
     # expected fails with "argument of type 'int' is not iterable"; say what was wanted.
+    from cattrs.gen import make_dict_structure_fn
+
     inner = make_dict_structure_fn(cl, conv)
 
     def structure(value: Any, cl_: Any) -> Any:
@@ -93,11 +94,52 @@ def _checked_attrs(cl: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]
     return structure
 
 
-converter = cattrs.Converter(forbid_extra_keys=True)
-converter.register_structure_hook(bool, _strict_bool)
-converter.register_structure_hook(int, _strict_int)
-converter.register_structure_hook(float, _strict_float)
-converter.register_structure_hook(str, _strict_str)
-converter.register_structure_hook_factory(is_sequence, _checked_sequence)
-converter.register_structure_hook_factory(is_mapping, _checked_mapping)
-converter.register_structure_hook_factory(attrs.has, _checked_attrs)
+#: Set-up steps of other modules (``config`` registers the ``InputFormat`` hook), run
+#: when the converter is made.
+_SETUP: list[Callable[[cattrs.Converter], None]] = []
+
+
+def _make() -> cattrs.Converter:
+    import cattrs
+    from cattrs.cols import is_mapping, is_sequence
+
+    made = cattrs.Converter(forbid_extra_keys=True)
+    made.register_structure_hook(bool, _strict_bool)
+    made.register_structure_hook(int, _strict_int)
+    made.register_structure_hook(float, _strict_float)
+    made.register_structure_hook(str, _strict_str)
+    made.register_structure_hook_factory(is_sequence, _checked_sequence)
+    made.register_structure_hook_factory(is_mapping, _checked_mapping)
+    made.register_structure_hook_factory(attrs.has, _checked_attrs)
+    for step in _SETUP:
+        step(made)
+    return made
+
+
+_made: list[cattrs.Converter] = []
+
+
+class _FirstUse:
+    """The converter, made (and cattrs imported, a tenth of ``import packflow``) when it
+    is first used. Each attribute read is kept on this object, so that later reads of
+    ``converter.structure`` cost a plain attribute lookup."""
+
+    def __getattr__(self, name: str) -> Any:
+        if not _made:
+            _made.append(_make())
+        value = getattr(_made[0], name)
+        setattr(self, name, value)
+        return value
+
+
+def on_first_use(step: Callable[[cattrs.Converter], None]) -> None:
+    """Run ``step`` on the converter when it is made (now, if it already is)."""
+    _SETUP.append(step)
+    if _made:
+        step(_made[0])
+
+
+if TYPE_CHECKING:
+    converter: cattrs.Converter
+else:
+    converter = _FirstUse()

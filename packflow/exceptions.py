@@ -24,6 +24,8 @@ __all__ = [
     "PipelineTypeError",
     "PreprocessorInitError",
     "PreprocessorRuntimeError",
+    "ProjectError",
+    "ProjectExistsError",
     "RecordFieldError",
     "RuntimeTypeError",
     "StageError",
@@ -251,3 +253,19 @@ class RecordFieldError(InferenceBackendRuntimeError):
     def __init__(self, message: str, *, index: int, field: str) -> None:
         super().__init__(message, index=index)
         self.field = field
+
+
+class ProjectError(PackflowError):
+    """A project cannot be created, validated or exported.
+
+    ``problems`` holds the :class:`Finding` values (or messages) that caused it.
+    """
+
+    def __init__(self, message: str, problems: Sequence[Any] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[Any] = list(problems) if problems is not None else [message]
+
+
+class ProjectExistsError(ProjectError, FileExistsError):
+    """``create`` was asked for a folder that already exists (pass ``force`` to write
+    into it). A ``FileExistsError`` too, as the original Packflow raised."""

@@ -94,6 +94,9 @@ class InferenceBackendLoader:
     """
 
     _not_installed_hint = " (a file in the working directory is loaded with LocalLoader)"
+    #: Where the spec was written, for a name the module does not define (a project's
+    #: ``packflow.yaml``); empty when the caller gave the spec.
+    _spec_hint = ""
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -135,9 +138,16 @@ class InferenceBackendLoader:
                 owner = self.where if index == 0 else repr(self.attribute.rsplit(".", 1)[0])
                 raise InferenceBackendLoadError(
                     f"cannot load {self.spec!r}: {owner} has no attribute {part!r}"
-                    f"{_suggest(part, target)}"
+                    f"{_suggest(part, target)}{self._spec_hint}"
                 ) from None
         return self._accept(target)
+
+    def load_backend_module(self) -> _Target:
+        """The original Packflow's name for :meth:`resolve`: the object the spec names.
+
+        Nothing is built: a class comes back as the class, a pipeline unbuilt.
+        """
+        return self.resolve()
 
     def _accept(self, target: Any) -> _Target:
         if _is_loadable(target):
@@ -225,7 +235,7 @@ class InferenceBackendLoader:
         InferenceBackendLoadError
             When ``packflow.yaml`` is missing or broken; the ``ConfigError`` is chained.
         """
-        from packflow.project import find_project_file, read_project_config
+        from packflow.projects.manifest import find_project_file, read_project_config
 
         root = Path(path)
         try:
@@ -243,6 +253,9 @@ class InferenceBackendLoader:
             )
         else:
             loader = LocalLoader(spec, base_dir=root)
+        loader._spec_hint = (
+            f"; the name comes from runtime.inference_backend in {root / 'packflow.yaml'}"
+        )
         return ProjectLoader(loader, project.backend_config, source=find_project_file(root))
 
     @classmethod

@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from packflow._lazy import LazyModule
 from packflow._text import short_repr
 from packflow.exceptions import InferenceBackendValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy is imported by the first value that needs it, not by `import packflow`
+    np = LazyModule("numpy", globals(), "np")
 
 __all__ = ["ensure_native_types", "ensure_valid_output", "find_invalid_value"]
 

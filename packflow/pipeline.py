@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from packflow._text import closest
-from packflow.checker import check_graph, raise_for_problems
 from packflow.config import BackendConfig, check_config_model, resolve_config
 from packflow.exceptions import PipelineDefinitionError
 from packflow.graph import (
@@ -29,7 +28,6 @@ from packflow.graph import (
 )
 from packflow.log import get_logger
 from packflow.pickling import caller_modules, find_binding
-from packflow.preprocess import build_preprocessor, is_passthrough, preprocessor_output_type
 from packflow.runtime import BuiltPipeline, run_initializers
 from packflow.runtime.resources import check_fakes
 from packflow.surface import LazyDefault
@@ -339,6 +337,8 @@ class Pipeline(LazyDefault):
     def _check(self, config: BackendConfig | None) -> CheckedPipeline:
         if config is None:
             config = self.resolve_config()
+        from packflow.checker import raise_for_problems
+
         checked, definition_problems = self._inspect(config)
         raise_for_problems(checked.report, self.name, definition_problems)
         self._log_notes(checked)
@@ -364,6 +364,15 @@ class Pipeline(LazyDefault):
         not use the result to build (see :meth:`_check`, and compositions, which gather
         the problems of all their parts into one error).
         """
+        # The checker, the type model and the preprocessors are imported by the first
+        # check (which every build runs), not by `import packflow`.
+        from packflow.checker import check_graph
+        from packflow.preprocess import (
+            build_preprocessor,
+            is_passthrough,
+            preprocessor_output_type,
+        )
+
         preprocessor = build_preprocessor(config)
         graph, definition_problems = self._graph()
         input_type = preprocessor_output_type(config)

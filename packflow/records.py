@@ -15,22 +15,21 @@ from __future__ import annotations
 import collections.abc as cabc
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
-import cattrs
-from cattrs.errors import (
-    AttributeValidationNote,
-    ClassValidationError,
-    ForbiddenExtraKeysError,
-    IterableValidationError,
-    IterableValidationNote,
-)
 from typing_extensions import TypeAliasType
 
+from packflow._lazy import LazyModule
 from packflow.converter import converter
 from packflow.exceptions import PreprocessorRuntimeError
-from packflow.typecheck import format_type
+
+if TYPE_CHECKING:
+    import cattrs
+    import cattrs.errors as cattrs_errors
+else:  # cattrs is imported by the first structuring or error, not by `import packflow`
+    cattrs = LazyModule("cattrs", globals(), "cattrs")
+    cattrs_errors = LazyModule("cattrs.errors", globals(), "cattrs_errors")
 
 __all__ = ["Records", "attrs_record_type", "structure_records", "unstructure_records"]
 
@@ -117,7 +116,7 @@ def structure_records(records: Sequence[Any], cls: Any) -> list[Any]:
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise PreprocessorRuntimeError(
-                f"record {index}: expected a dict to structure into {format_type(cls)}, "
+                f"record {index}: expected a dict to structure into {_show_type(cls)}, "
                 f"got {type(record).__name__}",
                 index=index,
             )
@@ -127,7 +126,7 @@ def structure_records(records: Sequence[Any], cls: Any) -> list[Any]:
             field, reason = _first_failure(exc, record)
             where = f", field {field!r}" if field else ""
             raise PreprocessorRuntimeError(
-                f"record {index}{where}: does not fit {format_type(cls)}: {reason}",
+                f"record {index}{where}: does not fit {_show_type(cls)}: {reason}",
                 index=index,
                 field=field,
             ) from exc
@@ -155,21 +154,26 @@ def _first_failure(exc: BaseException, record: Any) -> tuple[str | None, str]:
     path: list[str] = []
     expected: Any = _MISSING
     while True:
-        if isinstance(exc, ClassValidationError | IterableValidationError) and exc.exceptions:
+        if (
+            isinstance(
+                exc, cattrs_errors.ClassValidationError | cattrs_errors.IterableValidationError
+            )
+            and exc.exceptions
+        ):
             sub = exc.exceptions[0]
             for note in getattr(sub, "__notes__", ()):
-                if isinstance(note, AttributeValidationNote):
+                if isinstance(note, cattrs_errors.AttributeValidationNote):
                     path.append(note.name)
                     expected = note.type
                     break
-                if isinstance(note, IterableValidationNote):
+                if isinstance(note, cattrs_errors.IterableValidationNote):
                     path.append(f"[{note.index}]")
                     expected = note.type
                     break
             exc = sub
             continue
         break
-    if isinstance(exc, ForbiddenExtraKeysError):
+    if isinstance(exc, cattrs_errors.ForbiddenExtraKeysError):
         extra = sorted(exc.extra_fields)
         names = ", ".join(repr(name) for name in extra)
         path.append(extra[0])
@@ -184,7 +188,7 @@ def _first_failure(exc: BaseException, record: Any) -> tuple[str | None, str]:
     value = _lookup(record, path)
     parts = []
     if expected is not _MISSING:
-        parts.append(f"expected {format_type(expected)}")
+        parts.append(f"expected {_show_type(expected)}")
     if value is not _MISSING:
         parts.append(f"got {type(value).__name__} {value!r}")
     summary = ", ".join(parts) or "invalid value"
@@ -212,3 +216,11 @@ def _join(path: list[str]) -> str | None:
     if not path:
         return None
     return ".".join(path).replace(".[", "[")
+
+
+def _show_type(tp: Any) -> str:
+    # Only error messages need the type model; importing it here keeps it out of
+    # `import packflow`.
+    from packflow.typecheck import format_type
+
+    return format_type(tp)

@@ -176,8 +176,14 @@ def test_checking_a_class_without_execute_reports_the_missing_stage() -> None:
         def transform_inputs(self, inputs: Any) -> Any:
             return inputs
 
-    with pytest.raises(PipelineDefinitionError, match="has no execute stage"):
+    with pytest.raises(PipelineDefinitionError) as info:
         check_backend(NoExecute)
+    assert str(info.value).startswith(
+        "cannot check NoExecute(InferenceBackend): it has no execute method; an "
+        "InferenceBackend must define `def execute(self, inputs): ...`"
+    )
+    assert "@pipe.execute" not in str(info.value)
+    assert info.value.problems == [str(info.value)]
 
 
 def test_an_abstract_base_may_leave_execute_to_its_subclasses() -> None:
@@ -438,3 +444,23 @@ def test_numpy_input_reaches_execute_as_an_annotated_array() -> None:
 
     backend = Backend(input_format="numpy", feature_names=["a", "b"])
     assert backend({"a": 1.5, "b": 2.0}) == {"sum": 3.5}
+
+
+def test_checking_inference_backend_itself_says_it_is_abstract() -> None:
+    with pytest.raises(PipelineDefinitionError, match="InferenceBackend itself: it is abstract"):
+        check_backend(InferenceBackend)
+
+
+def test_a_mixin_without_execute_defines_no_stage_until_a_subclass_completes_it() -> None:
+    class Scaled(InferenceBackend):
+        def transform_inputs(self, inputs: Any) -> Any:
+            return [record["x"] * 10 for record in inputs]
+
+    class Mixed(Scaled):
+        def execute(self, inputs: Any) -> Any:
+            return [{"y": value} for value in inputs]
+
+    with pytest.raises(TypeError, match="cannot instantiate Scaled"):
+        Scaled()
+    assert check_backend(Mixed).graph.stages
+    assert Mixed()({"x": 2}) == {"y": 20}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import attrs
@@ -528,4 +528,92 @@ def test_type_problem_is_a_frozen_value() -> None:
         "m.py:1: stage `execute` function `f`, parameter `x`: expected int, got str\n"
         "  why: str is not int\n"
         "  hint: h"
+    )
+
+
+# --- one round reports every kind of problem ----------------------------------------------
+
+
+def test_check_reports_a_misspelt_name_a_forward_ref_and_a_type_mismatch_in_one_error() -> None:
+    from packflow import Pipeline
+
+    pipe = Pipeline("three_kinds")
+
+    @pipe.initialize
+    def model(config: BackendConfig) -> int:
+        return 1
+
+    @pipe.transform_inputs
+    def prepare(records: Records) -> NDArray[np.float64]:
+        return np.zeros((len(records), 1))
+
+    @pipe.execute
+    def predict(x: Records, modle: int, extra: NotDefinedAnywhere) -> Records:  # type: ignore[name-defined]  # noqa: F821
+        return x
+
+    with pytest.raises(PipelineTypeError) as info:
+        pipe.check()
+    definitions = [p for p in info.value.problems if isinstance(p, str)]
+    types = [p for p in info.value.problems if isinstance(p, TypeProblem)]
+    assert any("asks for `modle` (did you mean 'model'?)" in p for p in definitions)
+    assert any("naming 'NotDefinedAnywhere'" in p for p in definitions)
+    assert [(p.function, p.parameter) for p in types] == [("predict", "x")]
+    assert "3 definition problems and 1 type problem" in str(info.value)
+
+
+def test_a_last_stage_returning_an_iterator_is_told_to_return_a_list() -> None:
+    from packflow import Pipeline
+
+    pipe = Pipeline("lazy_output")
+
+    @pipe.execute
+    def rows(records: Records) -> Iterator[dict[str, Any]]:
+        yield from records
+
+    with pytest.raises(PipelineTypeError) as info:
+        pipe.check()
+    (problem,) = info.value.problems
+    assert problem.hint.startswith("make `rows` return a list (e.g. `return list(...)`)")
+    assert "transform_outputs" not in problem.hint
+
+
+def test_an_unannotated_generator_function_as_last_stage_is_reported_at_check_time() -> None:
+    from packflow import Pipeline
+
+    pipe = Pipeline("yields")
+
+    @pipe.execute
+    def rows(records):  # type: ignore[no-untyped-def]
+        yield from records
+
+    with pytest.raises(PipelineTypeError) as info:
+        pipe.check()
+    (problem,) = info.value.problems
+    assert (problem.function, problem.parameter) == ("rows", "return")
+    assert problem.actual.startswith("Generator")
+    assert "return a list" in problem.hint
+
+
+T_only_returned = TypeVar("T_only_returned")
+
+
+def test_a_typevar_only_in_a_return_annotation_is_reported_for_stages_and_initializers() -> None:
+    from packflow import Pipeline
+
+    pipe = Pipeline("free_typevar")
+
+    @pipe.initialize
+    def model(config: BackendConfig) -> T_only_returned:  # type: ignore[type-var]
+        return None  # type: ignore[return-value]
+
+    @pipe.execute
+    def predict(records: Records, model: Any) -> list[T_only_returned]:  # type: ignore[type-var]
+        return []
+
+    with pytest.raises(PipelineTypeError) as info:
+        pipe.check()
+    found = sorted((p.function, p.parameter) for p in info.value.problems)
+    assert found == [("model", "return"), ("predict", "return")]
+    assert all(
+        "appears only in the return annotation" in p.explanation for p in info.value.problems
     )

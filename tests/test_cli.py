@@ -665,3 +665,163 @@ def test_run_with_a_missing_input_file_says_so(
     assert main(["create", "x"]) == 0
     assert main(["run", "x", "--input", "missing.jsonl"]) == 1
     assert "--input missing.jsonl: no such file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- create into a folder
+
+
+def test_create_into_an_existing_empty_folder_exits_1_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "x").mkdir()
+    assert main(["create", "x"]) == 1
+    assert "x already exists and is empty (pass --force" in capsys.readouterr().err
+    assert list((tmp_path / "x").iterdir()) == []
+    assert main(["create", "x", "--force"]) == 0
+    assert (tmp_path / "x" / "packflow.yaml").is_file()
+
+
+def test_the_scaffold_packflow_yaml_names_what_its_inference_py_defines(tmp_path: Path) -> None:
+    import ast
+
+    from packflow.project import read_project_config
+
+    assert main(["create", "x"]) == 0
+    spec = read_project_config(tmp_path / "x").runtime.inference_backend
+    module, attribute = spec.split(":")
+    tree = ast.parse((tmp_path / "x" / f"{module}.py").read_text(encoding="utf-8"))
+    defined = {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    } | {node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+    assert attribute in defined
+
+
+CLASS_BACKEND = """\
+from packflow import InferenceBackend
+
+
+class Backend(InferenceBackend):
+    def execute(self, inputs):
+        return [{"value": r["value"], "positive": r["value"] > 0.5} for r in inputs]
+"""
+
+
+def test_inference_backend_the_originals_convention_works_for_a_class_project(
+    tmp_path: Path,
+) -> None:
+    assert main(["create", "x"]) == 0
+    (tmp_path / "x" / "inference.py").write_text(CLASS_BACKEND, encoding="utf-8")
+    yaml_file = tmp_path / "x" / "packflow.yaml"
+    yaml_file.write_text(
+        yaml_file.read_text(encoding="utf-8").replace("inference:pipe", "inference:Backend"),
+        encoding="utf-8",
+    )
+    for command in (["check", "x"], ["validate", "x"], ["export", "x"]):
+        assert main(command) == 0, command
+    done = packflow_cmd("run", "x", "--input", "x/sample.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert '{"value": 0.9, "positive": true}' in done.stdout.splitlines()
+
+
+def test_a_spec_the_module_does_not_define_points_at_packflow_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", "x"]) == 0
+    (tmp_path / "x" / "inference.py").write_text(CLASS_BACKEND, encoding="utf-8")
+    assert main(["check", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "has no attribute 'pipe'; it defines Backend" in err
+    assert "runtime.inference_backend in x/packflow.yaml" in err
+
+
+# --------------------------------------------------------------------------- exit codes
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "nowhere"],
+        ["graph", "nowhere"],
+        ["validate", "nowhere"],
+        ["export", "nowhere"],
+        ["run", "nowhere", "--input", "x.jsonl"],
+        ["check", "inference:pipe"],
+        ["create", "9lives"],
+    ],
+)
+def test_a_user_mistake_exits_1_in_every_command(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_file_given_for_a_project_folder_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["check", "notes.txt"]) == 1
+    assert "notes.txt is a file; give the project folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args", [["check", "--bogus"], ["create"], ["graph", ".", "--format", "svg"], ["nope"]]
+)
+def test_only_a_command_line_usage_error_exits_2(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert "usage: packflow" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_check_and_graph_of_a_composed_project_render_each_part(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    iris = Path(__file__).resolve().parent.parent / "examples" / "iris"
+    assert main(["check", str(iris)]) == 0
+    out = capsys.readouterr().out
+    assert "composition 'iris >> species_names': 2 parts (iris, species_names)" in out
+    assert "type-checks (2 parts, 2 stages, 1 initializer)" in out
+    assert main(["graph", str(iris), "--format", "mermaid"]) == 0
+    assert "subgraph" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("template", ["blank", "onnx", "sklearn"])
+def test_every_template_checks_validates_runs_exports_and_passes_its_tests(
+    tmp_path: Path, template: str
+) -> None:
+    assert main(["create", "x", "--template", template]) == 0
+    for command in (["check", "x"], ["validate", "x", "--strict"]):
+        # --strict fails on warnings; the scaffold's are LICENSE, description, maintainers.
+        expected = 1 if "--strict" in command else 0
+        assert main(command) == expected, command
+    assert main(["validate", "x"]) == 0
+    done = packflow_cmd("run", "x", "--input", "x/sample.jsonl")
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout.splitlines()[0])
+    if template == "blank":
+        assert first == {"value": 0.2, "positive": False}
+    else:
+        assert first["label"] == "setosa"
+        assert set(first["probabilities"]) == {"setosa", "versicolor", "virginica"}
+    assert main(["export", "x"]) == 0
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path / "x",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tests.returncode == 0, tests.stdout
+
+
+def test_an_unknown_template_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create", "x", "--template", "torch"]) == 2
+    assert "invalid choice: 'torch'" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from packflow import (
     ConfigError,
     InferenceBackendInitializationError,
     InferenceBackendLoadError,
+    PipelineDefinitionError,
     PipelineTypeError,
 )
 from packflow.backend import InferenceBackend
@@ -418,3 +419,37 @@ def test_a_bad_keyword_is_not_blamed_on_packflow_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^invalid config") as info:
         InferenceBackendLoader.from_project(folder, verbose="loud")
     assert info.value.path is None
+
+
+@pytest.mark.parametrize("loader", [LocalLoader, ModuleLoader])
+def test_load_backend_module_is_the_originals_name_for_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: type[InferenceBackendLoader]
+) -> None:
+    write(tmp_path / "original_style_inference.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = loader("original_style_inference:Backend").load_backend_module()
+    assert isinstance(found, type) and issubclass(found, InferenceBackend)
+    assert found.__name__ == "Backend"
+    assert found()({"x": 1}) == {"y": 3}
+
+
+def test_loading_or_checking_a_base_class_without_execute_names_the_missing_method(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path / "bases.py",
+        """
+        from packflow import InferenceBackend
+
+        class SharedBase(InferenceBackend, abstract=True):
+            def transform_outputs(self, outputs):
+                return outputs
+        """,
+    )
+    with pytest.raises(
+        InferenceBackendLoadError,
+        match=r"SharedBase\(InferenceBackend\): it has no execute method",
+    ):
+        LocalLoader("bases:SharedBase").load()
+    with pytest.raises(PipelineDefinitionError, match="cannot check SharedBase"):
+        LocalLoader("bases:SharedBase").check()

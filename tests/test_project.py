@@ -545,3 +545,145 @@ def test_gitignore_handling_agrees_with_git(
     ).stdout
     expected = sorted(name for name in listed.split("\0") if name)
     assert list_project_files(folder) == expected
+
+
+# --------------------------------------------------------------------------- layering
+
+PACKAGE = Path(__file__).resolve().parent.parent / "packflow"
+
+
+def _imports_of(module_file: Path) -> set[str]:
+    """Every packflow module a file imports, at the top or inside a function."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(module_file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name == "packflow" or name.startswith("packflow.")}
+
+
+def test_no_module_inside_packflow_imports_the_package_top() -> None:
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path != PACKAGE / "__init__.py" and "packflow" in _imports_of(path)
+    ]
+    assert offenders == []
+
+
+def test_the_project_manifest_does_not_import_the_loaders_or_validation() -> None:
+    imported = _imports_of(PACKAGE / "projects" / "manifest.py")
+    assert not {m for m in imported if m.startswith(("packflow.loaders", "packflow.projects."))}
+
+
+def test_the_old_import_path_packflow_project_names_the_same_objects() -> None:
+    import packflow.project as old
+    import packflow.projects as new
+
+    assert set(old.__all__) == set(new.__all__)
+    assert all(getattr(old, name) is getattr(new, name) for name in new.__all__)
+
+
+# --------------------------------------------------------------------------- PackflowProject
+
+
+def test_packflow_project_runs_the_original_packflow_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import packflow
+
+    monkeypatch.chdir(tmp_path)
+    project = packflow.PackflowProject.create("my_test_project")
+    assert project.base_dir == (tmp_path / "my_test_project").resolve()
+    assert project.has_packflow_config
+    assert repr(project) == f"PackflowProject @ {project.base_dir}"
+    config = project.load_config()
+    assert (config.name, config.version) == ("my_test_project", "0.1.0")
+    errors, warnings = project.validate_required_files()
+    assert errors == []
+    assert "LICENSE.txt: is empty" in warnings
+    (tmp_path / "exports").mkdir()
+    archive = project.export(output_directory=str(tmp_path / "exports"))
+    assert archive == (tmp_path / "exports" / "my_test_project-0.1.0.zip").resolve()
+    with zipfile.ZipFile(archive) as zipped:
+        assert {"packflow.yaml", "inference.py", "requirements.txt"} <= set(zipped.namelist())
+
+
+def test_packflow_project_create_refuses_an_existing_folder_as_a_file_exists_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packflow import PackflowProject
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing_project").mkdir()
+    with pytest.raises(FileExistsError, match="already exists and is empty"):
+        PackflowProject.create("existing_project")
+    assert PackflowProject.create("existing_project", force=True).has_packflow_config
+
+
+def test_packflow_project_validate_required_files_lists_a_missing_requirements_file(
+    tmp_path: Path,
+) -> None:
+    from packflow.project import PackflowProject
+
+    project = PackflowProject.create("p", directory=tmp_path)
+    (project.base_dir / "requirements.txt").unlink()
+    errors, _warnings = project.validate_required_files()
+    assert errors == ["requirements.txt: missing (required)"]
+    with pytest.raises(ProjectError, match=r"requirements\.txt: missing") as info:
+        project.export(output_directory=str(tmp_path))
+    assert info.value.problems == errors
+
+
+def test_packflow_project_export_does_not_run_the_projects_code(tmp_path: Path) -> None:
+    from packflow import PackflowProject
+
+    project = PackflowProject.create("p", directory=tmp_path)
+    (project.base_dir / "inference.py").write_text("raise SystemExit('ran')\n", encoding="utf-8")
+    assert project.export(output_directory=str(tmp_path)).is_file()
+
+
+def test_dir_of_packflow_lists_only_the_public_names() -> None:
+    import packflow
+
+    assert dir(packflow) == sorted(packflow.__all__)
+    assert "annotations" not in dir(packflow) and "pipeline" not in dir(packflow)
+    assert all(hasattr(packflow, name) for name in packflow.__all__)
+
+
+def test_import_packflow_leaves_the_cli_projects_checker_and_numpy_for_later() -> None:
+    # What `import packflow` must not pay for (issue 13's import-time goal); timed in
+    # benchmarks/bench_import.py.
+    code = (
+        "import sys, packflow\n"
+        "heavy = ('yaml', 'importlib.metadata', 'argparse', 'asyncio', 'numpy', "
+        "'packflow.cli', 'packflow.projects', 'packflow.loaders', 'packflow.checker', "
+        "'packflow.typecheck', 'packflow.compose', 'packflow.runtime.streaming', 'cattrs', "
+        "'packflow.preprocess')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_reading_a_manifest_imports_neither_the_loaders_nor_validation() -> None:
+    code = (
+        "import sys, packflow.projects.manifest\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('packflow.loaders', "
+        "'packflow.projects.validate'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_submodules_stay_reachable_as_attributes_of_packflow() -> None:
+    code = "import packflow\nprint(packflow.loaders.LocalLoader.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "LocalLoader"
+    import packflow
+
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        _ = packflow.no_such_name  # type: ignore[attr-defined]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-import numpy.typing as npt
-
+from packflow._lazy import LazyModule
 from packflow._text import closest, short_repr
 from packflow.config import BackendConfig, InputFormat
 from packflow.exceptions import PreprocessorInitError, PreprocessorRuntimeError
@@ -22,6 +20,13 @@ from packflow.preprocess.compiled import (
 from packflow.preprocess.plan import MISSING, Format, Plan, describe_plan
 from packflow.preprocess.reference import CleanKeys, reference_values
 from packflow.records import Records
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:  # numpy is imported by the first numpy pipeline, not by `import packflow`
+    np = LazyModule("numpy", globals(), "np")
+    npt = LazyModule("numpy.typing", globals(), "npt")
 
 __all__ = ["NUMPY", "NumpyPreprocessor", "dtype_of", "dtype_problem"]
 

@@ -36,12 +36,10 @@ from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
 from packflow.outputs import find_invalid_value
 from packflow.records import attrs_record_type, structure_records, unstructure_records
 from packflow.runtime.isolation import Mark, OnError, check_on_error, error_row, isolate
-from packflow.runtime.streaming import AsyncBatcher, Batcher, Stream
-from packflow.typecheck import format_type
-from packflow.valuecheck import compile_checker
 
 if TYPE_CHECKING:
     from packflow.compose import CheckedComposition
+    from packflow.runtime.streaming import AsyncBatcher, Batcher, Stream
 
 __all__ = ["BuiltPipeline"]
 
@@ -402,6 +400,8 @@ class BuiltPipeline:
         >>> for output in built.stream(events, max_batch_size=32):  # doctest: +SKIP
         ...     print(output)
         """
+        from packflow.runtime.streaming import Stream
+
         return Stream(
             self,
             events,
@@ -424,6 +424,8 @@ class BuiltPipeline:
         or its own exception (``on_error="raise"``) or error row (``"row"``). Use it in a
         ``with`` block, or call ``close()``, so that pending events are run.
         """
+        from packflow.runtime.streaming import Batcher
+
         return Batcher(
             self,
             max_batch_size=max_batch_size,
@@ -444,6 +446,8 @@ class BuiltPipeline:
         off the event loop; cancelling one caller does not affect the others. Use it in
         an ``async with`` block, or ``await aclose()``.
         """
+        from packflow.runtime.streaming import AsyncBatcher
+
         return AsyncBatcher(
             self,
             max_batch_size=max_batch_size,
@@ -629,6 +633,11 @@ def _adapt(
 def _value_check(stage: Stage, what: str, annotation: Any) -> Callable[[Any], None] | None:
     if annotation is Any:
         return None
+    # Only pipelines with runtime_checks=True get here: the type model is not imported
+    # by every `import packflow`.
+    from packflow.typecheck import format_type
+    from packflow.valuecheck import compile_checker
+
     checker = compile_checker(annotation)
     expected = format_type(annotation)
 
