@@ -6,7 +6,6 @@ in the package suggests and describes the same way.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +22,8 @@ def closest(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | 
     >>> closest("zzz", ["model"]) is None
     True
     """
+    import difflib  # only when a mistake is being reported
+
     matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=cutoff)
     return matches[0] if matches else None
 

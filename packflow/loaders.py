@@ -14,7 +14,6 @@ names the module or file and the cause.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import inspect
@@ -27,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeAlias
 
+from packflow._text import closest
 from packflow.backend import InferenceBackend, built_pipeline, check_backend, missing_execute
 from packflow.compose import CheckedComposition, ComposedPipeline
 from packflow.exceptions import ConfigError, InferenceBackendLoadError
@@ -449,9 +449,9 @@ def _suggest(name: str, owner: Any) -> str:
         if hasattr(owner, "__dict__")
         else []
     )
-    close = difflib.get_close_matches(name, candidates or dir(owner), n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
+    close = closest(name, candidates or dir(owner))
+    if close is not None:
+        return f" (did you mean {close!r}?)"
     if candidates:
         return f"; it defines {', '.join(sorted(candidates))}"
     return ""

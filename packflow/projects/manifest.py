@@ -7,7 +7,6 @@ user code, so that :mod:`packflow.loaders` can read a project through it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from typing import Any, Literal
 import attrs
 import yaml
 
+from packflow._text import closest
 from packflow.converter import converter
 from packflow.exceptions import ConfigError, ProjectError, ProjectExistsError
 
@@ -200,8 +200,11 @@ def _expect_str(value: Any, key: str, where: Path) -> str:
 
 
 def _unknown_key_error(key: str, known: Iterable[str], section: str, where: Path) -> ConfigError:
-    matches = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"; did you mean `{matches[0]}`?" if matches else f"; known keys: {', '.join(known)}"
+    known = list(known)
+    match = closest(key, known)
+    hint = (
+        f"; did you mean `{match}`?" if match is not None else f"; known keys: {', '.join(known)}"
+    )
     return _file_error(where, f"unknown key `{key}` in `{section}`{hint}", f"{section}.{key}")
 
 
