@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -177,7 +178,8 @@ def start_run(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        # No PYTHONUNBUFFERED: the lines must reach the reader by packflow's own flushes.
+        # Without PYTHONUNBUFFERED: the lines must reach the reader by packflow's own flushes.
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
     )
 
 

@@ -35,7 +35,14 @@ from packflow.log import get_logger
 from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
 from packflow.outputs import find_invalid_value
 from packflow.records import attrs_record_type, structure_records, unstructure_records
-from packflow.runtime.isolation import Mark, OnError, check_on_error, error_row, isolate
+from packflow.runtime.isolation import (
+    Mark,
+    OnError,
+    check_on_error,
+    error_row,
+    is_record_error,
+    isolate,
+)
 
 if TYPE_CHECKING:
     from packflow.compose import CheckedComposition
@@ -328,12 +335,16 @@ class BuiltPipeline:
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
         outputs: list[Any] = [None] * len(records)
-        good: list[int] = []
+        good: list[int] | range
         errors = 0
-        for index, row in enumerate(records):
-            if type(row) is dict or isinstance(row, dict):
-                good.append(index)
-            else:
+        if set(map(type, records)) <= _DICTS_ONLY:
+            good = range(len(records))  # the common case, without a loop in Python
+        else:
+            good = []
+            for index, row in enumerate(records):
+                if type(row) is dict or isinstance(row, dict):
+                    good.append(index)
+                    continue
                 where = first_index + index
                 problem = _bad_row_error(where, row)
                 outputs[index] = (
@@ -343,12 +354,23 @@ class BuiltPipeline:
         durations: list[float] = []
         if good:
             batch = records if len(good) == len(records) else [records[i] for i in good]
-            indices = [first_index + i for i in good] if first_index else good
-            attempt = functools.partial(self._attempt, durations=durations)
-            if mark is None:
-                results, failed = isolate(attempt, batch, indices)
+            indices: Sequence[int]
+            if isinstance(good, range):
+                indices = range(first_index, first_index + len(good))
             else:
-                results, failed = isolate(attempt, batch, indices, mark=mark)
+                indices = [first_index + i for i in good] if first_index else good
+            try:
+                # The whole batch first, as on_error="raise" runs it: without a bad record
+                # this is all there is to pay.
+                results, failed = self._attempt(batch, durations), 0
+            except Exception as exc:
+                if not is_record_error(exc):
+                    raise
+                attempt = functools.partial(self._attempt, durations=durations)
+                if mark is None:
+                    results, failed = isolate(attempt, batch, indices, failed_with=exc)
+                else:
+                    results, failed = isolate(attempt, batch, indices, mark=mark, failed_with=exc)
             errors += failed
             if len(good) == len(records):
                 outputs = results

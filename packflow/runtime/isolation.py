@@ -132,6 +132,7 @@ def isolate(
     indices: Sequence[int],
     *,
     mark: Mark = _mark_row,
+    failed_with: Exception | None = None,
 ) -> tuple[list[Any], int]:
     """Run ``batch`` through ``attempt``, isolating the records that fail.
 
@@ -145,6 +146,9 @@ def isolate(
         Each record's position in the caller's batch (what error rows report).
     mark
         Makes what stands in the output for a failed record (an error row by default).
+    failed_with
+        What the whole batch already raised when the caller attempted it (so that it is
+        not attempted again).
 
     Returns
     -------
@@ -165,6 +169,9 @@ def isolate(
     while pending:
         lo, hi = pending.pop()
         try:
+            if failed_with is not None:
+                first, failed_with = failed_with, None
+                raise first
             outputs[lo:hi] = attempt(batch if hi - lo == size else batch[lo:hi])
         except Exception as exc:
             if not is_record_error(exc):

@@ -263,8 +263,8 @@ def run_lines(
         count = 0
         while lines and lines[0] < 0:
             lines.popleft()
-            write("")
             count += 1
+            write("")
         return count
 
     try:
@@ -288,8 +288,10 @@ def run_lines(
                     stopped = f"line {number} failed (on_error='raise')"
                     break
                 text = json.dumps(problem.row(), ensure_ascii=False)
-            write(text)
+            # Counted first: an interrupt is raised after the write it arrived in, which
+            # has reached the output by then (unbuffered output shows it at once).
             written += 1
+            write(text)
             if max_errors is not None and failed >= max_errors:
                 stopped = f"{failed} failed lines (max_errors={max_errors})"
                 break
