@@ -332,9 +332,28 @@ class BuiltPipeline:
         for a failed record (an error row by default).
         """
         start = perf_counter()
+        if type(records) is list and records and set(map(type, records)) <= _DICTS_ONLY:
+            # The common case, every record a dict: the whole batch first, as
+            # on_error="raise" runs it, so that without a bad record this is all it costs.
+            durations: list[float] = []
+            try:
+                outputs, errors = self._attempt(records, durations), 0
+            except Exception as exc:
+                if not is_record_error(exc):
+                    raise
+                attempt = functools.partial(self._attempt, durations=durations)
+                at = range(first_index, first_index + len(records))
+                if mark is None:
+                    outputs, errors = isolate(attempt, records, at, failed_with=exc)
+                else:
+                    outputs, errors = isolate(attempt, records, at, mark=mark, failed_with=exc)
+            raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
+            if self._verbose:
+                self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+            return outputs
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
-        outputs: list[Any] = [None] * len(records)
+        outputs = [None] * len(records)
         good: list[int] | range
         errors = 0
         if set(map(type, records)) <= _DICTS_ONLY:
@@ -351,7 +370,7 @@ class BuiltPipeline:
                     error_row(problem, where) if mark is None else mark(problem, where, None)
                 )
                 errors += 1
-        durations: list[float] = []
+        durations = []
         if good:
             batch = records if len(good) == len(records) else [records[i] for i in good]
             indices: Sequence[int]
