@@ -211,3 +211,23 @@ def test_ctrl_c_reports_how_many_lines_were_written(tmp_path: Path) -> None:
             assert "interrupted; 2 lines written of 2 read" in run.stderr.read()
         finally:
             run.kill()
+
+
+def test_a_run_of_blank_lines_is_kept_as_one_count_and_written_back_in_place() -> None:
+    from packflow.runtime.jsonl import _Lines
+
+    source = ["\n"] * 10_000 + ['{"a": 1}\n'] + ["\n"] * 3
+    reader = _Lines(source)
+    assert list(reader) == [{"a": 1}]
+    assert list(reader.numbers) == [-10_000, 10_001, -3]  # bounded, whatever the input
+
+    pipe = Pipeline("echo_blanks")
+
+    @pipe.execute
+    def echo(records: Records) -> Records:
+        return records
+
+    written: list[str] = []
+    summary = run_lines(pipe.build(), source, written.append)
+    assert written == [""] * 10_000 + ['{"a": 1}'] + [""] * 3
+    assert (summary.read, summary.written, summary.failed) == (10_004, 10_004, 0)

@@ -161,10 +161,12 @@ def serialize(output: Any) -> str:
 class _Lines:
     """The events of a stream over ``source``: records, or markers for bad lines.
 
-    Each line's number goes to ``numbers`` as it is read, negated for a blank line:
-    blank lines are not events (they are written back in their place), so that an
+    Blank lines are not events (they are written back in their place), so that an
     event's position in the stream is its position among the non-blank lines, as on
-    Ray. ``read`` counts the lines read so far.
+    Ray. ``numbers`` tells the consumer where each output goes: an event's line number,
+    and before it ``-n`` for the ``n`` blank lines that came first (a run of blank lines
+    is one entry, so memory stays bounded whatever the input). ``read`` counts the lines
+    read so far.
     """
 
     def __init__(self, source: Iterable[str | bytes]) -> None:
@@ -174,16 +176,23 @@ class _Lines:
 
     def __iter__(self) -> Iterator[Any]:
         numbers = self.numbers
-        events = 0
-        for number, raw in enumerate(self.source, 1):
-            self.read = number
-            parsed = parse_line(raw, number)
-            if parsed is None:
-                numbers.append(-number)
-                continue
-            numbers.append(number)
-            yield parsed if isinstance(parsed, dict) else _Line(number, parsed, events)
-            events += 1
+        events = blanks = 0
+        try:
+            for number, raw in enumerate(self.source, 1):
+                self.read = number
+                parsed = parse_line(raw, number)
+                if parsed is None:
+                    blanks += 1
+                    continue
+                if blanks:
+                    numbers.append(-blanks)
+                    blanks = 0
+                numbers.append(number)
+                yield parsed if isinstance(parsed, dict) else _Line(number, parsed, events)
+                events += 1
+        finally:
+            if blanks:
+                numbers.append(-blanks)  # the blank lines after the last event
 
 
 def run_lines(
@@ -262,9 +271,9 @@ def run_lines(
         """Write the blank lines due before the next event's line; how many."""
         count = 0
         while lines and lines[0] < 0:
-            lines.popleft()
-            count += 1
-            write("")
+            for _ in range(-lines.popleft()):
+                count += 1
+                write("")
         return count
 
     try:
