@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -123,31 +122,10 @@ class NumpyPreprocessor:
         except CAST_ERRORS as exc:
             raise self._bad_value(self._values(records), shape, str(exc)) from exc
         if self._inexact and not np.isfinite(array).all():
-            self._check_non_finite(self._values(records), array, shape)
+            # A NaN may be a None that numpy cast (an overflow raised above, or cannot
+            # happen for the widest dtypes); a NaN or infinity sent as a float stays.
+            self._refuse_none(lambda: self._values(records), shape)
         return array.reshape(shape)
-
-    def _check_non_finite(
-        self, values: list[Any], array: npt.NDArray[Any], shape: tuple[int, int]
-    ) -> None:
-        """Refuse what became NaN or inf by the cast: ``None`` (a missing value passing
-        as a number) and a finite number too large for the dtype. A NaN or infinity given
-        as such stays."""
-        for position in np.flatnonzero(~np.isfinite(array)).tolist():
-            value = values[position]
-            if value is None:
-                self._refuse_none(lambda: values, shape)
-            try:
-                finite = math.isfinite(complex(value).real) and math.isfinite(complex(value).imag)
-            except (TypeError, ValueError):
-                finite = False
-            if finite:
-                index, feature = self._where(position, shape)
-                raise PreprocessorRuntimeError(
-                    f"record {index}, feature {feature!r}: cannot convert "
-                    f"{_described(value)} to {self.dtype} (too large)",
-                    index=index,
-                    field=feature,
-                )
 
     def _refuse_none(self, values: Callable[[], list[Any]], shape: tuple[int, int]) -> None:
         """numpy casts ``None`` to NaN for a float dtype: a missing value passing as a
