@@ -278,8 +278,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
     if args.engine == "ray" and args.input == "-":
         raise UsageError("--engine ray reads a file: give --input FILE, not stdin")
-    if args.max_latency_ms < 0:
-        raise UsageError(f"--max-latency-ms must be at least 0, got {args.max_latency_ms}")
+    if not args.max_latency_ms >= 0 or args.max_latency_ms == float("inf"):
+        raise UsageError(f"--max-latency-ms must be a number >= 0, got {args.max_latency_ms}")
     if args.max_errors is not None and args.max_errors < 1:
         raise UsageError(f"--max-errors must be at least 1, got {args.max_errors}")
     on_error: OnError = "raise" if args.fail_fast else args.on_error

@@ -231,3 +231,26 @@ def test_a_run_of_blank_lines_is_kept_as_one_count_and_written_back_in_place() -
     summary = run_lines(pipe.build(), source, written.append)
     assert written == [""] * 10_000 + ['{"a": 1}'] + [""] * 3
     assert (summary.read, summary.written, summary.failed) == (10_004, 10_004, 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--max-latency-ms", "-1"], "--max-latency-ms must be a number >= 0, got -1.0"),
+        (["--max-latency-ms", "nan"], "--max-latency-ms must be a number >= 0, got nan"),
+        (["--max-errors", "0"], "--max-errors must be at least 1, got 0"),
+        (["--concurrency", "2"], "--concurrency is for --engine ray"),
+        (["--engine", "ray", "--concurrency", "0"], "--concurrency must be at least 1, got 0"),
+        (["--engine", "ray", "--input", "-"], "--engine ray reads a file: give --input FILE"),
+        (["--on-error", "skip"], "invalid choice: 'skip'"),
+    ],
+)
+def test_bad_run_options_are_usage_errors_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    write_project(tmp_path, COUNTING)
+    write_lines(tmp_path / "in.jsonl", lines_of([1]))
+    assert main(["run", "demo", "--input", "in.jsonl", *options]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "demo" / "calls.txt").exists()  # nothing ran
