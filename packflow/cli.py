@@ -210,13 +210,6 @@ class _Progress:
         self.stream.flush()
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    name = type(exc).__name__
-    return f"{name}: {first}" if not isinstance(exc, PackflowError) else first or name
-
-
 def _stdin_lines(chunk: int = 1 << 16) -> Iterator[bytes | str]:
     """The lines of stdin as bytes, read from its file descriptor.
 

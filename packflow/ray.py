@@ -394,10 +394,6 @@ def _error_body(output: Any) -> Any:
     return output[ERROR_KEY] if is_error_row(output) else None
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 class _NotJSON(ValueError):
     """An input line that holds no record; stands for its record in the batch."""
 

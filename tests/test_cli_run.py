@@ -254,3 +254,12 @@ def test_bad_run_options_are_usage_errors_naming_the_option(
     assert main(["run", "demo", "--input", "in.jsonl", *options]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "demo" / "calls.txt").exists()  # nothing ran
+
+
+def test_a_line_error_is_reported_on_one_line_and_kept_whole_in_its_row() -> None:
+    from packflow.runtime.jsonl import LineError
+
+    problem = LineError(3, "ValueError", "bad value\n  detail on a second line", "execute", 2)
+    assert str(problem) == "line 3: record 2, execute: ValueError: bad value"
+    assert problem.row()["error"]["message"] == "bad value\n  detail on a second line"
+    assert problem.row()["error"]["line"] == 3

@@ -65,7 +65,9 @@ class LineError:
         # A line that holds no record is named by its line alone.
         record = self.index is not None and self.stage != "input"
         where = f"record {self.index}, " if record else ""
-        return f"line {self.number}: {where}{self.stage}: {self.type}: {self.message}"
+        # One line on a terminal; the error row keeps the whole message.
+        first = self.message.strip().split("\n", 1)[0]
+        return f"line {self.number}: {where}{self.stage}: {self.type}: {first}"
 
 
 @attrs.frozen
