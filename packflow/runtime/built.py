@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import MappingProxyType
@@ -31,7 +32,7 @@ from packflow.exceptions import (
 )
 from packflow.graph import CheckedPipeline, Stage, StageGraph
 from packflow.log import get_logger
-from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
+from packflow.metrics import CallObserver, Metrics, MetricsRecorder, Observers, RawMetrics
 from packflow.records import attrs_record_type, structure_records, unstructure_records
 from packflow.runtime.isolation import (
     Mark,
@@ -140,6 +141,8 @@ class BuiltPipeline(Runtime):
             steps.append((stage.kind.value, fn, stage))
         self._set_segments((_Segment(tuple(steps), stages[-1], self.name, None),))
         self._verbose = bool(getattr(self.config, "verbose", False))
+        self._observers_lock = threading.Lock()
+        self._set_observers(())
 
     @classmethod
     def _composed(
@@ -171,6 +174,8 @@ class BuiltPipeline(Runtime):
             tuple(s.relabelled(part) for part, built in parts for s in built._segments)
         )
         self._verbose = any(built._verbose for _, built in parts)
+        self._observers_lock = threading.Lock()
+        self._set_observers(())
         return self
 
     def _set_segments(self, segments: tuple[_Segment, ...]) -> None:
@@ -178,6 +183,38 @@ class BuiltPipeline(Runtime):
         self._plan = tuple((s.steps, s) for s in segments)
         self._metrics = MetricsRecorder([label for s in segments for label, _, _ in s.steps])
         self._last = self._metrics.var  # the hot path sets it directly
+
+    def _set_observers(self, observers: tuple[CallObserver, ...]) -> None:
+        # What the hot path calls after a call: None while nobody watches and the
+        # verbose log is off, so that an unwatched call pays one check.
+        self._observers = observers
+        if not observers and not self._verbose:
+            self._on_call: Callable[[RawMetrics, list[Any]], None] | None = None
+            self._on_failure: Callable[[RawMetrics, BaseException], None] | None = None
+            return
+        fan = Observers(observers, self._metrics, self.logger if self._verbose else None)
+        self._on_call, self._on_failure = fan.called, fan.failed
+
+    def add_observer(self, observer: CallObserver) -> None:
+        """Tell ``observer`` about every call of this instance from now on.
+
+        See :class:`packflow.metrics.CallObserver`; :mod:`packflow.observe` attaches its
+        Prometheus and OpenTelemetry exporters this way. Adding an observer twice adds
+        it once.
+        """
+        with self._observers_lock:
+            if observer not in self._observers:
+                self._set_observers((*self._observers, observer))
+
+    def remove_observer(self, observer: CallObserver) -> None:
+        """Stop telling ``observer`` about calls (nothing happens if it was not added)."""
+        with self._observers_lock:
+            self._set_observers(tuple(o for o in self._observers if o is not observer))
+
+    @property
+    def observers(self) -> tuple[CallObserver, ...]:
+        """The observers told about every call (see :meth:`add_observer`)."""
+        return self._observers
 
     @property
     def checked(self) -> CheckedPipeline | CheckedComposition:
@@ -272,27 +309,34 @@ class BuiltPipeline(Runtime):
         elif set(map(type, records)) != _DICTS_ONLY and not _all_dicts(records):
             raise _bad_row(records)
         if not size:
-            self._metrics.record(0, (), perf_counter() - start)
+            raw = self._metrics.record(0, (), perf_counter() - start)
+            if self._on_call is not None:
+                self._on_call(raw, [])
             return []
         # The same loop as _attempt, written out: this is the hot path of every call.
         data: Any = records
         durations: list[float] = []
         mark = start
-        for steps, segment in self._plan:
-            for label, fn, stage in steps:
-                try:
-                    data = fn(data)
-                except Exception as exc:
-                    raise _failure(label, stage, exc) from exc
-                now = perf_counter()
-                durations.append(now - mark)
-                mark = now
-            if data is not records:
-                _check_outputs(segment, data, size)
+        try:
+            for steps, segment in self._plan:
+                for label, fn, stage in steps:
+                    try:
+                        data = fn(data)
+                    except Exception as exc:
+                        raise _failure(label, stage, exc) from exc
+                    now = perf_counter()
+                    durations.append(now - mark)
+                    mark = now
+                if data is not records:
+                    _check_outputs(segment, data, size)
+        except Exception as exc:
+            if self._on_failure is not None:
+                self._on_failure((size, durations, perf_counter() - start, size), exc)
+            raise
         raw = (size, durations, mark - start, 0)
         self._last.set(raw)
-        if self._verbose:
-            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._on_call is not None:
+            self._on_call(raw, data)
         return data  # type: ignore[no-any-return]
 
     def _attempt(self, batch: list[Any], durations: list[float]) -> list[Any]:
@@ -357,6 +401,7 @@ class BuiltPipeline(Runtime):
                 outputs, errors = self._attempt(records, durations), 0
             except Exception as exc:
                 if not is_record_error(exc):
+                    self._failed(len(records), durations, start, exc)
                     raise
                 attempt = functools.partial(self._attempt, durations=durations)
                 at = range(first_index, first_index + len(records))
@@ -365,8 +410,8 @@ class BuiltPipeline(Runtime):
                 else:
                     outputs, errors = isolate(attempt, records, at, mark=mark, failed_with=exc)
             raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
-            if self._verbose:
-                self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+            if self._on_call is not None:
+                self._on_call(raw, outputs)
             return outputs
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
@@ -401,6 +446,7 @@ class BuiltPipeline(Runtime):
                 results, failed = self._attempt(batch, durations), 0
             except Exception as exc:
                 if not is_record_error(exc):
+                    self._failed(len(records), durations, start, exc)
                     raise
                 attempt = functools.partial(self._attempt, durations=durations)
                 if mark is None:
@@ -414,9 +460,14 @@ class BuiltPipeline(Runtime):
                 for index, result in zip(good, results, strict=True):
                     outputs[index] = result
         raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
-        if self._verbose:
-            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._on_call is not None:
+            self._on_call(raw, outputs)
         return outputs
+
+    def _failed(self, size: int, durations: list[float], start: float, exc: Exception) -> None:
+        """Tell the observers that a run of ``size`` records raised ``exc``."""
+        if self._on_failure is not None:
+            self._on_failure((size, durations, perf_counter() - start, size), exc)
 
     # -- metrics and validation ---------------------------------------------------------
 

@@ -24,6 +24,7 @@ thread or task describes the batch that served it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import weakref
 from collections import deque
@@ -33,6 +34,7 @@ from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from packflow.metrics import queue_waits_wanted, run_waited
 from packflow.runtime.contracts import BatchOptions, Runner, runner_name
 from packflow.runtime.isolation import OnError
 
@@ -125,8 +127,11 @@ class _BatchQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def take(self) -> list[Any] | None:
-        """The next batch, or ``None`` when the queue is closed and empty."""
+    def take(self, waits: list[float] | None = None) -> list[Any] | None:
+        """The next batch, or ``None`` when the queue is closed and empty.
+
+        ``waits``, when given, receives the seconds each item of the batch waited.
+        """
         with self._cond:
             items = self._items
             while not items:
@@ -141,7 +146,13 @@ class _BatchQueue:
                         break
                     self._cond.wait(remaining)
             count = min(self._size, len(items))
-            batch = [items.popleft()[1] for _ in range(count)]
+            if waits is None:
+                batch = [items.popleft()[1] for _ in range(count)]
+            else:
+                now = monotonic()
+                taken = [items.popleft() for _ in range(count)]
+                waits.extend(now - since for since, _ in taken)
+                batch = [item for _, item in taken]
             if self._capacity is not None:
                 self._cond.notify_all()  # a producer may be waiting for room
             return batch
@@ -206,12 +217,17 @@ def _batches_of_queue(
     on_error = options.on_error
     try:
         while True:
-            batch = queue.take()
+            waits: list[float] | None = [] if queue_waits_wanted() else None
+            batch = queue.take(waits)
             if batch is None:
                 break
             first = progress.received
             progress.received += len(batch)
-            yield _run(runner, on_error, batch, first)
+            if waits is None:
+                yield _run(runner, on_error, batch, first)
+            else:
+                run = functools.partial(_run, runner, on_error, batch, first)
+                yield run_waited(waits, run)
     finally:
         queue.close()
     if progress.source_error is not None:
@@ -390,16 +406,20 @@ class Batcher:
 
     def _work(self) -> None:
         while True:
-            taken = self._queue.take()
+            waits: list[float] | None = [] if queue_waits_wanted() else None
+            taken = self._queue.take(waits)
             if taken is None:
                 return
             live = [(e, answer) for e, answer in taken if answer.set_running_or_notify_cancel()]
             if live:
-                self._serve(live)
+                self._serve(live, waits)
 
-    def _serve(self, live: list[tuple[Any, _Answer]]) -> None:
+    def _serve(self, live: list[tuple[Any, _Answer]], waits: list[float] | None = None) -> None:
+        run = functools.partial(
+            _run_for_callers, self._runner, [event for event, _ in live], self._on_error
+        )
         try:
-            outputs = _run_for_callers(self._runner, [event for event, _ in live], self._on_error)
+            outputs: list[Any] = run_waited(waits, run)
         except BaseException as exc:  # about the whole batch: every caller gets it
             for _, answer in live:
                 answer.set_exception(exc)
@@ -528,20 +548,28 @@ class AsyncBatcher:
             count = min(self._size, len(pending))
             taken = [pending.popleft() for _ in range(count)]
             live = [(event, answer) for _, event, answer in taken if not answer.done()]
+            waits = None
+            if queue_waits_wanted():
+                now = loop.time()  # the clock of the times taken in submit()
+                waits = [now - since for since, _, _ in taken]
             if live:
-                in_flight.append(loop.create_task(self._serve(loop, live)))
+                in_flight.append(loop.create_task(self._serve(loop, live, waits)))
                 if len(in_flight) >= _IN_FLIGHT:
                     await in_flight.popleft()
                 while in_flight and in_flight[0].done():
                     in_flight.popleft()
 
     async def _serve(
-        self, loop: asyncio.AbstractEventLoop, live: list[tuple[Any, asyncio.Future[Any]]]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        live: list[tuple[Any, asyncio.Future[Any]]],
+        waits: list[float] | None = None,
     ) -> None:
         events = [event for event, _ in live]
 
         def run() -> tuple[list[Any], RawMetrics | None]:
-            outputs = _run_for_callers(self._runner, events, self._on_error)
+            call = functools.partial(_run_for_callers, self._runner, events, self._on_error)
+            outputs: list[Any] = run_waited(waits, call)
             return outputs, self._runner.last_metrics()
 
         try:
