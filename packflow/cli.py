@@ -275,6 +275,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-latency-ms must be a number >= 0, got {args.max_latency_ms}")
     if args.max_errors is not None and args.max_errors < 1:
         raise UsageError(f"--max-errors must be at least 1, got {args.max_errors}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(
+            f"--metrics-port must be a port number (0-65535), got {args.metrics_port}"
+        )
+    if args.metrics_port is not None and args.engine == "ray":
+        raise UsageError(
+            "--metrics-port is for --engine local (Ray actors run in their own processes)"
+        )
     on_error: OnError = "raise" if args.fail_fast else args.on_error
     loader = _target(args.path)
     with ExitStack() as stack:
@@ -303,6 +311,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.engine == "ray":
             return _run_on_ray(args, loader, path, sink, stack, on_error, report)
         backend = loader.load()
+        if args.metrics_port is not None:
+            _serve_metrics(backend, args.metrics_host, args.metrics_port, stack)
         if args.output != "-":
             # Opened only now, so that a backend that fails to load leaves the file alone.
             sink = stack.enter_context(_open(Path(args.output), "w", "--output"))
@@ -332,6 +342,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
     return _finish(summary, progress.shown)
+
+
+def _serve_metrics(backend: Any, host: str, port: int, stack: ExitStack) -> None:
+    """``run --metrics-port``: Prometheus metrics of ``backend`` on ``host:port`` meanwhile."""
+    from packflow.observe.prometheus import enable_prometheus, serve_prometheus
+
+    exporter = enable_prometheus(backend)
+    stack.callback(exporter.disable)
+    try:
+        server = serve_prometheus(port, host=host)
+    except OSError as exc:
+        raise UserError(f"--metrics-port {port}: {host}:{port}: {exc.strerror or exc}") from exc
+    stack.callback(server.close)
+    _err(f"packflow: metrics at {server.url}")
 
 
 def _finish(summary: RunSummary, progress_shown: bool) -> int:
@@ -480,6 +504,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--fail-fast", action="store_true", help="stop at the first failed line (--on-error raise)"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve Prometheus metrics on this port while running, 0 for a free one "
+        "(pip install 'packflow[metrics]')",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --metrics-port listens on (default: 127.0.0.1)",
     )
     run.set_defaults(handler=_cmd_run)
 

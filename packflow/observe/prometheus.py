@@ -86,8 +86,14 @@ _BUCKETS = {
 }
 
 
-def _client() -> Any:
-    return import_extra("prometheus_client", "metrics", "packflow.observe.enable_prometheus")
+def _client(module: str = "") -> Any:
+    """prometheus_client (or one of its modules), or a MissingExtraError naming the extra."""
+    name = f"prometheus_client.{module}" if module else "prometheus_client"
+    return import_extra(name, "metrics", "packflow.observe.enable_prometheus")
+
+
+def _families() -> Any:
+    return _client("metrics_core")
 
 
 # ----------------------------------------------------------------- one process
@@ -135,7 +141,7 @@ class _Collector:
             return found
 
     def describe(self) -> list[Metric]:
-        families = _client().metrics_core
+        families = _families()
         described: list[Metric] = [
             families.HistogramMetricFamily(name, _HELP[name], labels=_LABELS[name])
             for name in (STAGE, CALL, BATCH, WAIT)
@@ -146,7 +152,7 @@ class _Collector:
         return described
 
     def collect(self) -> Iterator[Metric]:
-        families = _client().metrics_core
+        families = _families()
         with self.lock:
             histograms = {
                 name: [(labels, list(h.counts), h.total) for labels, h in series.items()]
@@ -170,7 +176,7 @@ class _Collector:
 
 
 def _bound(value: float) -> str:
-    return _client().utils.floatToGoString(value)  # type: ignore[no-any-return]
+    return _client("utils").floatToGoString(value)  # type: ignore[no-any-return]
 
 
 class _InProcess:
@@ -405,7 +411,7 @@ def _default_registry() -> Collector:
     if not directory:
         return client.REGISTRY  # type: ignore[no-any-return]
     registry = client.CollectorRegistry()
-    client.multiprocess.MultiProcessCollector(registry, path=directory)
+    _client("multiprocess").MultiProcessCollector(registry, path=directory)
     return registry  # type: ignore[no-any-return]
 
 
@@ -432,7 +438,9 @@ def prometheus_exposition(
     client = _client()
     target = registry if registry is not None else _default_registry()
     if accept:
-        encoder, content_type = client.exposition.choose_encoder(accept)
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept)
         return encoder(target), content_type
     return client.generate_latest(target), client.CONTENT_TYPE_LATEST
 
