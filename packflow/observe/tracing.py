@@ -104,10 +104,13 @@ class Tracing:
             self._stage(name, label, context, at, size).end(end_time=min(stop, end))
             at = stop
         if error is not None:
-            failed_at = getattr(error, "stage", None)
-            if len(durations) < len(self._stages):
-                label, name = self._stages[len(durations)]
-                stage = self._stage(name, str(failed_at or label), context, min(at, end), size)
+            done = len(durations)
+            running = self._stages[done] if done < len(self._stages) else None
+            # A span for the step that raised, when the error names the one that was
+            # running (not an output that failed the check between two parts, say).
+            if running is not None and getattr(error, "stage", None) in (None, running[0]):
+                label, name = running
+                stage = self._stage(name, label, context, min(at, end), size)
                 stage.set_status(self._status(self._error_code, f"{type(error).__name__}"))
                 stage.end(end_time=end)
             span.record_exception(error)
