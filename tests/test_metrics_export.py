@@ -585,3 +585,29 @@ def test_a_metrics_port_in_use_is_one_readable_error(
         )
     assert code == 1
     assert f"--metrics-port {taken.port}: 127.0.0.1:{taken.port}:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("module", "call", "extra"),
+    [
+        ("prometheus_client", "enable_prometheus", "metrics"),
+        ("opentelemetry", "enable_tracing", "otel"),
+    ],
+)
+def test_a_missing_library_is_an_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, call: str, extra: str
+) -> None:
+    import packflow.observe
+    from packflow.exceptions import MissingExtraError
+
+    # None in sys.modules makes an import fail as if the library were not installed.
+    monkeypatch.setitem(sys.modules, module, None)  # type: ignore[arg-type]
+    for name in list(sys.modules):
+        if name.startswith(module + "."):
+            monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+    monkeypatch.delitem(sys.modules, "packflow.observe.prometheus", raising=False)
+    monkeypatch.delitem(sys.modules, "packflow.observe.tracing", raising=False)
+    monkeypatch.delattr(packflow.observe, call, raising=False)
+    enable = getattr(packflow.observe, call)
+    with pytest.raises(MissingExtraError, match=rf"pip install 'packflow\[{extra}\]'"):
+        enable(scorer().build())
