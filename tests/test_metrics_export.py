@@ -419,8 +419,9 @@ def test_importing_packflow_or_packflow_observe_loads_neither_library() -> None:
 WORKER = textwrap.dedent(
     """
     import sys
+    from prometheus_client.parser import text_string_to_metric_families
     from packflow import Pipeline
-    from packflow.observe import enable_prometheus
+    from packflow.observe import enable_prometheus, prometheus_exposition
 
     pipe = Pipeline("workers")
     pipe.add_execute(lambda records: [{"y": 1} for _ in records])
@@ -429,6 +430,15 @@ WORKER = textwrap.dedent(
     for _ in range(int(sys.argv[1])):
         built([{"a": 1}, {"a": 2}])
     built([{"a": 1}, "not a record"], on_error="row")
+    # A scrape served by this worker has its own calls already (the figures of the
+    # others reach the files within a second, or when they exit).
+    text = prometheus_exposition()[0].decode()
+    print(sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "packflow_records_total" and s.labels["outcome"] == "ok"
+    ))
     """
 )
 
@@ -440,14 +450,19 @@ def test_worker_processes_write_one_directory_that_one_scrape_merges(
     directory.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(calls)], env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(calls)], env=env, stdout=subprocess.PIPE, text=True
+        )
         for calls in (2, 3, 4)
     ]
     try:
-        assert [worker.wait(timeout=90) for worker in workers] == [0, 0, 0]
+        seen = [worker.communicate(timeout=90)[0] for worker in workers]
+        assert [worker.returncode for worker in workers] == [0, 0, 0]
     finally:
         for worker in workers:
             worker.kill()
+    for calls, own in zip((2, 3, 4), seen, strict=True):
+        assert float(own) >= 2 * calls + 1  # at least its own records
     assert len(list(directory.glob("*.db"))) >= 3  # each process wrote its own files
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))
     found = samples(None)  # the default registry merges the directory in this mode
@@ -611,3 +626,82 @@ def test_a_missing_library_is_an_error_naming_the_extra(
     enable = getattr(packflow.observe, call)
     with pytest.raises(MissingExtraError, match=rf"pip install 'packflow\[{extra}\]'"):
         enable(scorer().build())
+
+
+LIVE_WORKER = textwrap.dedent(
+    """
+    import sys
+    from packflow import Pipeline
+    from packflow.observe import enable_prometheus
+
+    pipe = Pipeline("live")
+    pipe.add_execute(lambda records: records)
+    built = pipe.build()
+    enable_prometheus(built)
+    built([{"a": 1}] * 5)
+    print("called", flush=True)
+    sys.stdin.read()  # stays alive, neither scraped nor exiting, until the test is done
+    """
+)
+
+
+def test_a_live_workers_figures_reach_the_directory_without_a_scrape_or_an_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    key = ("packflow_records_total", (("outcome", "ok"), ("pipeline", "live")))
+    with subprocess.Popen(
+        [sys.executable, "-c", LIVE_WORKER],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as worker:
+        assert worker.stdin is not None and worker.stdout is not None
+        try:
+            assert read_line(worker.stdout) == "called\n"
+            found = 0.0
+            for _ in range(600):  # the flusher writes every second; wait for it, up to a minute
+                found = samples(None).get(key, 0.0)
+                if found:
+                    break
+                threading.Event().wait(0.1)
+            assert found == 5
+            worker.stdin.close()
+            assert worker.wait(timeout=30) == 0
+        finally:
+            worker.kill()
+
+
+FORKING = textwrap.dedent(
+    """
+    import os, sys
+    from packflow import Pipeline
+    from packflow.observe import enable_prometheus
+
+    pipe = Pipeline("forked")
+    pipe.add_execute(lambda records: records)
+    built = pipe.build()
+    enable_prometheus(built)  # before the fork, as a server that preloads its app does
+    built({"a": 1})  # added up, not written yet
+    child = os.fork()
+    if child == 0:
+        built([{"a": 1}, {"a": 2}])
+        sys.exit(0)  # written at exit: its own 2 records, not the parent's
+    _, status = os.waitpid(child, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_forked_worker_writes_its_own_figures_and_not_its_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", FORKING], env=env, timeout=90, check=False)
+    assert done.returncode == 0
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    found = samples(None)
+    assert found[("packflow_records_total", (("outcome", "ok"), ("pipeline", "forked")))] == 3
+    assert found[("packflow_call_duration_seconds_count", (("pipeline", "forked"),))] == 2

@@ -13,16 +13,19 @@ The metrics, in base units, labelled by pipeline (its name) and stage (as
   waited in a batcher's or a stream's queue (or a server's) before its call.
 
 In one process the figures are kept in plain counters under one lock per call and read
-by a collector registered in the registry (a few hundred nanoseconds per stage). With
-``PROMETHEUS_MULTIPROC_DIR`` set (several server workers), they are prometheus-client's
-own multiprocess metrics, written to that directory, and :func:`prometheus_exposition`
+by a collector registered in the registry (well under a microsecond per stage). With
+``PROMETHEUS_MULTIPROC_DIR`` set (several server workers), they are added up the same way
+and written to prometheus-client's own multiprocess metrics, whose values live in that
+directory, at most :data:`FLUSH_INTERVAL` seconds later; :func:`prometheus_exposition`
 merges every process's files.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
@@ -126,6 +129,20 @@ class _Collector:
         }
         self.records: dict[tuple[str, ...], list[float]] = {}
 
+    def zero(self) -> None:
+        """Every figure back to 0 (the series stay); under the lock."""
+        for series in self.histograms.values():
+            for histogram in series.values():
+                histogram.counts[:] = [0] * len(histogram.counts)
+                histogram.total = 0.0
+        for box in self.records.values():
+            box[0] = 0.0
+
+    def reset(self) -> None:
+        """After a fork: a new lock (the old one may be held for good), every figure 0."""
+        self.lock = threading.Lock()
+        self.zero()
+
     def histogram(self, name: str, labels: tuple[str, ...]) -> _Histogram:
         with self.lock:
             found = self.histograms[name].get(labels)
@@ -182,10 +199,10 @@ def _bound(value: float) -> str:
 class _InProcess:
     """One pipeline's series in a :class:`_Collector`, resolved once."""
 
-    __slots__ = ("_batch", "_call", "_error", "_lock", "_ok", "_stages", "_wait")
+    __slots__ = ("_batch", "_call", "_collector", "_error", "_ok", "_stages", "_wait")
 
     def __init__(self, collector: _Collector, pipeline: str, stages: Sequence[str]) -> None:
-        self._lock = collector.lock
+        self._collector = collector  # its lock is read at each call: a fork replaces it
         self._stages = [collector.histogram(STAGE, (pipeline, stage)) for stage in stages]
         self._call = collector.histogram(CALL, (pipeline,))
         self._batch = collector.histogram(BATCH, (pipeline,))
@@ -196,7 +213,7 @@ class _InProcess:
     def record(self, raw: RawMetrics, waits: Sequence[float] | None) -> None:
         size, durations, total, errors = raw
         bounds = DURATION_BUCKETS
-        with self._lock:
+        with self._collector.lock:
             for histogram, seconds in zip(self._stages, durations, strict=False):
                 histogram.counts[bisect_left(bounds, seconds)] += 1
                 histogram.total += seconds
@@ -233,16 +250,31 @@ def _collector_of(registry: CollectorRegistry) -> _Collector:
 # ----------------------------------------------------------------- several processes
 
 
-class _Shared:
-    """prometheus-client's own metrics, one set per process (multiprocess mode)."""
+#: At most how long (seconds) a worker's figures wait before they reach its files.
+FLUSH_INTERVAL = 1.0
 
-    _lock = threading.Lock()
-    _metrics: dict[str, Any] | None = None
+
+class _Shared:
+    """Multiprocess mode: figures added up in this process, written to the files later.
+
+    Recording a call only adds it up, as in one process (prometheus-client writing every
+    observation to its memory-mapped file would cost several microseconds a stage).
+    :meth:`flush` writes what was added up since the last flush into prometheus-client's
+    own metrics, whose values live in ``PROMETHEUS_MULTIPROC_DIR``: a daemon thread does
+    it every :data:`FLUSH_INTERVAL` seconds, a scrape served by this process does it
+    first, and so does the process's exit.
+    """
+
+    lock = threading.Lock()
+    pending = _Collector()
+    metrics: dict[str, Any] | None = None
+    flusher: threading.Thread | None = None
 
     @classmethod
-    def metrics(cls) -> dict[str, Any]:
-        with cls._lock:
-            if cls._metrics is None:
+    def start(cls) -> None:
+        """Make prometheus-client's metrics and start the flusher (once per process)."""
+        with cls.lock:
+            if cls.metrics is None:
                 client = _client()
                 # Not registered anywhere: in multiprocess mode the values live in the
                 # directory's files, and a MultiProcessCollector reads them.
@@ -255,37 +287,66 @@ class _Shared:
                 made[RECORDS] = client.Counter(
                     RECORDS, _HELP[RECORDS], _LABELS[RECORDS], registry=None
                 )
-                cls._metrics = made
-            return cls._metrics
+                cls.metrics = made
+                atexit.register(cls.flush)
+                os.register_at_fork(after_in_child=cls._forked)
+            if cls.flusher is None:
+                cls.flusher = threading.Thread(
+                    target=cls._flush_every, name="packflow-metrics-flush", daemon=True
+                )
+                cls.flusher.start()
+
+    @classmethod
+    def _forked(cls) -> None:
+        # In the child, right after a fork: the figures it inherited are the parent's to
+        # write, and a lock may have been held by a thread that did not come along.
+        cls.lock = threading.Lock()
+        cls.pending.reset()
+        cls.flusher = None
+        if cls.metrics is not None:
+            cls.start()
+
+    @classmethod
+    def _flush_every(cls) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            cls.flush()
+
+    @classmethod
+    def flush(cls) -> None:
+        """Write what this process added up since the last flush to the files."""
+        metrics = cls.metrics
+        if metrics is None:
+            return
+        pending = cls.pending
+        with pending.lock:
+            histograms = [
+                (name, labels, list(h.counts), h.total)
+                for name, series in pending.histograms.items()
+                for labels, h in series.items()
+                if any(h.counts)
+            ]
+            records = [(labels, box[0]) for labels, box in pending.records.items() if box[0]]
+            pending.zero()
+        for name, labels, counts, total in histograms:
+            child = metrics[name].labels(*labels)
+            # prometheus-client keeps a histogram as one value per bucket (not
+            # cumulative, +Inf last) and its sum: the same shape as ours.
+            for bucket, count in zip(child._buckets, counts, strict=True):
+                if count:
+                    bucket.inc(count)
+            child._sum.inc(total)
+        for labels, value in records:
+            metrics[RECORDS].labels(*labels).inc(value)
 
 
-class _MultiProcess:
-    """One pipeline's children of the shared metrics, resolved once."""
+class _FlushFirst:
+    """Collects nothing; registered first, it flushes this process's figures to the
+    files before a MultiProcessCollector reads them."""
 
-    __slots__ = ("_batch", "_call", "_error", "_ok", "_stages", "_wait")
-
-    def __init__(self, pipeline: str, stages: Sequence[str]) -> None:
-        metrics = _Shared.metrics()
-        self._stages = [metrics[STAGE].labels(pipeline, stage) for stage in stages]
-        self._call = metrics[CALL].labels(pipeline)
-        self._batch = metrics[BATCH].labels(pipeline)
-        self._wait = metrics[WAIT].labels(pipeline)
-        self._ok = metrics[RECORDS].labels(pipeline, "ok")
-        self._error = metrics[RECORDS].labels(pipeline, "error")
-
-    def record(self, raw: RawMetrics, waits: Sequence[float] | None) -> None:
-        size, durations, total, errors = raw
-        for histogram, seconds in zip(self._stages, durations, strict=False):
-            histogram.observe(seconds)
-        self._call.observe(total)
-        self._batch.observe(size)
-        if size > errors:
-            self._ok.inc(size - errors)
-        if errors:
-            self._error.inc(errors)
-        if waits:
-            for seconds in waits:
-                self._wait.observe(seconds)
+    def collect(self) -> list[Metric]:
+        _Shared.flush()
+        return []
 
 
 # ----------------------------------------------------------------- the exporter
@@ -304,12 +365,13 @@ class PrometheusExporter:
         self.built = built
         self.registry = registry
         self.multiprocess = multiprocess
-        self._series: _InProcess | _MultiProcess
         if multiprocess:
-            self._series = _MultiProcess(built.name, built.step_labels)
+            _Shared.start()
+            collector = _Shared.pending
         else:
             assert registry is not None
-            self._series = _InProcess(_collector_of(registry), built.name, built.step_labels)
+            collector = _collector_of(registry)
+        self._series = _InProcess(collector, built.name, built.step_labels)
         self._enabled = False
 
     def called(
@@ -411,6 +473,7 @@ def _default_registry() -> Collector:
     if not directory:
         return client.REGISTRY  # type: ignore[no-any-return]
     registry = client.CollectorRegistry()
+    registry.register(_FlushFirst())
     _client("multiprocess").MultiProcessCollector(registry, path=directory)
     return registry  # type: ignore[no-any-return]
 
