@@ -91,9 +91,9 @@ def layer_of(module: str) -> str | None:
     for pattern, layer in LAYERS.items():
         if pattern.endswith(".*"):
             prefix = pattern[:-2]
-            if module == prefix or module.startswith(prefix + "."):
-                if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), layer)
+            inside = module == prefix or module.startswith(prefix + ".")
+            if inside and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), layer)
     return None if best is None else best[1]
 
 
