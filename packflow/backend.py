@@ -240,6 +240,14 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         runtime = self._packflow_runtime
         if runtime is None:  # the hot path stays one attribute read and one call
             runtime = self._runtime()
+        # Straight to run_batch for the common calls: as many frames as a call of the
+        # built pipeline itself (whose __call__ does this dispatch).
+        if on_error == "raise":
+            kind = type(inputs)
+            if kind is dict:
+                return runtime.run_batch([inputs])[0]
+            if kind is list:
+                return runtime.run_batch(inputs)
         return runtime(inputs, on_error=on_error)
 
     def ready(self) -> bool:
