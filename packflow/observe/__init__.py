@@ -18,8 +18,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from packflow.backend import InferenceBackend, built_pipeline
 from packflow.runtime.built import BuiltPipeline
-from packflow.runtime.surface import LazyDefault, Runtime
+from packflow.runtime.surface import LazyDefault
 
 if TYPE_CHECKING:
     from packflow.observe.prometheus import (
@@ -84,18 +85,14 @@ def built_instance(target: Any, who: str) -> BuiltPipeline:
         For an unbuilt ``Pipeline`` (its default instance is rebuilt whenever its
         definition changes, which would silently drop what watches it) or anything else.
     """
-    if isinstance(target, BuiltPipeline):
-        return target
+    if isinstance(target, (BuiltPipeline, InferenceBackend)):
+        return built_pipeline(target)
     if isinstance(target, LazyDefault):
         name = getattr(target, "name", "?")
         raise TypeError(
             f"{who}: pipeline {name!r} is not built; pass a built instance "
             f"(built = pipe.build(); {who}(built))"
         )
-    if isinstance(target, Runtime):
-        runtime = target._runtime()
-        if isinstance(runtime, BuiltPipeline):
-            return runtime
     raise TypeError(
         f"{who}: expected a built pipeline (pipe.build(), packflow.load(...)) or a class "
         f"backend instance, got {type(target).__name__}"
