@@ -100,6 +100,11 @@ class BackendConfig:
     numpy_dtype
         The dtype of the ``numpy`` preprocessor's array (e.g. ``"float64"``); values are
         cast to it. ``None`` infers the dtype and refuses mixed types.
+    output_keys
+        Keys every output record should have (as in packflow 0.4.1): a call whose
+        outputs lack one logs a warning on the ``packflow`` logger, once per key per
+        call; ``packflow validate`` reports it on the project's samples. Nothing is
+        refused or changed.
     """
 
     verbose: bool = False
@@ -113,6 +118,7 @@ class BackendConfig:
     nested_field_delimiter: str = "."
     ignore_delimiter_collisions: bool = False
     numpy_dtype: str | None = None
+    output_keys: list[str] = attrs.field(factory=list)
 
 
 on_first_use(

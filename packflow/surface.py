@@ -4,9 +4,10 @@ A :class:`~packflow.runtime.BuiltPipeline` implements the calls. Everything else
 can be called delegates them to a built instance:
 
 - :class:`Runtime` (this module's base) delegates ``__call__``, ``run_batch``,
-  ``stream``, ``batcher``, ``async_batcher``, ``validate``, ``get_metrics`` and
-  ``ready`` to whatever ``_runtime()`` returns: the class front end's
-  ``InferenceBackend`` returns the instance it built at construction;
+  ``stream``, ``batcher``, ``async_batcher``, ``validate`` (and its 0.4.1 name
+  ``check_io``), ``get_metrics`` and ``ready`` to whatever ``_runtime()`` returns:
+  the class front end's ``InferenceBackend`` returns the instance it built at
+  construction;
 - :class:`LazyDefault` adds the lazily built default instance that ``Pipeline`` and a
   composed pipeline use: built on first use, thread-safely, and dropped whenever the
   definition changes, so ``pipe(...)`` always runs the current definition. Instances
@@ -73,6 +74,14 @@ class Runtime(abc.ABC):
         See :meth:`packflow.BuiltPipeline.validate`.
         """
         return self._runtime().validate(sample, on_error=on_error)
+
+    def check_io(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
+        """packflow 0.4.1's name for :meth:`validate` (which stays): same checks, same result.
+
+        Calls ``self.validate``, so a class backend that overrides ``validate`` is
+        honoured by both names.
+        """
+        return self.validate(inputs, on_error=on_error)
 
     def ready(self) -> bool:
         """Whether calls can be served (building the default instance if needed)."""

@@ -40,6 +40,7 @@ from packflow.runtime.isolation import (
     OnError,
     check_on_error,
     error_row,
+    is_error_row,
     is_record_error,
     isolate,
 )
@@ -142,6 +143,7 @@ class BuiltPipeline:
             steps.append((stage.kind.value, fn, stage))
         self._set_segments((_Segment(tuple(steps), stages[-1], self.name, None),))
         self._verbose = bool(getattr(self.config, "verbose", False))
+        self._output_keys: tuple[str, ...] = tuple(getattr(self.config, "output_keys", ()))
 
     @classmethod
     def _composed(
@@ -173,6 +175,8 @@ class BuiltPipeline:
             tuple(s.relabelled(part) for part, built in parts for s in built._segments)
         )
         self._verbose = any(built._verbose for _, built in parts)
+        # The outputs of a composition are its last part's: that part's declared keys.
+        self._output_keys = parts[-1][1]._output_keys if parts else ()
         return self
 
     def _set_segments(self, segments: tuple[_Segment, ...]) -> None:
@@ -185,6 +189,12 @@ class BuiltPipeline:
     def checked(self) -> CheckedPipeline | CheckedComposition:
         """What ``check()`` returned when this instance was built."""
         return self._checked
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        """The keys every output record should have (the config's ``output_keys``; a
+        composition's last part's)."""
+        return self._output_keys
 
     @property
     def step_labels(self) -> tuple[str, ...]:
@@ -288,6 +298,8 @@ class BuiltPipeline:
         self._last.set(raw)
         if self._verbose:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._output_keys:
+            self._warn_missing_keys(data)
         return data  # type: ignore[no-any-return]
 
     def _attempt(self, batch: list[Any], durations: list[float]) -> list[Any]:
@@ -350,6 +362,8 @@ class BuiltPipeline:
             raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
             if self._verbose:
                 self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+            if self._output_keys:
+                self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
             return outputs
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
@@ -399,7 +413,30 @@ class BuiltPipeline:
         raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
         if self._verbose:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._output_keys:
+            self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
         return outputs
+
+    def _warn_missing_keys(self, outputs: list[Any], *, skip_error_rows: bool = False) -> None:
+        """One warning per declared ``output_keys`` entry that some output record lacks."""
+        for key in self._output_keys:
+            missing = [
+                index
+                for index, row in enumerate(outputs)
+                if isinstance(row, dict)
+                and key not in row
+                and not (skip_error_rows and is_error_row(row))
+            ]
+            if missing:
+                self.logger.warning(
+                    "pipeline %r: output_keys: %r is missing from %d of %d output record(s) "
+                    "(first: record %d)",
+                    self.name,
+                    key,
+                    len(missing),
+                    len(outputs),
+                    missing[0],
+                )
 
     # -- single events: streaming and batchers --------------------------------------------
 
@@ -529,7 +566,12 @@ class BuiltPipeline:
             When an output row holds a value JSON cannot represent; the message names
             the record index and the key path.
         """
-        outputs = self(sample, on_error=on_error)
+        try:
+            outputs = self(sample, on_error=on_error)
+        except _NotARecordError as exc:
+            # As the original Packflow's validate(): an output row that is not a dict is a
+            # validation failure (a plain call raises the InferenceBackendRuntimeError).
+            raise InferenceBackendValidationError(str(exc), index=exc.index) from exc
         rows = [outputs] if isinstance(sample, dict) else outputs
         problem = find_invalid_value(rows)
         if problem is not None:
@@ -541,6 +583,15 @@ class BuiltPipeline:
                 path=path,
             )
         return outputs
+
+    def check_io(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
+        """packflow 0.4.1's name for :meth:`validate` (which stays): same checks, same result."""
+        return self.validate(inputs, on_error=on_error)
+
+
+class _NotARecordError(InferenceBackendRuntimeError):
+    """A stage returned an output row that is not a dict (``validate`` reports it as a
+    validation error, as the original Packflow did)."""
 
 
 #: Below this many rows a Python loop checks them fastest; above, a set of their types.
@@ -615,11 +666,11 @@ def _misaligned(segment: _Segment, data: Any, expected: int) -> InferenceBackend
     )
 
 
-def _not_a_record(segment: _Segment, data: list[Any]) -> InferenceBackendRuntimeError:
+def _not_a_record(segment: _Segment, data: list[Any]) -> _NotARecordError:
     stage = segment.last
     for index, row in enumerate(data):
         if not isinstance(row, dict):
-            return InferenceBackendRuntimeError(
+            return _NotARecordError(
                 f"pipeline {segment.pipeline!r}: {_who(segment)} returned "
                 f"{type(row).__name__} {row!r:.60} as output record {index}; every output "
                 "record must be a dict (e.g. `[{'score': y} for y in ys]`)",
