@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import packflow
 from packflow import InferenceBackend, Pipeline
+from packflow.cli import main
 from packflow.config import BackendConfig
 from packflow.exceptions import InferenceBackendRuntimeError, InferenceBackendValidationError
+from packflow.project import read_project_config
 
 # -- check_io: 0.4.1's name for validate ------------------------------------------------
 
@@ -182,3 +193,90 @@ def test_output_keys_on_a_class_backend_config_model() -> None:
     backend = Declared(output_keys=["y"])
     assert backend.config.output_keys == ["y"]
     assert backend({"x": 1}) == {"y": 2}
+
+
+# -- the project layout 0.4.1 creates, run unchanged ------------------------------------------
+
+PROJECT_041 = Path(__file__).parent / "compat_041" / "myproj"
+
+
+@pytest.fixture
+def project_041(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the 0.4.1 project, in a working directory of its own."""
+    folder = tmp_path / "myproj"
+    shutil.copytree(PROJECT_041, folder)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BACKEND_CONFIG_FILE_PATH", raising=False)
+    monkeypatch.delenv("MYPROJ_MODEL_NAME", raising=False)
+    saved_path = list(sys.path)
+    yield folder
+    sys.path[:] = saved_path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "BACKEND_CONFIG_FILE_PATH"}
+    # This library, not whatever else is installed, answers `import packflow`.
+    environ["PYTHONPATH"] = os.pathsep.join([str(Path(packflow.__file__).parents[1]), str(cwd)])
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_0_4_1_project_s_own_tests_pass_unchanged(project_041: Path) -> None:
+    done = python("-m", "pytest", "tests.py", "-q", "-p", "no:cacheprovider", cwd=project_041)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+def test_the_0_4_1_packflow_yaml_reads_with_its_env_and_extra(project_041: Path) -> None:
+    config = read_project_config(project_041)
+    assert config.runtime.inference_backend == "inference:Backend"
+    assert config.env == {"MYPROJ_MODEL_NAME": "myproj-model"}
+    assert config.extra == {"created_with": "packflow 0.4.1", "template": "default"}
+
+
+def test_packflow_check_works_on_the_0_4_1_project(
+    project_041: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "myproj"]) == 0
+    assert "ok: inference:Backend type-checks" in capsys.readouterr().out
+
+
+def test_packflow_validate_works_on_the_0_4_1_project(
+    project_041: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", "myproj"]) == 0
+    assert capsys.readouterr().out.startswith("ok: myproj: 0 errors")
+
+
+def test_packflow_run_works_on_the_0_4_1_project_with_its_env(
+    project_041: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project_041.parent / "in.jsonl").write_text('{"a": 1}\n{"a": 1, "b": 2}\n')
+    assert main(["run", "myproj", "--input", "in.jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # env: MYPROJ_MODEL_NAME reached the backend before inference.py was imported.
+    assert lines == [
+        {"prediction": 1, "model": "myproj-model"},
+        {"prediction": 2, "model": "myproj-model"},
+    ]
+
+
+def test_packflow_export_works_on_the_0_4_1_project(
+    project_041: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", "myproj"]) == 0
+    with zipfile.ZipFile(project_041.parent / "myproj-0.1.0.zip") as archive:
+        names = set(archive.namelist())
+    assert {"packflow.yaml", "inference.py", "tests.py", "requirements.txt"} <= {
+        name.split("/", 1)[-1] for name in names
+    }
