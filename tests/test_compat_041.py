@@ -280,3 +280,8 @@ def test_packflow_export_works_on_the_0_4_1_project(
     assert {"packflow.yaml", "inference.py", "tests.py", "requirements.txt"} <= {
         name.split("/", 1)[-1] for name in names
     }
+
+
+def test_a_non_dict_row_keeps_its_runtime_error_type_in_error_rows() -> None:
+    rows = NotDicts()([{"x": 1}], on_error="row")
+    assert rows[0]["error"]["type"] == "InferenceBackendRuntimeError"

@@ -568,7 +568,9 @@ class BuiltPipeline:
         """
         try:
             outputs = self(sample, on_error=on_error)
-        except _NotARecordError as exc:
+        except InferenceBackendRuntimeError as exc:
+            if not getattr(exc, _NOT_A_RECORD, False):
+                raise
             # As the original Packflow's validate(): an output row that is not a dict is a
             # validation failure (a plain call raises the InferenceBackendRuntimeError).
             raise InferenceBackendValidationError(str(exc), index=exc.index) from exc
@@ -589,9 +591,11 @@ class BuiltPipeline:
         return self.validate(inputs, on_error=on_error)
 
 
-class _NotARecordError(InferenceBackendRuntimeError):
-    """A stage returned an output row that is not a dict (``validate`` reports it as a
-    validation error, as the original Packflow did)."""
+#: Marks the run-time contract's "output row is not a dict" error, which ``validate``
+#: reports as a validation error (as the original Packflow did). A marker rather than a
+#: subclass, so that the error's type, and the ``type`` of its error rows, stay
+#: ``InferenceBackendRuntimeError``.
+_NOT_A_RECORD = "_packflow_not_a_record"
 
 
 #: Below this many rows a Python loop checks them fastest; above, a set of their types.
@@ -666,11 +670,11 @@ def _misaligned(segment: _Segment, data: Any, expected: int) -> InferenceBackend
     )
 
 
-def _not_a_record(segment: _Segment, data: list[Any]) -> _NotARecordError:
+def _not_a_record(segment: _Segment, data: list[Any]) -> InferenceBackendRuntimeError:
     stage = segment.last
     for index, row in enumerate(data):
         if not isinstance(row, dict):
-            return _NotARecordError(
+            error = InferenceBackendRuntimeError(
                 f"pipeline {segment.pipeline!r}: {_who(segment)} returned "
                 f"{type(row).__name__} {row!r:.60} as output record {index}; every output "
                 "record must be a dict (e.g. `[{'score': y} for y in ys]`)",
@@ -679,6 +683,8 @@ def _not_a_record(segment: _Segment, data: list[Any]) -> _NotARecordError:
                 location=stage.location,
                 index=index,
             )
+            vars(error)[_NOT_A_RECORD] = True
+            return error
     raise AssertionError("unreachable: every row is a dict")  # pragma: no cover
 
 
