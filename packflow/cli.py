@@ -21,6 +21,7 @@ from packflow.exceptions import PackflowError, PipelineDefinitionError
 from packflow.log import LOGGER_NAME
 
 if TYPE_CHECKING:
+    from packflow.config import ConfigLayer
     from packflow.runtime.isolation import OnError
     from packflow.runtime.jsonl import LineError, RunSummary
 
@@ -121,7 +122,7 @@ def _setting(text: str) -> str:
     return text
 
 
-def _config_layers(args: argparse.Namespace) -> Any:
+def _config_layers(args: argparse.Namespace) -> tuple[ConfigLayer, ...]:
     """The config layers the command line gives (none for a command without the options)."""
     config_file = getattr(args, "config_file", None)
     settings = getattr(args, "settings", None) or ()
