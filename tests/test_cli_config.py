@@ -220,3 +220,27 @@ def test_verbose_leaves_the_logger_level_as_it_was(
     before = logging.getLogger("packflow.scaler").level
     assert main(["run", "demo", "--input", "in.jsonl", "--set", "verbose=true"]) == 0
     assert logging.getLogger("packflow.scaler").level == before
+
+
+def test_check_refuses_a_class_backend_with_a_misspelt_stage_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "typo.py").write_text(
+        textwrap.dedent(
+            """
+            from packflow import InferenceBackend
+
+            class Backend(InferenceBackend):
+                def execute(self, inputs):
+                    return inputs
+
+                def transform_input(self, inputs):
+                    return inputs
+            """
+        )
+    )
+    assert main(["check", "typo:Backend"]) == 1
+    err = capsys.readouterr().err
+    assert "Backend.transform_input" in err
+    assert "did you mean 'transform_inputs'?" in err
+    assert "Traceback" not in err
