@@ -452,3 +452,17 @@ def test_the_docs_test_module_passes_under_pytest_with_the_plugin(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
 
     result.assert_outcomes(passed=6)  # the page's five tests and test_readings_stay_in_range
+
+
+def test_packflow_build_refuses_fakes_for_a_class_backend_saying_what_to_do(
+    packflow_build: Any,
+) -> None:
+    from packflow import InferenceBackend
+
+    class Echo(InferenceBackend):
+        def execute(self, inputs: Any) -> Any:
+            return inputs
+
+    with pytest.raises(TypeError, match=r"Echo, resources=...\): it is a class backend"):
+        packflow_build(Echo, resources={"model": object()})
+    assert packflow_build(Echo)({"x": 1}) == {"x": 1}
