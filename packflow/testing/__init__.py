@@ -15,6 +15,11 @@ import it.
 
 from __future__ import annotations
 
-from packflow.testing.strategies import NothingDeclaredError, batches, records
+from packflow.testing.strategies import (
+    NothingDeclaredError,
+    UndeclaredFieldError,
+    batches,
+    records,
+)
 
-__all__ = ["NothingDeclaredError", "batches", "records"]
+__all__ = ["NothingDeclaredError", "UndeclaredFieldError", "batches", "records"]
