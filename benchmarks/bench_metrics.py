@@ -180,11 +180,9 @@ def main() -> int:
             ("tracing, SDK", tracing_sdk),
         ]
         alone = observer_alone_us(built)
-        ok = alone / steps <= TARGET_US
-        failed |= not ok
         print(
-            f"  {'prometheus, exporter alone':26s} {alone:8.3f} us  +{alone / steps:7.3f} us per "
-            f"step (target <= {TARGET_US} us, {'met' if ok else 'MISSED'})"
+            f"  {'prometheus, exporter alone':26s} {alone:8.3f} us  "
+            f"+{alone / steps:7.3f} us per step"
         )
         for label, enable in cases:
             if enable is None:
@@ -195,7 +193,15 @@ def main() -> int:
                 stop()
                 off = min(off, best_us(built))  # measured again after, the load may vary
             per_step = (on - off) / steps
-            print(f"  {label:26s} on {on:8.3f} us  +{per_step:7.3f} us per step (off {off:.3f})")
+            verdict = ""
+            if label.startswith("prometheus"):
+                ok = per_step <= TARGET_US
+                failed |= not ok
+                verdict = f", target <= {TARGET_US} us {'met' if ok else 'MISSED'}"
+            print(
+                f"  {label:26s} on {on:8.3f} us  +{per_step:7.3f} us per step "
+                f"(off {off:.3f}{verdict})"
+            )
     failed |= not promtool_check()
     return 1 if failed else 0
 
