@@ -640,7 +640,9 @@ class _Guard:
                     scope.get("path"),
                     scope.get("http_version", "1.1"),
                     status,
-                    f" {records} records" if records is not None else "",
+                    f" {records} record{'' if records == 1 else 's'}"
+                    if records is not None
+                    else "",
                     (perf_counter() - start) * 1000,
                 )
         return None
