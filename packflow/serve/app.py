@@ -223,7 +223,7 @@ class _Service:
             return
         try:
             runtime, built = await asyncio.to_thread(self._build)
-        except BaseException as exc:
+        except Exception as exc:
             self.build_error = exc
             logger.error("could not build pipeline %r: %s: %s", self.name, type(exc).__name__, exc)
             raise

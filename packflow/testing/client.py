@@ -49,7 +49,7 @@ def serve_client(pipeline: Any, **options: Any) -> TestClient:
 
     with warnings.catch_warnings():
         # Starlette 1.x asks for httpx2 in its test client; httpx works all the same.
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
         from starlette.testclient import TestClient
 
     app = create_app(pipeline, **options)
