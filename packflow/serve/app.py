@@ -5,7 +5,7 @@ Every record of every request goes through one shared
 requests: the records of concurrent requests share a batch, a large request is spread
 over several, and each request gets back exactly its own outputs, in order. The batcher
 isolates failures per record; here each failure becomes the error row of
-:func:`packflow.runtime.isolation.error_row`, numbered from the start of its own
+:class:`packflow.runtime.isolation.ErrorRow`, numbered from the start of its own
 request. An NDJSON body is read, run and answered line by line (the rows of
 :mod:`packflow.runtime.jsonl`, as ``packflow run`` writes them) with a bounded number of
 records in flight, so a body of any size streams through in bounded memory.
@@ -36,7 +36,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from packflow._text import closest
 from packflow.log import get_logger
-from packflow.runtime.isolation import ERROR_KEY, error_row, is_record_error
+from packflow.runtime.isolation import ErrorRow, is_record_error
 from packflow.runtime.jsonl import LineError, parse_line, serialize
 from packflow.serve.options import ServeOptions
 
@@ -161,15 +161,14 @@ def _attempted(exc: BaseException) -> int | None:
     return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
-def _row_for(exc: BaseException, index: int) -> dict[str, Any]:
+def _row_for(exc: BaseException, index: int) -> ErrorRow:
     """The error row of the record at ``index`` of its request, which failed with ``exc``."""
-    return error_row(exc, index, attempted_index=_attempted(exc))
+    return ErrorRow.from_exception(exc, index, attempted_index=_attempted(exc))
 
 
-def _output_failure(exc: Exception, index: int) -> dict[str, Any]:
-    row = error_row(exc, index)
-    row[ERROR_KEY]["stage"] = "output"
-    return row
+def _output_failure(exc: Exception, index: int) -> ErrorRow:
+    """The error row of an output that cannot be written as JSON."""
+    return ErrorRow(type(exc).__name__, str(exc), "output", index)
 
 
 # --------------------------------------------------------------------------- the service
@@ -228,11 +227,9 @@ class _Service:
             logger.error("could not build pipeline %r: %s: %s", self.name, type(exc).__name__, exc)
             raise
         self.runtime, self.built = runtime, built
-        self.batcher = built.async_batcher(
-            max_batch_size=self.options.max_batch_size,
-            max_latency_ms=self.options.max_latency_ms,
-            on_error="raise",  # each caller gets its own exception; rows are made here
-        )
+        from packflow.runtime.streaming import AsyncBatcher
+
+        self.batcher = AsyncBatcher(built, self.options.batching)
         logger.info("pipeline %r built; serving", self.name)
 
     def ensure_started(self) -> None:
@@ -423,9 +420,10 @@ def _respond(service: _Service, kind: str, results: list[Any]) -> tuple[int, byt
             except (TypeError, ValueError) as exc:
                 row = _output_failure(exc, index)
                 failures += 1
+        text = json.dumps(row.as_row(), ensure_ascii=False)
         if service.options.on_error == "raise" or kind == "object":
-            return 422, json.dumps(row, ensure_ascii=False).encode()
-        texts.append(json.dumps(row, ensure_ascii=False))
+            return 422, text.encode()
+        texts.append(text)
     if kind == "object":
         return 200, texts[0].encode()
     joined = "[" + ",".join(texts) + "]"
@@ -584,14 +582,13 @@ async def _line_text(service: _Service, slot: Any) -> tuple[str, bool]:
             logger.error(
                 "pipeline %r failed a whole batch: %s: %s", service.name, type(exc).__name__, exc
             )
-        body = _row_for(exc, index)[ERROR_KEY]
-        problem = LineError(number, body["type"], body["message"], body["stage"], body["index"])
-        return json.dumps(problem.row(), ensure_ascii=False), True
+        row = _row_for(exc, index).with_line(number)
+        return json.dumps(row.as_row(), ensure_ascii=False), True
     try:
         return serialize(output), False
     except (TypeError, ValueError) as exc:
-        problem = LineError(number, type(exc).__name__, str(exc), "output", index)
-        return json.dumps(problem.row(), ensure_ascii=False), True
+        row = _output_failure(exc, index).with_line(number)
+        return json.dumps(row.as_row(), ensure_ascii=False), True
 
 
 # --------------------------------------------------------------------------- the rest

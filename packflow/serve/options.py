@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from packflow.runtime.isolation import OnError, check_on_error
-from packflow.runtime.streaming import check_batching
+from packflow.runtime.contracts import BatchOptions, check_positive_int
+from packflow.runtime.isolation import OnError
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "QUEUE_PER_BATCH", "ServeOptions"]
 
@@ -15,12 +13,6 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "QUEUE_PER_BATCH", "ServeOptions"]
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Without ``max_queue``, the queue holds this many batches' worth of records.
 QUEUE_PER_BATCH = 16
-
-
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 @attrs.frozen
@@ -55,12 +47,18 @@ class ServeOptions:
     retry_after: int = 1
 
     def __attrs_post_init__(self) -> None:
-        check_batching(self.max_batch_size, self.max_latency_ms)
+        BatchOptions(self.max_batch_size, self.max_latency_ms, self.on_error)  # checks them
         if self.max_queue is not None:
-            _positive("max_queue", self.max_queue)
-        _positive("max_body_bytes", self.max_body_bytes)
-        _positive("retry_after", self.retry_after)
-        check_on_error(self.on_error)
+            check_positive_int("max_queue", self.max_queue)
+        check_positive_int("max_body_bytes", self.max_body_bytes)
+        check_positive_int("retry_after", self.retry_after)
+
+    @property
+    def batching(self) -> BatchOptions:
+        """The batcher's options. Its callers get their own exceptions
+        (``on_error="raise"``); the server turns them into error rows numbered per request.
+        """
+        return BatchOptions(self.max_batch_size, self.max_latency_ms, "raise")
 
     @property
     def queue_limit(self) -> int:
