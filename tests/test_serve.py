@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypedDict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from packflow import InferenceBackend, Pipeline, Records
 from packflow.runtime.jsonl import run_lines
@@ -563,3 +565,33 @@ def test_import_packflow_and_packflow_testing_load_no_server_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- dispatcher
+
+
+@settings(max_examples=40)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=12),
+    batch=st.integers(min_value=1, max_value=8),
+)
+def test_every_request_gets_exactly_its_own_outputs_in_order(sizes: list[int], batch: int) -> None:
+    import asyncio
+
+    from packflow.runtime.contracts import BatchOptions
+    from packflow.serve.dispatch import Dispatcher
+
+    calls: list[int] = []
+    built = doubler(calls=calls).build()
+
+    async def main() -> list[list[Any]]:
+        dispatcher = Dispatcher(built, BatchOptions(max_batch_size=batch))
+        requests = [[{"x": 1000 * r + i} for i in range(n)] for r, n in enumerate(sizes)]
+        answers = await asyncio.gather(*(dispatcher.submit(records) for records in requests))
+        await dispatcher.aclose()
+        assert dispatcher.queued == 0
+        return list(answers)
+
+    answers = asyncio.run(main())
+    assert answers == [[{"y": 2 * (1000 * r + i)} for i in range(n)] for r, n in enumerate(sizes)]
+    assert sum(calls) == sum(sizes) and max(calls) <= batch

@@ -1,14 +1,14 @@
 """The HTTP application: a pipeline behind ``POST /predict``, on Starlette.
 
 Every record of every request goes through one shared
-:class:`~packflow.runtime.streaming.AsyncBatcher`, so batches count records, not
-requests: the records of concurrent requests share a batch, a large request is spread
-over several, and each request gets back exactly its own outputs, in order. The batcher
-isolates failures per record; here each failure becomes the error row of
-:class:`packflow.runtime.isolation.ErrorRow`, numbered from the start of its own
-request. An NDJSON body is read, run and answered line by line (the rows of
-:mod:`packflow.runtime.jsonl`, as ``packflow run`` writes them) with a bounded number of
-records in flight, so a body of any size streams through in bounded memory.
+:class:`~packflow.serve.dispatch.Dispatcher`, so batches count records, not requests:
+the records of concurrent requests share a batch, a large request is spread over
+several, and each request gets back exactly its own outputs, in order. Failures are
+isolated per record; each becomes an :class:`packflow.runtime.isolation.ErrorRow`
+numbered from the start of its own request. An NDJSON body is read, run and answered
+line by line (the rows of :mod:`packflow.runtime.jsonl`, as ``packflow run`` writes
+them) with a bounded number of records in flight, so a body of any size streams through
+in bounded memory.
 
 The hot endpoint is a plain ASGI callable (no request object, no response class), and
 the bookkeeping per request is a few integer updates.
@@ -38,11 +38,11 @@ from packflow._text import closest
 from packflow.log import get_logger
 from packflow.runtime.isolation import ErrorRow, is_record_error
 from packflow.runtime.jsonl import LineError, parse_line, serialize
+from packflow.serve.dispatch import Dispatcher, Failed
 from packflow.serve.options import ServeOptions
 
 if TYPE_CHECKING:
     from packflow.runtime.built import BuiltPipeline
-    from packflow.runtime.streaming import AsyncBatcher
 
 __all__ = ["NDJSON_TYPES", "create_app"]
 
@@ -156,16 +156,6 @@ def _json_kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _attempted(exc: BaseException) -> int | None:
-    index = getattr(exc, "index", None)
-    return index if isinstance(index, int) and not isinstance(index, bool) else None
-
-
-def _row_for(exc: BaseException, index: int) -> ErrorRow:
-    """The error row of the record at ``index`` of its request, which failed with ``exc``."""
-    return ErrorRow.from_exception(exc, index, attempted_index=_attempted(exc))
-
-
 def _output_failure(exc: Exception, index: int) -> ErrorRow:
     """The error row of an output that cannot be written as JSON."""
     return ErrorRow(type(exc).__name__, str(exc), "output", index)
@@ -194,8 +184,7 @@ class _Service:
         self.window = _STREAM_WINDOW * options.max_batch_size
         self.runtime: Any = None  # what answers ready(): the built pipeline or backend
         self.built: BuiltPipeline | None = None
-        self.batcher: AsyncBatcher | None = None
-        self.queued = 0
+        self.batcher: Dispatcher | None = None
         self.confirmed = False  # ready() has returned True once
         self.build_error: BaseException | None = None
         self._building: asyncio.Task[None] | None = None
@@ -227,9 +216,7 @@ class _Service:
             logger.error("could not build pipeline %r: %s: %s", self.name, type(exc).__name__, exc)
             raise
         self.runtime, self.built = runtime, built
-        from packflow.runtime.streaming import AsyncBatcher
-
-        self.batcher = AsyncBatcher(built, self.options.batching)
+        self.batcher = Dispatcher(built, self.options.batching)
         logger.info("pipeline %r built; serving", self.name)
 
     def ensure_started(self) -> None:
@@ -275,6 +262,11 @@ class _Service:
             return None
         return _Failed(503, _problem("NotReady", why), retry_after=self.options.retry_after)
 
+    @property
+    def queued(self) -> int:
+        """Records admitted and not answered yet."""
+        return self.batcher.queued if self.batcher is not None else 0
+
     def full(self, count: int) -> _Failed | None:
         """The 503 for a request of ``count`` records when the queue has no room for it."""
         queued = self.queued
@@ -301,20 +293,9 @@ class _Service:
     # -- running records ----------------------------------------------------------------
 
     async def run(self, records: list[Any]) -> list[Any]:
-        """Each record's output, or the exception it failed with, in order."""
+        """Each record's output, or a :class:`Failed` for it, in order."""
         assert self.batcher is not None
-        submit = self.batcher.submit
-        count = len(records)
-        self.queued += count
-        try:
-            if count == 1:
-                try:
-                    return [await submit(records[0])]
-                except Exception as exc:
-                    return [exc]
-            return list(await asyncio.gather(*map(submit, records), return_exceptions=True))
-        finally:
-            self.queued -= count
+        return await self.batcher.submit(records)
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -406,20 +387,17 @@ def _too_large(length: int | None, limit: int) -> bytes:
 def _respond(service: _Service, kind: str, results: list[Any]) -> tuple[int, bytes]:
     """The status and body of a JSON request's answer."""
     texts: list[str] = []
-    failures = 0
     for index, result in enumerate(results):
-        if isinstance(result, BaseException):
-            if not isinstance(result, Exception) or not is_record_error(result):
-                return _batch_failure(service, result)
-            row = _row_for(result, index)
-            failures += 1
+        if type(result) is Failed:
+            if not is_record_error(result.error):
+                return _batch_failure(service, result.error)
+            row = result.row(index)
         else:
             try:
                 texts.append(serialize(result))
                 continue
             except (TypeError, ValueError) as exc:
                 row = _output_failure(exc, index)
-                failures += 1
         text = json.dumps(row.as_row(), ensure_ascii=False)
         if service.options.on_error == "raise" or kind == "object":
             return 422, text.encode()
@@ -455,9 +433,6 @@ async def _stream_lines(service: _Service, scope: Scope, receive: Receive, send:
     arrived = asyncio.Event()
     done = False
 
-    def settle(task: asyncio.Future[Any]) -> None:
-        service.queued -= 1
-
     async def put(slot: Any) -> None:
         await room.acquire()
         slots.append(slot)
@@ -483,10 +458,7 @@ async def _stream_lines(service: _Service, scope: Scope, receive: Receive, send:
                 return
             if type(parsed) is dict:
                 await room.acquire()
-                service.queued += 1
-                task = asyncio.ensure_future(submit(parsed))
-                task.add_done_callback(settle)
-                slots.append((number, index, task))
+                slots.append((number, index, submit([parsed])))
                 arrived.set()
             else:
                 await put(LineError(number, "InvalidLine", str(parsed), "input", index))
@@ -574,15 +546,18 @@ async def _line_text(service: _Service, slot: Any) -> tuple[str, bool]:
         return slot, False
     if isinstance(slot, LineError):
         return json.dumps(slot.row(), ensure_ascii=False), True
-    number, index, task = slot
-    try:
-        output = await task
-    except Exception as exc:
-        if not is_record_error(exc):
+    number, index, future = slot
+    (output,) = await future
+    if type(output) is Failed:
+        if not is_record_error(output.error):
+            error = output.error
             logger.error(
-                "pipeline %r failed a whole batch: %s: %s", service.name, type(exc).__name__, exc
+                "pipeline %r failed a whole batch: %s: %s",
+                service.name,
+                type(error).__name__,
+                error,
             )
-        row = _row_for(exc, index).with_line(number)
+        row = output.row(index).with_line(number)
         return json.dumps(row.as_row(), ensure_ascii=False), True
     try:
         return serialize(output), False
