@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
@@ -349,17 +350,22 @@ def test_a_backend_that_is_not_ready_answers_503() -> None:
         assert predict.json()["error"]["type"] == "NotReady"
 
 
+def client_of(app: Any) -> Any:
+    """Starlette's test client for ``app`` (what ``serve_client`` wraps)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from starlette.testclient import TestClient
+
+    return TestClient(app)
+
+
 def mounted(pipe: Any) -> Any:
     """A client of ``pipe``'s app mounted in another app (which runs no sub-app lifespan)."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-        from starlette.testclient import TestClient
-
     inner = create_app(pipe)
-    return TestClient(Starlette(routes=[Mount("/model", inner)])), inner.state.packflow
+    return client_of(Starlette(routes=[Mount("/model", inner)])), inner.state.packflow
 
 
 def test_a_mounted_app_builds_on_first_use_and_is_not_ready_meanwhile() -> None:
@@ -595,3 +601,18 @@ def test_every_request_gets_exactly_its_own_outputs_in_order(sizes: list[int], b
     answers = asyncio.run(main())
     assert answers == [[{"y": 2 * (1000 * r + i)} for i in range(n)] for r, n in enumerate(sizes)]
     assert sum(calls) == sum(sizes) and max(calls) <= batch
+
+
+def test_a_project_folder_is_served_with_its_backend_config_and_version(
+    isolated_cwd: Path,
+) -> None:
+    from packflow.cli import main
+    from packflow.serve.server import load_app
+
+    assert main(["create", "x", "--project-version", "2.0.1"]) == 0
+    with client_of(load_app("x")) as client:
+        assert client.post("/predict", json={"value": 0.9}).json() == {
+            "value": 0.9,
+            "positive": True,
+        }
+        assert client.get("/v2/models/x").json()["versions"] == ["2.0.1"]

@@ -207,3 +207,23 @@ def test_serve_refuses_bad_options_and_paths(
     assert "--max-latency-ms must be a number >= 0" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "missing")]) == 1
     assert "no such project folder" in capsys.readouterr().err
+
+
+def test_several_workers_each_build_the_pipeline_once_and_stop_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "served_pipeline.py").write_text(MODULE, encoding="utf-8")
+    server = Server(tmp_path, "served_pipeline:pipe", "--workers", "2")
+    try:
+        with httpx.Client(base_url=server.url, timeout=20) as client:
+            for x in range(8):
+                assert client.post("/predict", json={"x": x}).json() == {"y": 2 * x}
+        # Both workers are up (each builds at its own startup, before it accepts).
+        deadline = time.monotonic() + 30
+        while server.log.read_text().count("built; serving") < 2:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.05)
+    finally:
+        code = server.stop()
+    assert code == 0, server.log.read_text()
+    assert server.log.read_text().count("built; serving") == 2
