@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packflow import InferenceBackend, Pipeline, Records
+from packflow.exceptions import InferenceBackendLoadError
 from packflow.runtime.jsonl import run_lines
 from packflow.serve import ServeOptions, create_app
 from packflow.testing import serve_client
@@ -548,8 +549,12 @@ def test_config_overrides_build_the_pipeline() -> None:
 def test_create_app_refuses_what_it_cannot_serve() -> None:
     with pytest.raises(TypeError, match="got int"):
         create_app(3)
-    with pytest.raises(ValueError, match="already built"):
-        create_app(doubler().build(), config={"verbose": True})
+    built = doubler().build()
+    with (
+        pytest.raises(InferenceBackendLoadError, match="already built"),
+        serve_client(built, config={"verbose": True}),
+    ):
+        pass
     with pytest.raises(ValueError, match="max_batch_size"):
         create_app(doubler(), max_batch_size=0)
     with pytest.raises(ValueError, match="on_error"):

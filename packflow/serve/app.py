@@ -42,7 +42,7 @@ from packflow.serve.dispatch import Dispatcher, Failed
 from packflow.serve.options import ServeOptions
 
 if TYPE_CHECKING:
-    from packflow.runtime.built import BuiltPipeline
+    from packflow.runtime.contracts import Instance
 
 __all__ = ["NDJSON_TYPES", "create_app"]
 
@@ -182,8 +182,10 @@ class _Service:
         self.version = version
         self.limit = options.queue_limit
         self.window = _STREAM_WINDOW * options.max_batch_size
-        self.runtime: Any = None  # what answers ready(): the built pipeline or backend
-        self.built: BuiltPipeline | None = None
+        #: The ready instance (a built pipeline, or a backend): it runs the batches and
+        #: answers ready().
+        self.runtime: Any = None
+        self.built: Instance | None = None
         self.batcher: Dispatcher | None = None
         self.confirmed = False  # ready() has returned True once
         self.build_error: BaseException | None = None
@@ -192,31 +194,23 @@ class _Service:
 
     # -- building --------------------------------------------------------------------
 
-    def _build(self) -> tuple[Any, BuiltPipeline]:
-        from packflow.backend import InferenceBackend, built_pipeline
-        from packflow.runtime.built import BuiltPipeline
+    def _build(self) -> Any:
+        from packflow.parts import build_definition
 
-        target = self.target
-        if isinstance(target, (BuiltPipeline, InferenceBackend)):
-            return target, built_pipeline(target)
-        if isinstance(target, type) and issubclass(target, InferenceBackend):
-            backend = target(**self.config)
-            return backend, built_pipeline(backend)
-        built = target.build(**self.config)
-        return built, built
+        return build_definition(self.target, **self.config)
 
     async def start(self) -> None:
         """Build the pipeline (off the event loop) and start the batcher."""
         if self.built is not None:
             return
         try:
-            runtime, built = await asyncio.to_thread(self._build)
+            instance = await asyncio.to_thread(self._build)
         except Exception as exc:
             self.build_error = exc
             logger.error("could not build pipeline %r: %s: %s", self.name, type(exc).__name__, exc)
             raise
-        self.runtime, self.built = runtime, built
-        self.batcher = Dispatcher(built, self.options.batching)
+        self.runtime = self.built = instance
+        self.batcher = Dispatcher(instance, self.options.batching)
         logger.info("pipeline %r built; serving", self.name)
 
     def ensure_started(self) -> None:
@@ -282,11 +276,12 @@ class _Service:
         """The OpenAPI document or the V2 metadata, made once."""
         cached = self._documents.get(kind)
         if cached is None:
+            from packflow.parts import check_definition
             from packflow.serve.schema import api_document, model_metadata
 
-            assert self.built is not None
+            checked = check_definition(self.runtime)  # the check it was built from
             make = api_document if kind == "openapi" else model_metadata
-            cached = json.dumps(make(self.name, self.version, self.built.checked)).encode()
+            cached = json.dumps(make(self.name, self.version, checked)).encode()
             self._documents[kind] = cached
         return cached
 
@@ -713,27 +708,14 @@ def _target_name(target: Any) -> str:
     return cls.__name__
 
 
-def _check_target(target: Any, config: dict[str, Any]) -> None:
-    from packflow.backend import InferenceBackend
-    from packflow.compose import ComposedPipeline
-    from packflow.pipeline import Pipeline
-    from packflow.runtime.built import BuiltPipeline
+def _check_target(target: Any) -> None:
+    from packflow.parts import is_definition
 
-    if isinstance(target, (Pipeline, ComposedPipeline)):
-        return
-    if isinstance(target, type) and issubclass(target, InferenceBackend):
-        return
-    if isinstance(target, (BuiltPipeline, InferenceBackend)):
-        if config:
-            raise ValueError(
-                f"create_app(): config was given for {_target_name(target)!r}, which is "
-                "already built; pass the unbuilt pipeline (or the backend class) instead"
-            )
-        return
-    raise TypeError(
-        "create_app() serves a Pipeline, a composed pipeline, a built pipeline, or an "
-        f"InferenceBackend class or instance; got {type(target).__name__}"
-    )
+    if not is_definition(target):
+        raise TypeError(
+            "create_app() serves a Pipeline, a composed pipeline, a built pipeline, or an "
+            f"InferenceBackend class or instance; got {type(target).__name__}"
+        )
 
 
 def create_app(
@@ -771,7 +753,11 @@ def create_app(
     TypeError
         When ``pipeline`` is none of the above.
     ValueError
-        For an invalid option, or ``config`` given with a built ``pipeline``.
+        For an invalid option.
+
+    The app's startup raises what building raises (``ConfigError``,
+    ``InferenceBackendInitializationError``, ``InferenceBackendLoadError`` for ``config``
+    given with a pipeline that is already built, ...).
 
     Examples
     --------
@@ -781,7 +767,7 @@ def create_app(
     from packflow.serve.options import DEFAULT_MAX_BODY_BYTES
 
     overrides = dict(config or {})
-    _check_target(pipeline, overrides)
+    _check_target(pipeline)
     options = ServeOptions(
         max_batch_size=max_batch_size,
         max_latency_ms=max_latency_ms,

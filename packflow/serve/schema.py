@@ -148,9 +148,7 @@ def record_schemas(checked: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     ``checked`` is a ``CheckedPipeline`` or a ``CheckedComposition`` (its first part's
     input, its last part's output).
     """
-    parts = getattr(checked, "parts", None)
-    first = parts[0][1] if parts else checked
-    last = parts[-1][1] if parts else checked
+    first, last = checked.parts[0][1], checked.parts[-1][1]
     return _input_schema(first), _output_schema(last)
 
 
