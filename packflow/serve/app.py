@@ -184,7 +184,6 @@ class _Service:
         self.window = _STREAM_WINDOW * options.max_batch_size
         #: The ready instance (a built pipeline, or a backend): it runs the batches and
         #: answers ready().
-        self.runtime: Any = None
         self.built: Instance | None = None
         self.batcher: Dispatcher | None = None
         self.confirmed = False  # ready() has returned True once
@@ -209,7 +208,7 @@ class _Service:
             self.build_error = exc
             logger.error("could not build pipeline %r: %s: %s", self.name, type(exc).__name__, exc)
             raise
-        self.runtime = self.built = instance
+        self.built = instance
         self.batcher = Dispatcher(instance, self.options.batching)
         logger.info("pipeline %r built; serving", self.name)
 
@@ -239,7 +238,7 @@ class _Service:
             self.ensure_started()
             return False, f"pipeline {self.name!r} is being built"
         try:
-            ready = bool(self.runtime.ready())
+            ready = bool(self.built.ready())
         except Exception as exc:
             logger.warning("ready() of %r raised %s: %s", self.name, type(exc).__name__, exc)
             return False, f"ready() raised {type(exc).__name__}: {exc}"
@@ -279,7 +278,7 @@ class _Service:
             from packflow.parts import check_definition
             from packflow.serve.schema import api_document, model_metadata
 
-            checked = check_definition(self.runtime)  # the check it was built from
+            checked = check_definition(self.built)  # the check it was built from
             make = api_document if kind == "openapi" else model_metadata
             cached = json.dumps(make(self.name, self.version, checked)).encode()
             self._documents[kind] = cached
