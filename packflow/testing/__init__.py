@@ -17,6 +17,11 @@ import it.
 from __future__ import annotations
 
 from packflow.testing.client import serve_client
-from packflow.testing.strategies import NothingDeclaredError, batches, records
+from packflow.testing.strategies import (
+    NothingDeclaredError,
+    UndeclaredFieldError,
+    batches,
+    records,
+)
 
-__all__ = ["NothingDeclaredError", "batches", "records", "serve_client"]
+__all__ = ["NothingDeclaredError", "UndeclaredFieldError", "batches", "records", "serve_client"]

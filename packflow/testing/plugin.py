@@ -99,16 +99,17 @@ def packflow_build(packflow_env: PackflowEnv) -> Callable[..., Any]:
     """
 
     def build(pipe: Any, *, resources: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
-        from packflow.backend import InferenceBackend, built_pipeline
+        from packflow.parts import as_parts, build_definition
 
-        if isinstance(pipe, type) and issubclass(pipe, InferenceBackend):
-            if resources:
-                raise TypeError(
-                    f"packflow_build({pipe.__name__}, resources=...): a class backend has "
-                    "no initializers to replace (its initialize() sets its attributes); "
-                    "build a test subclass that overrides initialize() instead"
-                )
-            return built_pipeline(pipe(**overrides))
+        if not resources:
+            return build_definition(pipe, **overrides)
+        parts = as_parts(pipe)
+        refused = parts[0].fakes_refused if len(parts) == 1 else None
+        if refused is not None:
+            raise TypeError(
+                f"packflow_build({parts[0].name}, resources=...): {refused}; build a test "
+                "subclass that overrides initialize() instead"
+            )
         return pipe.build(resources=resources, **overrides)
 
     return build
