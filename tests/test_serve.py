@@ -621,3 +621,29 @@ def test_a_project_folder_is_served_with_its_backend_config_and_version(
             "positive": True,
         }
         assert client.get("/v2/models/x").json()["versions"] == ["2.0.1"]
+
+
+def test_a_request_whose_caller_went_away_is_not_run_and_leaves_the_queue() -> None:
+    import asyncio
+
+    from packflow.runtime.contracts import BatchOptions
+    from packflow.serve.dispatch import Dispatcher
+
+    gate, calls = threading.Event(), []
+    built = gated(gate, calls).build()
+
+    async def main() -> list[Any]:
+        dispatcher = Dispatcher(built, BatchOptions(max_batch_size=2))
+        first = dispatcher.submit([{"x": 1}])  # runs at once, held by the gate
+        await asyncio.sleep(0)
+        gone = dispatcher.submit([{"x": 2}, {"x": 3}, {"x": 4}])
+        kept = dispatcher.submit([{"x": 5}])
+        gone.cancel()
+        gate.set()
+        answers = [await first, await kept]
+        await dispatcher.aclose()
+        assert dispatcher.queued == 0
+        return answers
+
+    assert asyncio.run(main()) == [[{"y": 1}], [{"y": 5}]]
+    assert [x for call in calls for x in call] == [1, 5]  # 2, 3 and 4 never ran
