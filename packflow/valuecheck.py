@@ -48,7 +48,9 @@ from packflow._types.model import (
     Node,
     TupleT,
     TypedDictT,
+    TypeGuardT,
     TypeVarT,
+    TypeVarTupleT,
     UnionT,
     UnknownT,
     normalize,
@@ -164,6 +166,8 @@ def _compile(node: Node) -> _Compiled:
         return check_literal
     if isinstance(node, TupleT):
         return _compile_tuple(node)
+    if isinstance(node, TypeGuardT):
+        return _compile(ClsT(bool))  # at run time a type guard returns a bool
     if isinstance(node, TypedDictT):
         return _compile_typeddict(node)
     if isinstance(node, CallableT):
@@ -244,6 +248,8 @@ def _compile_tuple(node: TupleT) -> _Compiled:
             return None
 
         return check_variadic
+    if node.star is not None:
+        return _compile_unbounded_tuple(node, node.star)
     items = [_compile(i) for i in node.items]
     size = len(items)
 
@@ -260,6 +266,32 @@ def _compile_tuple(node: TupleT) -> _Compiled:
         return None
 
     return check_fixed
+
+
+def _compile_unbounded_tuple(node: TupleT, star: int) -> _Compiled:
+    # ``tuple[int, *tuple[str, ...], float]``: the items around the unpacked part are
+    # checked in place, those in between against its type (any number of them).
+    spread = node.items[star]
+    middle = None if isinstance(spread, TypeVarTupleT) else _compile(spread)
+    before = [_compile(i) for i in node.items[:star]]
+    after = [_compile(i) for i in node.items[star + 1 :]]
+    fewest = len(before) + len(after)
+
+    def check_unbounded(value: Any) -> str | None:
+        if not isinstance(value, tuple):
+            return _expected(node, value)
+        if len(value) < fewest:
+            return f"expected {node} (at least {fewest} items), got a tuple of {len(value)} items"
+        tail = len(value) - len(after)
+        checks = [*before, *([middle] * (tail - len(before))), *after]
+        for index, (check, element) in enumerate(zip(checks, value, strict=True)):
+            if check is not None:
+                problem = check(element)
+                if problem is not None:
+                    return f"item {index} of tuple: {problem}"
+        return None
+
+    return check_unbounded
 
 
 def _compile_typeddict(node: TypedDictT) -> _Compiled:

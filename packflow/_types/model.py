@@ -120,34 +120,116 @@ def literal_repr(value: Any) -> str:
 
 @attrs.frozen
 class TupleT(Node):
+    """A tuple: ``items`` in order, or ``tuple[X, ...]`` (``variadic``, one item).
+
+    ``star`` marks the item an unpacked part stands for (PEP 646): in
+    ``tuple[int, *tuple[str, ...], float]`` item 1 (``str``) repeats any number of
+    times, and in ``tuple[int, *Ts]`` item 1 is the :class:`TypeVarTupleT` ``Ts``.
+    """
+
     items: tuple[Node, ...]
     variadic: bool
     raw: Any = attrs.field(default=None, eq=False)
+    star: int | None = None
 
     def __str__(self) -> str:
         if self.variadic:
             return f"tuple[{self.items[0]}, ...]"
         if not self.items:
             return "tuple[()]"
-        return f"tuple[{', '.join(map(str, self.items))}]"
+        shown = [str(item) for item in self.items]
+        if self.star is not None:
+            item = self.items[self.star]
+            spread = isinstance(item, TypeVarTupleT)
+            shown[self.star] = f"*{item}" if spread else f"*tuple[{item}, ...]"
+        return f"tuple[{', '.join(shown)}]"
 
     def element(self) -> Node:
         if self.variadic:
             return self.items[0]
         if not self.items:
             return NeverT()
+        if any(isinstance(item, TypeVarTupleT) for item in self.items):
+            return UnknownT(f"the items of {self} are not known (a TypeVarTuple)", raw=self.raw)
         return make_union(self.items)
 
 
 @attrs.frozen
 class CallableT(Node):
+    """A callable: ``Callable[[A, B], R]``, ``Callable[..., R]`` (``params`` is ``None``),
+    ``Callable[Concatenate[A, ...], R]`` or ``Callable[Concatenate[A, P], R]`` (``rest``
+    is ``AnyT`` or the :class:`ParamSpecT`), or a function read from its signature, whose
+    ``*args`` type is ``star``, whose last ``optional`` positional parameters have a
+    default and whose required keyword-only parameters are ``keywords``.
+    """
+
     params: tuple[Node, ...] | None  # None: any parameters (``...``)
     ret: Node
     raw: Any = attrs.field(default=None, eq=False)
+    rest: Node | None = None
+    star: Node | None = None
+    keywords: tuple[str, ...] = ()
+    optional: int = 0
 
     def __str__(self) -> str:
-        params = "..." if self.params is None else f"[{', '.join(map(str, self.params))}]"
-        return f"Callable[{params}, {self.ret}]"
+        return f"Callable[{self.parameters()}, {self.ret}]"
+
+    def parameters(self) -> str:
+        """The parameter part as written inside ``Callable[...]``."""
+        if self.params is None:
+            return "..."
+        shown = [str(p) for p in self.params]
+        for index in range(len(shown) - self.optional, len(shown)):
+            shown[index] += " = ..."
+        if self.star is not None:
+            shown.append(f"*args: {self.star}")
+        shown.extend(f"{name}=..." for name in self.keywords)
+        if self.rest is None:
+            return f"[{', '.join(shown)}]"
+        tail = "..." if isinstance(self.rest, AnyT) else str(self.rest)
+        if not shown:
+            return tail
+        return f"Concatenate[{', '.join([*shown, tail])}]"
+
+
+@attrs.frozen
+class ParamListT(Node):
+    """The argument of a ``ParamSpec`` parameter of a generic class (``Step[[int], R]``)."""
+
+    params: tuple[Node, ...] | None
+    rest: Node | None = None
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return CallableT(self.params, AnyT(), rest=self.rest).parameters()
+
+    def as_callable(self) -> CallableT:
+        """A callable taking these parameters (its return type is not compared)."""
+        return CallableT(self.params, AnyT(), rest=self.rest)
+
+
+@attrs.frozen
+class OverloadT(Node):
+    """An overloaded function (a builtin's method read from the member table): it fits a
+    callable when one of its ``items`` does."""
+
+    items: tuple[CallableT, ...]
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return f"Overload[{', '.join(map(str, self.items))}]"
+
+
+@attrs.frozen
+class TypeGuardT(Node):
+    """``TypeGuard[X]`` (``strict`` false) or ``TypeIs[X]``: a ``bool`` that narrows."""
+
+    guarded: Node
+    strict: bool
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return f"{'TypeIs' if self.strict else 'TypeGuard'}[{self.guarded}]"
 
 
 @attrs.frozen
@@ -178,6 +260,28 @@ class NewTypeT(Node):
 
 @attrs.frozen
 class TypeVarT(Node):
+    var: Any
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return str(self.var.__name__)
+
+
+@attrs.frozen
+class ParamSpecT(Node):
+    """A ``ParamSpec``: a list of parameters, solved like a ``TypeVar``."""
+
+    var: Any
+    raw: Any = attrs.field(default=None, eq=False)
+
+    def __str__(self) -> str:
+        return str(self.var.__name__)
+
+
+@attrs.frozen
+class TypeVarTupleT(Node):
+    """A ``TypeVarTuple`` where it is unpacked (``*Ts``): any number of types."""
+
     var: Any
     raw: Any = attrs.field(default=None, eq=False)
 
@@ -427,8 +531,27 @@ _WRAPPERS = _special_forms("ClassVar", "Final", "Required", "NotRequired", "Read
 _NEVERS = _special_forms("NoReturn", "Never")
 _LITERAL_STRINGS = _special_forms("LiteralString")
 _TYPE_GUARDS = _special_forms("TypeGuard", "TypeIs")
+_TYPE_IS = _special_forms("TypeIs")
+_CONCATENATES = _special_forms("Concatenate")
+_UNPACKS = _special_forms("Unpack")
 _TYPEVAR_TYPES: tuple[type, ...] = tuple({typing.TypeVar, te.TypeVar})
 _PARAMSPEC_TYPES: tuple[type, ...] = tuple({typing.ParamSpec, te.ParamSpec})
+TYPEVARTUPLE_TYPES: tuple[type, ...] = tuple(
+    {getattr(typing, "TypeVarTuple", te.TypeVarTuple), te.TypeVarTuple}
+)
+_NO_DEFAULTS = tuple({getattr(typing, "NoDefault", None), getattr(te, "NoDefault", None), None})
+
+
+def typevar_default(param: Any) -> Any:
+    """The default of a ``TypeVar``, ``ParamSpec`` or ``TypeVarTuple`` (PEP 696), or
+    ``NO_DEFAULT``."""
+    default = getattr(param, "__default__", None)
+    if any(default is none for none in _NO_DEFAULTS):
+        return NO_DEFAULT
+    return default
+
+
+NO_DEFAULT = object()
 
 
 def normalize(tp: Any) -> Node:
@@ -478,6 +601,10 @@ def _normalize_inner(tp: Any) -> Node:
         return UnknownT(f"the forward reference {name!r} was not resolved", raw=tp)
     if isinstance(tp, _TYPEVAR_TYPES):
         return TypeVarT(tp, raw=tp)
+    if isinstance(tp, _PARAMSPEC_TYPES):
+        return ParamSpecT(tp, raw=tp)
+    if isinstance(tp, TYPEVARTUPLE_TYPES) or _unpacked(tp) is not None:
+        return UnknownT(f"{_fallback_repr(tp)} outside a tuple or a generic's arguments", raw=tp)
     if hasattr(tp, "__supertype__") and callable(tp):
         return NewTypeT(tp, normalize(tp.__supertype__), raw=tp)
     if _is_alias_type(tp) or _is_alias_type(typing.get_origin(tp)):
@@ -500,7 +627,8 @@ def _normalize_inner(tp: Any) -> Node:
     if origin in _LITERAL_ORIGINS:
         return make_union([normalize_literal(v) for v in args], raw=tp)
     if any(origin is form for form in _TYPE_GUARDS):
-        return ClsT(bool, (), raw=tp)
+        strict = any(origin is form for form in _TYPE_IS)
+        return TypeGuardT(normalize(args[0]), strict, raw=tp)
     if te.is_typeddict(tp):
         return _normalize_typeddict(tp, tp, ())
     if origin is not None and te.is_typeddict(origin):
@@ -518,7 +646,7 @@ def _normalize_inner(tp: Any) -> Node:
             return UnknownT(f"unsupported construct {_fallback_repr(tp)}", raw=tp)
         if origin is tuple:
             return normalize_tuple(tp, args)
-        return ClsT(origin, fill_args(origin, [normalize(a) for a in args]), raw=tp)
+        return ClsT(origin, fill_args(origin, _class_arguments(origin, args)), raw=tp)
     if isinstance(tp, type):
         return ClsT(tp, fill_args(tp, []), raw=tp)
     if tp is Ellipsis:
@@ -527,13 +655,94 @@ def _normalize_inner(tp: Any) -> Node:
 
 
 def fill_args(origin: type, args: list[Node]) -> tuple[Node, ...]:
+    """The type arguments of ``origin``: those given, then each missing one's default
+    (PEP 696), ``Any`` where there is none (a bare generic)."""
     arity = ARITY.get(origin)
-    if arity is None:
-        params = getattr(origin, "__parameters__", ())
-        arity = len(params) if isinstance(params, tuple) else 0
-    if not args:
-        return tuple(AnyT() for _ in range(arity))
-    return tuple(args)
+    if arity is not None:
+        return tuple(args) if args else tuple(AnyT() for _ in range(arity))
+    params = getattr(origin, "__parameters__", ())
+    if not isinstance(params, tuple) or len(args) >= len(params):
+        return tuple(args)
+    if any(isinstance(p, TYPEVARTUPLE_TYPES) for p in params):
+        # A bare variadic generic: its arguments are unknown in number (gradual).
+        return tuple(args)
+    filled = list(args)
+    env = {p: to_annotation(a) for p, a in zip(params, args, strict=False)}
+    for param in params[len(args) :]:
+        default = typevar_default(param)
+        if default is NO_DEFAULT:
+            node: Node = ParamListT(None) if isinstance(param, _PARAMSPEC_TYPES) else AnyT()
+        elif isinstance(param, _PARAMSPEC_TYPES):
+            node = normalize_params(substitute(default, env), default)
+        else:
+            node = normalize(substitute(default, env))
+        env[param] = to_annotation(node)
+        filled.append(node)
+    return tuple(filled)
+
+
+def _class_arguments(origin: type, args: tuple[Any, ...]) -> list[Node]:
+    """The arguments of a user generic: a ``ParamSpec``'s as a parameter list, an unpacked
+    fixed tuple spread into its items, ``*Ts`` as a :class:`TypeVarTupleT`."""
+    params = getattr(origin, "__parameters__", ())
+    if not isinstance(params, tuple):
+        params = ()
+    found: list[Node] = []
+    for index, arg in enumerate(args):
+        param = params[index] if index < len(params) else None
+        if isinstance(param, _PARAMSPEC_TYPES) and _is_param_list(arg):
+            found.append(normalize_params(arg, arg))
+            continue
+        inner = _unpacked(arg)
+        if inner is None:
+            found.append(normalize(arg))
+        elif isinstance(inner, TYPEVARTUPLE_TYPES):
+            found.append(TypeVarTupleT(inner, raw=arg))
+        else:
+            spread = normalize(inner)
+            if isinstance(spread, TupleT) and not spread.variadic and spread.star is None:
+                found.extend(spread.items)
+            else:
+                found.append(UnknownT(f"the unpacked {_fallback_repr(inner)}", raw=arg))
+    return found
+
+
+def _is_param_list(arg: Any) -> bool:
+    return (
+        arg is Ellipsis
+        or isinstance(arg, (list, tuple, *_PARAMSPEC_TYPES))
+        or any(typing.get_origin(arg) is form for form in _CONCATENATES)
+    )
+
+
+def _unpacked(arg: Any) -> Any:
+    """What ``*X`` or ``Unpack[X]`` unpacks, or ``None`` when ``arg`` is not unpacked."""
+    if getattr(arg, "__unpacked__", False) is True and typing.get_origin(arg) is tuple:
+        return tuple[typing.get_args(arg)]  # type: ignore[misc]
+    if any(typing.get_origin(arg) is form for form in _UNPACKS):
+        args = typing.get_args(arg)
+        return args[0] if args else None
+    return None
+
+
+def normalize_params(value: Any, raw: Any = None) -> ParamListT:
+    """The parameter list ``value`` (``[A, B]``, ``...``, a ``ParamSpec``, ``Concatenate``)."""
+    if value is Ellipsis:
+        return ParamListT(None, raw=raw)
+    if isinstance(value, _PARAMSPEC_TYPES):
+        return ParamListT((), ParamSpecT(value, raw=value), raw=raw)
+    if isinstance(value, list | tuple):
+        return ParamListT(tuple(normalize(p) for p in value), raw=raw)
+    if any(typing.get_origin(value) is form for form in _CONCATENATES):
+        *prefix, last = typing.get_args(value)
+        if last is Ellipsis:
+            rest: Node = AnyT()
+        elif isinstance(last, _PARAMSPEC_TYPES):
+            rest = ParamSpecT(last, raw=last)
+        else:
+            rest = UnknownT(f"unsupported parameters {_fallback_repr(value)}", raw=value)
+        return ParamListT(tuple(normalize(p) for p in prefix), rest, raw=raw)
+    return ParamListT(None, UnknownT(f"unsupported parameters {_fallback_repr(value)}"), raw=raw)
 
 
 def make_union(members: typing.Iterable[Node], raw: Any = None) -> Node:
@@ -570,7 +779,32 @@ def normalize_tuple(tp: Any, args: tuple[Any, ...]) -> Node:
         return TupleT((), variadic=False, raw=tp)
     if any(a is Ellipsis for a in args):
         return UnknownT(f"malformed tuple {_fallback_repr(tp)}", raw=tp)
-    return TupleT(tuple(normalize(a) for a in args), variadic=False, raw=tp)
+    items: list[Node] = []
+    star: int | None = None
+    for arg in args:
+        inner = _unpacked(arg)
+        if inner is None:
+            items.append(normalize(arg))
+            continue
+        if isinstance(inner, TYPEVARTUPLE_TYPES):
+            spread: Node = TypeVarTupleT(inner, raw=arg)
+        else:
+            unpacked = normalize(inner)
+            if not isinstance(unpacked, TupleT):
+                return UnknownT(f"cannot unpack {_fallback_repr(inner)} in a tuple", raw=tp)
+            if not unpacked.variadic and unpacked.star is None:
+                items.extend(unpacked.items)  # ``*tuple[int, str]`` is two items
+                continue
+            if star is not None or not unpacked.variadic:
+                return UnknownT(f"more than one unbounded part in {_fallback_repr(tp)}", raw=tp)
+            spread = unpacked.items[0]
+        if star is not None:
+            return UnknownT(f"more than one unbounded part in {_fallback_repr(tp)}", raw=tp)
+        star = len(items)
+        items.append(spread)
+    if star is not None and len(items) == 1 and not isinstance(items[0], TypeVarTupleT):
+        return TupleT((items[0],), variadic=True, raw=tp)
+    return TupleT(tuple(items), variadic=False, raw=tp, star=star)
 
 
 def _normalize_callable(tp: Any, args: tuple[Any, ...]) -> Node:
@@ -579,12 +813,10 @@ def _normalize_callable(tp: Any, args: tuple[Any, ...]) -> Node:
     params, ret = args[0], args[-1]
     if len(args) != 2:
         params, ret = list(args[:-1]), args[-1]
-    if params is Ellipsis or isinstance(params, _PARAMSPEC_TYPES):
-        return CallableT(None, normalize(ret), raw=tp)
-    if isinstance(params, list | tuple):
-        return CallableT(tuple(normalize(p) for p in params), normalize(ret), raw=tp)
-    # Concatenate[...] and friends: keep the return type, give up on the parameters.
-    return CallableT(None, normalize(ret), raw=tp)
+    listed = normalize_params(params)
+    if isinstance(listed.rest, UnknownT):
+        return listed.rest
+    return CallableT(listed.params, normalize(ret), raw=tp, rest=listed.rest)
 
 
 def _normalize_typeddict(tp: Any, cls: Any, args: tuple[Any, ...]) -> Node:

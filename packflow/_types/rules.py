@@ -26,6 +26,7 @@ import typing_extensions as te
 
 from packflow._types.model import (
     ARITY,
+    TYPEVARTUPLE_TYPES,
     AliasT,
     AnyT,
     CallableT,
@@ -34,9 +35,14 @@ from packflow._types.model import (
     NeverT,
     NewTypeT,
     Node,
+    OverloadT,
+    ParamListT,
+    ParamSpecT,
     TupleT,
     TypedDictT,
+    TypeGuardT,
     TypeVarT,
+    TypeVarTupleT,
     UnionT,
     UnknownT,
     class_name,
@@ -46,6 +52,7 @@ from packflow._types.model import (
     make_union,
     normalize,
     normalize_literal,
+    normalize_params,
     normalize_tuple,
     substitute,
     to_annotation,
@@ -151,6 +158,7 @@ _PROMOTIONS: dict[Any, frozenset[Any]] = {
 # The rules. ``Check`` threads the TypeVar bindings through one check.
 
 _OK = Verdict(Status.COMPATIBLE)
+_VARIADICS = (TypeVarTupleT, ParamSpecT, ParamListT)
 
 
 def _fail(reason: str) -> Verdict:
@@ -237,6 +245,14 @@ class Check:
             return _unknown(c.why)
         if isinstance(c, NeverT):
             return _fail(f"{p} is not Never (nothing fits Never)")
+        if isinstance(c, TypeGuardT):
+            return self._into_guard(p, c)
+        if isinstance(p, TypeGuardT):
+            return self.run(ClsT(bool), c)  # a type guard is a bool where no guard is wanted
+        if isinstance(p, ParamListT) and isinstance(c, ParamListT):
+            return self._parameters(p.as_callable(), c.as_callable())
+        if isinstance(p, _VARIADICS) or isinstance(c, _VARIADICS):
+            return _unknown(f"cannot compare {p} with {c}")
         if isinstance(c, NewTypeT):
             return self._into_newtype(p, c)
         if isinstance(p, NewTypeT):
@@ -390,6 +406,18 @@ class Check:
             return _fail(f"{p} is not {c}: {deep[0][1]}")
         return _fail(f"{p} is not {c} (it fits none of the union's members)")
 
+    def _into_guard(self, p: Node, c: TypeGuardT) -> Verdict:
+        # As in mypy: a guard's verdict narrows, so a plain bool is no guard, TypeGuard is
+        # covariant in its type and TypeIs (which also narrows on False) invariant.
+        if not isinstance(p, TypeGuardT):
+            return _fail(f"{p} is not {c} (only a type guard is a type guard)")
+        if p.strict is not c.strict:
+            return _fail(f"{p} is not {c} (TypeGuard and TypeIs narrow differently)")
+        where = f"guarded type of {c}"
+        if c.strict:
+            return self._invariant(p.guarded, c.guarded, where, "TypeIs is invariant")
+        return _prefix(self.run(p.guarded, c.guarded), where)
+
     def _into_newtype(self, p: Node, c: NewTypeT) -> Verdict:
         node = p
         while isinstance(node, NewTypeT):
@@ -474,14 +502,19 @@ class Check:
             p = TupleT(fields, variadic=False, raw=p.raw)
         if not isinstance(p, TupleT):
             return _is_not(p, c)
+        if p.variadic and isinstance(p.items[0], AnyT):
+            return _OK  # bare ``tuple`` is ``tuple[Any, ...]``: gradual in its length too
+        if any(isinstance(item, TypeVarTupleT) for item in p.items):
+            # An unsolved TypeVarTuple on the producing side: its items are not known.
+            return _unknown(f"the items of {p} are not known (a TypeVarTuple)")
         if c.variadic:
             return self.all_of(
                 _keyed(self, item, c.items[0], f"item {i} of tuple")
                 for i, item in enumerate(p.items)
             )
-        if p.variadic and isinstance(p.items[0], AnyT):
-            return _OK  # bare ``tuple`` is ``tuple[Any, ...]``: gradual in its length too
-        if p.variadic:
+        if c.star is not None:
+            return self._into_unbounded_tuple(p, c, c.star)
+        if p.variadic or p.star is not None:
             return _fail(f"{p} has no fixed length; {c} needs exactly {len(c.items)} items")
         if len(p.items) != len(c.items):
             return _fail(f"{p} has {len(p.items)} items, {c} needs {len(c.items)}")
@@ -489,6 +522,62 @@ class Check:
             _keyed(self, a, b, f"item {i} of tuple")
             for i, (a, b) in enumerate(zip(p.items, c.items, strict=True))
         )
+
+    def _into_unbounded_tuple(self, p: TupleT, c: TupleT, star: int) -> Verdict:
+        """``p`` into ``tuple[A, *tuple[X, ...], B]`` or ``tuple[A, *Ts, B]`` (PEP 646)."""
+        before, middle, after = c.items[:star], c.items[star], c.items[star + 1 :]
+        if p.variadic:
+            if before or after:
+                return _fail(f"{p} may have fewer than the {len(c.items) - 1} items {c} needs")
+            if isinstance(middle, TypeVarTupleT):
+                return self._bind_items(middle.var, p)
+            return _prefix(self.run(p.items[0], middle), "items of tuple")
+        head: tuple[Node, ...] = p.items
+        tail: tuple[Node, ...] = ()
+        spread: Node | None = None
+        if p.star is not None:
+            head, spread, tail = p.items[: p.star], p.items[p.star], p.items[p.star + 1 :]
+        fixed = len(head) + len(tail)
+        if spread is None and fixed < len(before) + len(after):
+            return _fail(f"{p} has {fixed} items, {c} needs at least {len(before) + len(after)}")
+        if spread is not None and (len(head) < len(before) or len(tail) < len(after)):
+            return _fail(f"{p} may have fewer items than {c} needs around its unpacked part")
+        items = list(head) if spread is None else [*head, *tail]
+        split = len(items) - len(after)
+        checks = [
+            _keyed(self, a, b, f"item {i} of tuple")
+            for i, (a, b) in enumerate(zip(items[: len(before)], before, strict=True))
+        ]
+        checks += [
+            _keyed(self, a, b, f"item {split + i} of tuple")
+            for i, (a, b) in enumerate(zip(items[split:], after, strict=True))
+        ]
+        if spread is None:
+            inner = items[len(before) : split]
+        else:
+            inner = [*head[len(before) :], spread, *tail[: len(tail) - len(after)]]
+        if isinstance(middle, TypeVarTupleT):
+            if spread is not None:
+                return _unknown(f"cannot solve {middle} from {p}")
+            solved = TupleT(tuple(inner), variadic=False)
+            checks.append(lambda: self._bind_items(middle.var, solved))
+        else:
+            checks += [
+                _keyed(self, a, middle, f"item {len(before) + i} of tuple")
+                for i, a in enumerate(inner)
+            ]
+        return self.all_of(checks)
+
+    def _bind_items(self, var: Any, items: TupleT) -> Verdict:
+        """Solve the TypeVarTuple ``var`` to the tuple ``items``."""
+        previous = self.bindings.get(var)
+        if previous is None:
+            self.bindings[var] = to_annotation(items)
+            return _OK
+        old = normalize(previous)
+        if self._invariant(items, old, f"items of {var.__name__}").status is Status.COMPATIBLE:
+            return _OK
+        return _unknown(f"{var.__name__} would stand for both {old} and {items}")
 
     def _into_callable(self, p: Node, c: CallableT) -> Verdict:
         if isinstance(p, ClsT) and p.origin is type:
@@ -502,32 +591,135 @@ class Check:
             constructor = _constructor(instance)
             if constructor is None:
                 return _unknown(f"cannot read the constructor of {instance} to compare with {c}")
-            return self.run(_fit_arity(constructor[0], constructor[1], c), c)
+            return self.run(constructor, c)
         if isinstance(p, ClsT) and isinstance(p.origin, type):
             if not issubclass(p.origin, cabc.Callable):  # type: ignore[arg-type]
                 return _fail(f"{p} is not callable")
             if c.params is None and isinstance(c.ret, AnyT):
                 return _OK
+            builtin = _builtin_method(p, "__call__")
+            if builtin is not None:
+                return self.run(builtin, c)
             signature = _call_signature(p.origin, _type_env(p.origin, p.args))
             if signature is not None:
                 return self.run(signature, c)
             return _unknown(f"the call signature of {p} is not compared with {c}")
+        if isinstance(p, OverloadT):
+            return self._overload(p, c)
         if not isinstance(p, CallableT):
             return _is_not(p, c)
-        ret = _prefix(self.run(p.ret, c.ret), "return type of Callable")
-        if ret.status is Status.INCOMPATIBLE or p.params is None or c.params is None:
-            return ret
-        if len(p.params) != len(c.params):
+        if isinstance(_expand(c.ret), TypeGuardT) and not isinstance(_expand(p.ret), TypeGuardT):
+            # As in mypy: only a type guard narrows, whatever else the callable returns.
             return _fail(
-                f"{p} takes {len(p.params)} argument{'s' if len(p.params) != 1 else ''}, "
-                f"{c} passes {len(c.params)}"
+                f"return type of Callable: {p.ret} is not {c.ret} (only a type guard is a "
+                "type guard)"
             )
-        # Parameters are contravariant: the consumer's argument must fit the producer's.
-        params = self.all_of(
-            _keyed(self, b, a, f"parameter {i + 1} of Callable")
-            for i, (a, b) in enumerate(zip(p.params, c.params, strict=True))
-        )
+        ret = _prefix(self.run(p.ret, c.ret), "return type of Callable")
+        if ret.status is Status.INCOMPATIBLE:
+            return ret
+        params = self._parameters(p, c)
         return params if params.status is not Status.COMPATIBLE else ret
+
+    def _overload(self, p: OverloadT, c: Node) -> Verdict:
+        """An overloaded function fits when one of its signatures does."""
+        unknown: Verdict | None = None
+        first: Verdict | None = None
+        for item in p.items:
+            trial = self.fork(self.bindings)
+            verdict = trial.run(item, c)
+            if verdict.status is Status.COMPATIBLE:
+                self.bindings = trial.bindings
+                return _OK
+            if verdict.status is Status.UNKNOWN:
+                unknown = unknown or verdict
+            else:
+                first = first or verdict
+        if unknown is not None:
+            return unknown
+        return _fail(f"no signature of the overloaded {p} fits {c}: {first and first.reason}")
+
+    def _parameters(self, p: CallableT, c: CallableT) -> Verdict:
+        """Whether every call ``c`` allows is a call ``p`` accepts (parameters are
+        contravariant: the consumer's arguments must fit the producer's parameters)."""
+        p, c = self._spread(p), self._spread(c)
+        if c.params is None or p.params is None:
+            return _OK  # ``...`` on either side: gradual
+        if isinstance(c.rest, UnknownT):
+            return _unknown(c.rest.why)
+        if isinstance(p.rest, UnknownT):
+            return _unknown(p.rest.why)
+        if c.keywords or (c.star is not None and p.star is None and p.rest is None):
+            if c.keywords:
+                return _unknown(f"keyword parameters of {c} are not compared")
+            return _fail(f"{p} takes no *args, {c} may pass any number of arguments")
+        if p.keywords:
+            return _fail(
+                f"{p} requires keyword argument{'s' if len(p.keywords) > 1 else ''} "
+                f"{', '.join(p.keywords)}; {c} passes positional arguments only"
+            )
+        exact = c.rest is None
+        verdict = self._accepts(p, c, exact)
+        if verdict.status is not Status.COMPATIBLE or not isinstance(c.rest, ParamSpecT):
+            return verdict
+        # ``Callable[Concatenate[A, P], R]`` in a consumer: P is what ``p`` takes after A.
+        return self._bind_params(c.rest.var, _remaining(p, len(c.params)))
+
+    def _accepts(self, p: CallableT, c: CallableT, exact: bool) -> Verdict:
+        """Whether ``p`` may be called with ``c``'s positional arguments (and, unless
+        ``exact``, any further ones, which are not known)."""
+        assert p.params is not None and c.params is not None
+        given = len(p.params)
+        passed = len(c.params)
+        fewest = passed - c.optional
+        required = given - p.optional
+        if exact and fewest < required:
+            at_least = " at least" if p.optional or p.star is not None or p.rest else ""
+            return _fail(
+                f"{p} takes{at_least} {_count(required, 'argument')}, {c} passes "
+                f"{fewest if fewest == passed else f'as few as {fewest}'}"
+            )
+        checks: list[Callable[[], Verdict]] = []
+        for index, argument in enumerate(c.params):
+            if index < given:
+                wanted: Node | None = p.params[index]
+            else:
+                wanted = p.star
+            if wanted is None:
+                if isinstance(p.rest, ParamSpecT):
+                    return _unknown(f"the parameters of {p.rest} are not known ({p})")
+                if p.rest is not None:
+                    break  # ``Concatenate[A, ...]``: the rest is gradual
+                return _fail(f"{p} takes {_count(given, 'argument')}, {c} passes {passed}")
+            checks.append(_keyed(self, argument, wanted, f"parameter {index + 1} of Callable"))
+        if c.star is not None and p.star is not None:
+            checks.append(_keyed(self, c.star, p.star, "*args of Callable"))
+        verdict = self.all_of(checks)
+        if verdict.status is Status.COMPATIBLE and exact and isinstance(p.rest, ParamSpecT):
+            return _unknown(f"the parameters of {p.rest} are not known ({p})")
+        return verdict
+
+    def _spread(self, node: CallableT) -> CallableT:
+        """``node`` with a solved ``ParamSpec`` replaced by the parameters it stands for."""
+        rest = node.rest
+        if not isinstance(rest, ParamSpecT) or rest.var not in self.bindings:
+            return node
+        solved = normalize_params(self.bindings[rest.var])
+        if solved.params is None:
+            return attrs.evolve(node, params=None, rest=None)
+        assert node.params is not None
+        return attrs.evolve(node, params=node.params + solved.params, rest=solved.rest)
+
+    def _bind_params(self, var: Any, params: Any) -> Verdict:
+        if params is None:
+            return _unknown(f"cannot tell what {var.__name__} stands for")
+        previous = self.bindings.get(var)
+        if previous is None:
+            self.bindings[var] = params
+            return _OK
+        old, new = normalize_params(previous), normalize_params(params)
+        if self._invariant(new, old, f"parameters of {var.__name__}").status is Status.COMPATIBLE:
+            return _OK
+        return _unknown(f"{var.__name__} would stand for both {old} and {new}")
 
     # -- classes and generics ---------------------------------------------------------
 
@@ -568,6 +760,9 @@ class Check:
         return _is_not(p, c)
 
     def _arguments(self, p: ClsT, c: ClsT, args: tuple[Node, ...]) -> Verdict:
+        params = getattr(c.origin, "__parameters__", ())
+        if isinstance(params, tuple) and any(isinstance(v, TYPEVARTUPLE_TYPES) for v in params):
+            return self._variadic_arguments(p, c, args, params)
         if len(args) != len(c.args):
             # A bare class that takes arguments only through __class_getitem__ means Any.
             if not args or all(isinstance(a, AnyT) for a in c.args):
@@ -583,6 +778,59 @@ class Check:
                 checks.append(functools.partial(self._invariant, a, b, where))
             else:
                 checks.append(_keyed(self, a, b, where))
+        return self.all_of(checks)
+
+    def _variadic_arguments(
+        self, p: ClsT, c: ClsT, args: tuple[Node, ...], params: tuple[Any, ...]
+    ) -> Verdict:
+        """The arguments of a generic over a ``TypeVarTuple`` (``Array[int, str]``, PEP 646):
+        the variadic part is invariant, item by item, and solves a consumer's ``*Ts``."""
+        if not args or not c.args:
+            return _OK  # a bare variadic generic takes any arguments (gradual)
+        if any(isinstance(a, TypeVarTupleT | UnknownT) for a in args):
+            return _unknown(f"the type arguments of {p} are not known")
+        if any(isinstance(a, UnknownT) for a in c.args):
+            return _unknown(f"the type arguments of {c} are not known")
+        star = next(i for i, v in enumerate(params) if isinstance(v, TYPEVARTUPLE_TYPES))
+        after = len(params) - star - 1
+        spread = [i for i, a in enumerate(c.args) if isinstance(a, TypeVarTupleT)]
+        fixed = len(c.args) - len(spread)
+        if len(args) < fixed or (not spread and len(args) != fixed):
+            return _fail(f"{p} has {_count(len(args), 'type argument')}, {c} has {len(c.args)}")
+        variances = _variances(c.origin)
+        checks: list[Callable[[], Verdict]] = []
+
+        def compare(a: Node, b: Node, variance: str, where: str) -> None:
+            if variance == "contra":
+                checks.append(_keyed(self, b, a, where))
+            elif variance == "inv":
+                checks.append(functools.partial(self._invariant, a, b, where))
+            else:
+                checks.append(_keyed(self, a, b, where))
+
+        tail = len(args) - after
+        for index in range(star):
+            compare(args[index], c.args[index], variances[index], f"type argument {index + 1}")
+        for offset in range(after):
+            compare(
+                args[tail + offset],
+                c.args[len(c.args) - after + offset],
+                variances[star + 1 + offset],
+                f"type argument {tail + offset + 1}",
+            )
+        middle = args[star:tail]
+        wanted = c.args[star : len(c.args) - after]
+        if spread:
+            if len(wanted) != 1:
+                return _unknown(f"cannot solve the type arguments of {c}")
+            solved = TupleT(tuple(middle), variadic=False)
+            var = c.args[spread[0]]
+            assert isinstance(var, TypeVarTupleT)
+            checks.append(lambda: self._bind_items(var.var, solved))
+        else:
+            for index, (a, b) in enumerate(zip(middle, wanted, strict=True)):
+                where = f"type argument {star + index + 1} of {class_name(c.origin)}"
+                checks.append(functools.partial(self._invariant, a, b, where))
         return self.all_of(checks)
 
     def _invariant(
@@ -650,7 +898,7 @@ class Check:
         if wanted.settable and not given.settable:
             what = "a method" if given.method else "read-only"
             return _fail(f"{where}: it is settable, {p}.{name} is {what}")
-        got = _fit_arity(given.node, given.required, wanted.node)
+        got = given.node
         if wanted.settable:
             # A settable attribute is both read and written: its type is invariant.
             return self._invariant(got, wanted.node, where, "a settable attribute is invariant")
@@ -706,20 +954,21 @@ def _call_signature(cls: Any, env: Mapping[Any, Any] | None = None) -> CallableT
     call = getattr(cls, "__call__", None)  # noqa: B004 - the method, not callable(cls)
     if not inspect.isfunction(call):
         return None
-    read = _function_node(call, env or {}, skip=1)
-    return None if read is None else read[0]
+    return _function_node(call, env or {}, skip=1)
 
 
-def _constructor(instance: Node) -> tuple[CallableT, int] | None:
-    """Calling the class of ``instance`` as a ``Callable``, and its required arity."""
+def _constructor(instance: Node) -> Node | None:
+    """Calling the class of ``instance`` as a ``Callable`` (an overload for some builtins)."""
     if not isinstance(instance, ClsT) or not isinstance(instance.origin, type):
         return None
     cls = instance.origin
+    if cls in _BUILTIN_CONSTRUCTORS:
+        return _BUILTIN_CONSTRUCTORS[cls](instance)
     init_owner, init = _lookup(cls, "__init__")
     new_owner, new = _lookup(cls, "__new__")
     if init is object.__init__:
         if new is object.__new__:
-            return CallableT((), instance), 0
+            return CallableT((), instance)
         if isinstance(new, staticmethod):
             new = new.__func__
         if inspect.isfunction(new):
@@ -772,8 +1021,6 @@ class _Member:
     node: Node
     settable: bool
     method: bool = False
-    #: Positional parameters without a default (a method with defaults takes fewer).
-    required: int = 0
 
 
 # What C-implemented methods of the builtins return (they have no annotations to read).
@@ -813,6 +1060,134 @@ _ENFORCED_RETURNS: dict[str, Any] = {
 }
 
 
+def _fn(params: tuple[Node, ...], ret: Node, optional: int = 0) -> CallableT:
+    return CallableT(params, ret, optional=optional)
+
+
+def _element(node: ClsT) -> Node:
+    args = _view_as(node.origin, node.args, cabc.Iterable)
+    return args[0] if args else AnyT()
+
+
+def _key_value(node: ClsT) -> tuple[Node, Node]:
+    args = _view_as(node.origin, node.args, cabc.Mapping)
+    return (args[0], args[1]) if args and len(args) == 2 else (AnyT(), AnyT())
+
+
+_INT, _BOOL, _STR, _OBJECT = ClsT(int), ClsT(bool), ClsT(str), ClsT(object)
+_INDEX = ClsT(typing.SupportsIndex)
+_BUFFER = make_union([ClsT(bytes), ClsT(bytearray), ClsT(memoryview)])
+
+#: A member of a builtin or ``collections.abc`` class, as typeshed declares it (their
+#: methods are written in C or left unannotated), read on an instance ``node``.
+_Method = Callable[[ClsT], Node]
+
+
+def _sequence(cls: Any, sliced: _Method | None, contains: Node = _OBJECT) -> dict[Any, _Method]:
+    def getitem(node: ClsT) -> Node:
+        by_index = _fn((_INDEX,), _element(node))
+        if sliced is None:
+            return by_index
+        return OverloadT((by_index, _fn((ClsT(slice),), sliced(node))))
+
+    return {
+        (cls, "__getitem__"): getitem,
+        (cls, "__len__"): lambda node: _fn((), _INT),
+        (cls, "__iter__"): lambda node: _fn((), ClsT(cabc.Iterator, (_element(node),))),
+        (cls, "__contains__"): lambda node: _fn((contains,), _BOOL),
+        (cls, "__reversed__"): lambda node: _fn((), ClsT(cabc.Iterator, (_element(node),))),
+    }
+
+
+def _mapping(cls: Any) -> dict[Any, _Method]:
+    return {
+        (cls, "__getitem__"): lambda node: _fn(_key_value(node)[:1], _key_value(node)[1]),
+        (cls, "__len__"): lambda node: _fn((), _INT),
+        (cls, "__iter__"): lambda node: _fn((), ClsT(cabc.Iterator, (_key_value(node)[0],))),
+        (cls, "__contains__"): lambda node: _fn((_OBJECT,), _BOOL),
+    }
+
+
+def _collection(cls: Any) -> dict[Any, _Method]:
+    return {
+        (cls, "__len__"): lambda node: _fn((), _INT),
+        (cls, "__iter__"): lambda node: _fn((), ClsT(cabc.Iterator, (_element(node),))),
+        (cls, "__contains__"): lambda node: _fn((_OBJECT,), _BOOL),
+    }
+
+
+def _same(node: ClsT) -> Node:
+    return ClsT(node.origin, node.args)
+
+
+_BUILTIN_METHODS: dict[tuple[Any, str], _Method] = {
+    **_sequence(list, lambda node: ClsT(list, (_element(node),))),
+    **_sequence(tuple, lambda node: TupleT((_element(node),), variadic=True)),
+    **_sequence(str, _same, contains=_STR),
+    **_sequence(bytes, _same, contains=make_union([_INDEX, _BUFFER])),
+    **_sequence(bytearray, _same, contains=make_union([_INDEX, _BUFFER])),
+    **_sequence(range, _same),
+    **_sequence(collections.deque, None),
+    **_sequence(cabc.Sequence, lambda node: ClsT(cabc.Sequence, (_element(node),))),
+    **_sequence(cabc.MutableSequence, lambda node: ClsT(cabc.MutableSequence, (_element(node),))),
+    **_mapping(dict),
+    **_mapping(cabc.Mapping),
+    **_collection(set),
+    **_collection(frozenset),
+    (cabc.Sized, "__len__"): lambda node: _fn((), _INT),
+    (cabc.Iterable, "__iter__"): lambda node: _fn((), ClsT(cabc.Iterator, (_element(node),))),
+    (cabc.Container, "__contains__"): lambda node: _fn((_OBJECT,), _BOOL),
+    (cabc.Iterator, "__next__"): lambda node: _fn((), _element(node)),
+    # ``partial.__call__(self, /, *args: Any, **kwargs: Any) -> T``
+    (functools.partial, "__call__"): lambda node: CallableT(
+        None, node.args[0] if node.args else AnyT()
+    ),
+}
+
+
+def _builtin_method(node: ClsT, name: str) -> Node | None:
+    """A member of ``node`` from the table, when its class inherits it from a builtin."""
+    for base in _mro(node.origin):
+        if name in vars(base):
+            method = _BUILTIN_METHODS.get((base, name))
+            return None if method is None else method(node)
+    return None
+
+
+def _union(*members: Any) -> Node:
+    return make_union([ClsT(m) if isinstance(m, type) else m for m in members])
+
+
+# The builtins' constructors as typeshed declares them (``int(x: ConvertibleToInt = ...)``).
+_BUILTIN_CONSTRUCTORS: dict[type, _Method] = {
+    int: lambda node: OverloadT(
+        (
+            _fn((_union(str, _BUFFER, typing.SupportsInt, typing.SupportsIndex),), node, 1),
+            _fn((_union(str, bytes, bytearray), _INDEX), node),
+        )
+    ),
+    float: lambda node: _fn((_union(str, _BUFFER, typing.SupportsFloat, _INDEX),), node, 1),
+    complex: lambda node: OverloadT(
+        (
+            _fn(
+                (
+                    _union(complex, typing.SupportsComplex, typing.SupportsFloat, _INDEX),
+                    _union(complex, typing.SupportsFloat, _INDEX),
+                ),
+                node,
+                2,
+            ),
+            _fn((_STR,), node),
+        )
+    ),
+    bool: lambda node: _fn((_OBJECT,), node, 1),
+    str: lambda node: OverloadT((_fn((_OBJECT,), node, 1), _fn((_BUFFER, _STR, _STR), node, 2))),
+    list: lambda node: _fn((ClsT(cabc.Iterable, (_element(node),)),), node, 1),
+    set: lambda node: _fn((ClsT(cabc.Iterable, (_element(node),)),), node, 1),
+    frozenset: lambda node: _fn((ClsT(cabc.Iterable, (_element(node),)),), node, 1),
+}
+
+
 def _type_env(origin: Any, args: tuple[Node, ...]) -> dict[Any, Any]:
     params = getattr(origin, "__parameters__", None)
     if not isinstance(params, tuple) or not params:
@@ -830,9 +1205,11 @@ def _class_hints(cls: Any) -> Mapping[str, Any]:
 
 def _function_node(
     func: Any, env: Mapping[Any, Any], skip: int, ret: Any = None
-) -> tuple[CallableT, int] | None:
-    """``func`` as a ``Callable`` (its first ``skip`` parameters left out), with the number
-    of positional parameters it requires; ``None`` when its signature cannot be read."""
+) -> CallableT | None:
+    """``func`` as a ``Callable`` (its first ``skip`` parameters left out): its positional
+    parameters and how many have defaults, its ``*args``, its required keyword-only
+    parameters, and ``*args: P.args`` as the ``ParamSpec`` ``P``; ``None`` when its
+    signature cannot be read."""
     try:
         hints = typing.get_type_hints(func)
         parameters = list(inspect.signature(func).parameters.values())[skip:]
@@ -848,27 +1225,60 @@ def _function_node(
         hints["return"] = _ENFORCED_RETURNS.get(getattr(func, "__name__", ""), unread)
     returned = ret if ret is not None else normalize(substitute(hints.get("return", Any), env))
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if any(param.kind not in positional for param in parameters):
-        return CallableT(None, returned), 0
-    params = tuple(normalize(substitute(hints.get(p.name, Any), env)) for p in parameters)
-    required = sum(p.default is inspect.Parameter.empty for p in parameters)
-    return CallableT(params, returned), required
+    params: list[Node] = []
+    optional = 0
+    star: Node | None = None
+    rest: Node | None = None
+    keywords: list[str] = []
+    for param in parameters:
+        hint = hints.get(param.name, Any)
+        if param.kind in positional:
+            params.append(normalize(substitute(hint, env)))
+            optional = optional + 1 if param.default is not inspect.Parameter.empty else 0
+        elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+            spec = getattr(hint, "__origin__", None) if _is_paramspec_part(hint) else None
+            if spec is not None:
+                listed = normalize_params(env.get(spec, spec))
+                if listed.params is None:
+                    return CallableT(None, returned)
+                params.extend(listed.params)
+                rest = listed.rest
+            else:
+                star = normalize(substitute(hint, env))
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is param.empty:
+            keywords.append(param.name)
+    return CallableT(
+        tuple(params), returned, rest=rest, star=star, keywords=tuple(keywords), optional=optional
+    )
+
+
+def _is_paramspec_part(hint: Any) -> bool:
+    return type(hint).__name__ in ("ParamSpecArgs", "ParamSpecKwargs")
+
+
+def _remaining(p: CallableT, skip: int) -> Any:
+    """What a ``ParamSpec`` stands for when it takes ``p``'s parameters after the first
+    ``skip``, as an annotation; ``None`` when that cannot be written."""
+    if p.params is None:
+        return Ellipsis
+    if p.star is not None or p.keywords or p.optional:
+        return None
+    left = [to_annotation(node) for node in p.params[skip:]]
+    if p.rest is None:
+        return left
+    tail = Ellipsis if isinstance(p.rest, AnyT) else getattr(p.rest, "var", None)
+    if tail is None:
+        return None
+    if not left:
+        return tail
+    return te.Concatenate[tuple([*left, tail])]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 _STDLIB: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ())) - {"__main__"}
-
-
-def _fit_arity(given: Node, required: int, wanted: Node) -> Node:
-    # Parameters with defaults may be left out by the caller.
-    if (
-        isinstance(given, CallableT)
-        and isinstance(wanted, CallableT)
-        and given.params is not None
-        and wanted.params is not None
-        and required <= len(wanted.params) < len(given.params)
-    ):
-        return CallableT(given.params[: len(wanted.params)], given.ret)
-    return given
 
 
 def _frozen(cls: Any) -> bool:
@@ -896,7 +1306,7 @@ def _member(node: ClsT, name: str) -> _Member | None:
             return _Member(member, settable=not _frozen(cls))
         if name not in own:
             continue
-        return _code_member(base, name, value, _owner_env(node, base))
+        return _code_member(node, base, name, value, _owner_env(node, base))
     assigned = _assigned_attributes(cls)
     if assigned is not None and assigned.get(name) is not None:
         # Set in a method (``self.item = item``): settable, of the annotated type.
@@ -906,19 +1316,25 @@ def _member(node: ClsT, name: str) -> _Member | None:
     return None
 
 
-def _code_member(base: Any, name: str, value: Any, env: Mapping[Any, Any]) -> _Member | None:
+def _code_member(
+    node: ClsT, base: Any, name: str, value: Any, env: Mapping[Any, Any]
+) -> _Member | None:
+    if (base, name) in _BUILTIN_METHODS:
+        # Builtins and collections.abc have no annotations to read: their typeshed
+        # signatures are in the table.
+        return _Member(_BUILTIN_METHODS[base, name](node), False, True)
     if isinstance(value, property):
         if value.fget is None:
             return None
         read = _function_node(value.fget, env, skip=1)
-        return None if read is None else _Member(read[0].ret, settable=value.fset is not None)
+        return None if read is None else _Member(read.ret, settable=value.fset is not None)
     if isinstance(value, staticmethod | classmethod):
         skip = 1 if isinstance(value, classmethod) else 0
         read = _function_node(value.__func__, env, skip=skip)
-        return None if read is None else _Member(read[0], False, True, read[1])
+        return None if read is None else _Member(read, False, True)
     if inspect.isfunction(value):
         read = _function_node(value, env, skip=1)
-        return None if read is None else _Member(read[0], False, True, read[1])
+        return None if read is None else _Member(read, False, True)
     if inspect.ismethoddescriptor(value) or inspect.isbuiltin(value):
         returned = _BUILTIN_RETURNS.get((base, name), _ENFORCED_RETURNS.get(name))
         if returned is None:
@@ -939,7 +1355,9 @@ def _mro(cls: Any) -> tuple[Any, ...]:
 
 def _declares(cls: Any, member: str) -> bool:
     """Whether instances of ``cls`` have ``member``: a class attribute or an annotated field."""
-    if hasattr(cls, member):
+    # Looked up along the MRO, not with hasattr: a metaclass's members (an Enum class's
+    # ``__getitem__``) belong to the class, not to its instances.
+    if any(member in vars(base) for base in _mro(cls)):
         return True
     # Dataclass fields without a default and plain annotated attributes live only in the
     # annotations; attrs slotted fields are class attributes already.
@@ -1051,6 +1469,10 @@ def _namedtuple_items(cls: type) -> tuple[Node, ...] | None:
     return tuple(normalize(hints.get(name, Any)) for name in fields)
 
 
+# Generic builtins that are not containers, with typeshed's (invariant) type variable.
+_INVARIANT_BUILTINS = frozenset({functools.partial})
+
+
 def _variances(origin: Any) -> list[str]:
     params = getattr(origin, "__parameters__", ())
     if origin in ARITY or not isinstance(params, tuple):
@@ -1060,12 +1482,18 @@ def _variances(origin: Any) -> list[str]:
         if origin is cabc.AsyncGenerator:
             return ["co", "contra"]
         return ["co"] * 8
+    if origin in _INVARIANT_BUILTINS:
+        return ["inv"]
     # A user generic's TypeVar is invariant unless declared otherwise: only the built-in
     # containers are read covariantly (the contract's departure from mypy).
     return [_variance(param) for param in params] + ["co"] * 8
 
 
 def _variance(param: Any) -> str:
+    if type(param).__name__ == "ParamSpec":
+        # Parameter lists compare as callables do (contravariantly, as in mypy): the
+        # rule for two ParamListT nodes already reads them that way round.
+        return "co"
     if getattr(param, "__covariant__", False):
         return "co"
     if getattr(param, "__contravariant__", False):
