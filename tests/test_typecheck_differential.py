@@ -4,7 +4,10 @@ A seeded generator draws related producer/consumer pairs from themed pools (prot
 with attributes and generics, invariant and covariant user generics, TypedDicts with
 ``total=False`` / ``Required`` / ``NotRequired`` and nesting, the ``numbers`` ABCs,
 recursive aliases, Enum and Literal unions, bare and variadic tuples, ``type[X]`` and
-``Callable``), wrapped alike in containers. All pairs go into ONE module, one function
+``Callable``; and, since issue 26, ``TypeGuard``/``TypeIs``, ``ParamSpec`` classes and
+``Concatenate``, PEP 696 ``TypeVar`` defaults, ``Unpack`` in tuples and ``TypeVarTuple``
+generics, builtins against protocols of their dunder members, ``functools.partial`` and
+builtin constructors), wrapped alike in containers. All pairs go into ONE module, one function
 per pair (``def case_N(x: P) -> None: y: C = x``), which mypy checks in a single run.
 The checker must never say "fits" where mypy reports an error (that would be unsound),
 and must give a definite verdict on every generated pair.
@@ -571,7 +574,9 @@ def test_generator_covers_every_construct() -> None:
         assert construct in PRELUDE
     for construct in ("Box[", "CoBox[", "Sink[", "Getter[", "Slot[", "numbers.", "Json",
                       "Tree", "Literal[Color.", "tuple[int, ...]", "tuple ", "type[",
-                      "Callable[", "Shelf", "MovieDraft"):  # fmt: skip
+                      "Callable[", "Shelf", "MovieDraft", "TypeGuard[", "TypeIs[",
+                      "Concatenate[", "Step[", "functools.partial[", "Window ", "Pair[",
+                      "CoWindow", "Unpack[", "Array[", "GetSlice", "type[float]"):  # fmt: skip
         assert construct in text, construct
 
 

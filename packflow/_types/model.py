@@ -141,7 +141,7 @@ class TupleT(Node):
         if self.star is not None:
             item = self.items[self.star]
             spread = isinstance(item, TypeVarTupleT)
-            shown[self.star] = f"*{item}" if spread else f"*tuple[{item}, ...]"
+            shown[self.star] = str(item) if spread else f"*tuple[{item}, ...]"
         return f"tuple[{', '.join(shown)}]"
 
     def element(self) -> Node:
@@ -183,7 +183,8 @@ class CallableT(Node):
             shown[index] += " = ..."
         if self.star is not None:
             shown.append(f"*args: {self.star}")
-        shown.extend(f"{name}=..." for name in self.keywords)
+        if self.keywords:
+            shown.extend(["*", *self.keywords])
         if self.rest is None:
             return f"[{', '.join(shown)}]"
         tail = "..." if isinstance(self.rest, AnyT) else str(self.rest)
@@ -286,7 +287,7 @@ class TypeVarTupleT(Node):
     raw: Any = attrs.field(default=None, eq=False)
 
     def __str__(self) -> str:
-        return str(self.var.__name__)
+        return f"*{self.var.__name__}"
 
 
 @attrs.frozen
@@ -688,8 +689,15 @@ def _class_arguments(origin: type, args: tuple[Any, ...]) -> list[Node]:
     if not isinstance(params, tuple):
         params = ()
     found: list[Node] = []
+    written: dict[Any, Any] = {}
     for index, arg in enumerate(args):
         param = params[index] if index < len(params) else None
+        if param is not None:
+            if arg is typevar_default(param) and any(arg is p for p in params[:index]):
+                # typing_extensions fills a default naming an earlier parameter
+                # (``T2 = TypeVar("T2", default=T1)``) with that parameter itself.
+                arg = written.get(arg, arg)
+            written[param] = arg
         if isinstance(param, _PARAMSPEC_TYPES) and _is_param_list(arg):
             found.append(normalize_params(arg, arg))
             continue
@@ -915,8 +923,20 @@ def substitute(tp: Any, bindings: Mapping[Any, Any]) -> Any:
     params = getattr(tp, "__parameters__", ())
     if not params or not isinstance(params, tuple):
         return tp
+    arguments: list[Any] = []
+    for param in params:
+        value = bindings.get(param, param)
+        if value is param or not isinstance(param, TYPEVARTUPLE_TYPES):
+            arguments.append(value)
+            continue
+        # A TypeVarTuple is solved to a tuple of types, which it stands for one by one.
+        solved = normalize(value)
+        if isinstance(solved, TupleT) and not solved.variadic and solved.star is None:
+            arguments.extend(to_annotation(item) for item in solved.items)
+        else:
+            arguments.append(te.Unpack[value])
     try:
-        return tp[tuple(bindings.get(p, p) for p in params)]
+        return tp[tuple(arguments)]
     except TypeError:
         return tp
 
