@@ -933,6 +933,8 @@ def _settled_cached(node: Node) -> bool:
         return all(_settled(field) for _, field, _ in node.fields)
     if isinstance(node, NewTypeT):
         return _settled(node.supertype)
+    if isinstance(node, TypeGuardT):
+        return _settled(node.guarded)
     return isinstance(node, AnyT | NeverT | LiteralT)
 
 
