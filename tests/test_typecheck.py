@@ -159,6 +159,12 @@ class File:
 
 
 class Scorer(Protocol):
+    def __call__(self, x: int, /) -> float: ...
+
+
+class KeywordCallable(Protocol):
+    """Its caller may write ``f(x=1)``, which a ``Callable`` cannot take."""
+
     def __call__(self, x: int) -> float: ...
 
 
@@ -544,6 +550,8 @@ RULES = [
     _case(Callable[[str], float], Scorer, False, "callback protocol"),
     _case(Scorer, Callable[[int], float], True, "callback protocol"),
     _case(Callable[[int], float], NamedScorer, False, "protocol with more than __call__"),
+    _case(Callable[[int], float], KeywordCallable, False, "callback protocol by name"),
+    _case(Callable[..., float], KeywordCallable, True, "callback protocol by name"),
     _case(LinearScorer, Callable[[int], float], True, "callable instance"),
     _case(LinearScorer, Callable[[int], str], False, "callable instance"),
     _case(LinearScorer, Scorer, True, "callable instance"),
@@ -1208,6 +1216,30 @@ def test_builtins_fit_a_protocol_by_their_real_members() -> None:
     assert (
         check(set[str], Labels).reason == "set[str] lacks __getitem__ required by protocol Labels"
     )
+
+
+def test_a_callable_does_not_fit_a_call_signature_that_takes_names() -> None:
+    verdict = check(Callable[[int], float], KeywordCallable)
+    assert verdict.reason == (
+        "parameter 1 may be passed by name (x=...); Callable[[int], float] takes it by "
+        "position only"
+    )
+    assert check(Scorer, KeywordCallable).status is INCOMPATIBLE  # positional-only ``x``
+    assert check(KeywordCallable, Scorer).status is COMPATIBLE
+
+
+def test_a_class_fits_a_callback_protocol_through_its_constructor() -> None:
+    assert check(type[float], Scorer).status is COMPATIBLE  # float(1) -> float
+    assert check(type[str], Scorer).status is INCOMPATIBLE
+
+
+class Lines(Protocol):
+    def __iter__(self) -> typing.Iterator[str]: ...
+
+
+def test_an_iterable_only_by_its_iter_method_yields_what_that_returns() -> None:
+    assert check(Lines, Iterable[str]).status is COMPATIBLE
+    assert check(Lines, Iterable[int]).reason == "element type of Iterable: str is not int"
 
 
 def test_an_enum_class_lookup_is_not_a_member_of_its_values() -> None:

@@ -337,6 +337,18 @@ class Contains(Protocol):
 
 class IterStr(Protocol):
     def __iter__(self) -> Iterator[str]: ...
+
+
+class CallByName(Protocol):
+    def __call__(self, x: int) -> float: ...
+
+
+class CallByPosition(Protocol):
+    def __call__(self, x: int, /) -> float: ...
+
+
+class CallMany(Protocol):
+    def __call__(self, *args: int) -> float: ...
 """
 
 # Themed pools: a pair is drawn from one pool, so that both sides are related.
@@ -418,7 +430,8 @@ POOLS: dict[str, tuple[str, ...]] = {
         "Callable[[str], float]", "Callable[[int, str], float]", "Callable[[float], bool]",
         "Step[[float], float]", "Step[[int], float]", "Step[[int, str], float]",
         "Step[..., float]", "Step[Concatenate[int, ...], float]", "Step[[float], bool]",
-        "functools.partial[float]", "functools.partial[bool]",
+        "functools.partial[float]", "functools.partial[bool]", "CallByName",
+        "CallByPosition", "CallMany",
     ),
     "typevar default": (
         "Window", "Window[int]", "Window[float]", "Window[bool]", "Window[Any]", "Pair[int]",

@@ -160,7 +160,9 @@ class CallableT(Node):
     ``Callable[Concatenate[A, ...], R]`` or ``Callable[Concatenate[A, P], R]`` (``rest``
     is ``AnyT`` or the :class:`ParamSpecT`), or a function read from its signature, whose
     ``*args`` type is ``star``, whose last ``optional`` positional parameters have a
-    default and whose required keyword-only parameters are ``keywords``.
+    default and whose required keyword-only parameters are ``keywords``. ``names`` are
+    the names by which a caller may pass its positional parameters (``None``: by
+    position only; a ``Callable[...]`` annotation has none).
     """
 
     params: tuple[Node, ...] | None  # None: any parameters (``...``)
@@ -170,6 +172,7 @@ class CallableT(Node):
     star: Node | None = None
     keywords: tuple[str, ...] = ()
     optional: int = 0
+    names: tuple[str | None, ...] = ()
 
     def __str__(self) -> str:
         return f"Callable[{self.parameters()}, {self.ret}]"

@@ -278,12 +278,19 @@ class Check:
             return self._into_callable(p, c)
         if isinstance(p, TupleT):
             return self.run(ClsT(tuple, (p.element(),), raw=p.raw), c)
+        callback = isinstance(c, ClsT) and _is_callback_protocol(c.origin)
+        if callback and isinstance(p, ClsT) and p.origin is type:
+            assert isinstance(c, ClsT)
+            signature = _call_signature(c.origin)
+            if signature is None:
+                return _unknown(f"cannot read the call signature of protocol {c}")
+            return self.run(p, signature)  # the class's constructor, as a Callable
         if isinstance(p, CallableT):
             if isinstance(c, ClsT) and _is_callback_protocol(c.origin):
                 signature = _call_signature(c.origin)
-                if signature is not None:
-                    return self.run(p, signature)
-                return _unknown(f"cannot read the call signature of protocol {c}")
+                if signature is None:
+                    return _unknown(f"cannot read the call signature of protocol {c}")
+                return self.run(p, signature)
             return _fail(f"a callable {p} is not {c}")
         if isinstance(p, ClsT) and isinstance(c, ClsT):
             return self._classes(p, c)
@@ -691,6 +698,16 @@ class Check:
                     break  # ``Concatenate[A, ...]``: the rest is gradual
                 return _fail(f"{p} takes {_count(given, 'argument')}, {c} passes {passed}")
             checks.append(_keyed(self, argument, wanted, f"parameter {index + 1} of Callable"))
+            named = c.names[index] if index < len(c.names) else None
+            if named is not None:
+                mine = p.names[index] if index < len(p.names) else None
+                if mine != named:
+                    # The consumer's caller may write ``f(x=...)``, as mypy checks it.
+                    how = "by position only" if mine is None else f"as {mine!r}"
+                    return _fail(
+                        f"parameter {index + 1} may be passed by name ({named}=...); "
+                        f"{p} takes it {how}"
+                    )
         if c.star is not None and p.star is not None:
             checks.append(_keyed(self, c.star, p.star, "*args of Callable"))
         verdict = self.all_of(checks)
@@ -749,6 +766,10 @@ class Check:
         if not c.args or all(isinstance(a, AnyT) for a in c.args):
             return _OK
         args = self._view_as(p, co)
+        if args is None and co not in _mro(po):
+            # A subclass only by __subclasshook__ (a protocol with ``__iter__``): its
+            # element type is what its own method yields.
+            args = _structural_view(p, co)
         if args is None:
             return _unknown(f"cannot relate the type arguments of {p} to {c}")
         return self._arguments(p, c, args)
@@ -899,6 +920,10 @@ class Check:
             what = "a method" if given.method else "read-only"
             return _fail(f"{where}: it is settable, {p}.{name} is {what}")
         got = given.node
+        if name != "__call__" and isinstance(wanted.node, CallableT):
+            # mypy compares a protocol's methods ignoring the names of their positional
+            # parameters; only a call signature is compared by name.
+            wanted = attrs.evolve(wanted, node=attrs.evolve(wanted.node, names=()))
         if wanted.settable:
             # A settable attribute is both read and written: its type is invariant.
             return self._invariant(got, wanted.node, where, "a settable attribute is invariant")
@@ -957,6 +982,21 @@ def _call_signature(cls: Any, env: Mapping[Any, Any] | None = None) -> CallableT
     if not inspect.isfunction(call):
         return None
     return _function_node(call, env or {}, skip=1)
+
+
+def _structural_view(node: ClsT, target: Any) -> tuple[Node, ...] | None:
+    """``node`` as an ``Iterable[X]`` or ``Iterator[X]`` read from its ``__iter__`` or
+    ``__next__``, for a class that is one only structurally."""
+    name = {cabc.Iterable: "__iter__", cabc.Iterator: "__next__"}.get(target)
+    member = None if name is None else _member(node, name)
+    if member is None or not isinstance(member.node, CallableT):
+        return None
+    returned = member.node.ret
+    if target is cabc.Iterator:
+        return (returned,)
+    if isinstance(returned, ClsT) and isinstance(returned.origin, type):
+        return _view_as(returned.origin, returned.args, cabc.Iterator)
+    return None
 
 
 def _constructor(instance: Node) -> Node | None:
@@ -1228,6 +1268,7 @@ def _function_node(
     returned = ret if ret is not None else normalize(substitute(hints.get("return", Any), env))
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     params: list[Node] = []
+    names: list[str | None] = []
     optional = 0
     star: Node | None = None
     rest: Node | None = None
@@ -1236,6 +1277,10 @@ def _function_node(
         hint = hints.get(param.name, Any)
         if param.kind in positional:
             params.append(normalize(substitute(hint, env)))
+            # ``__x`` is the pre-PEP 570 spelling of a positional-only parameter.
+            private = param.name.startswith("__") and not param.name.endswith("__")
+            by_name = param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and not private
+            names.append(param.name if by_name else None)
             optional = optional + 1 if param.default is not inspect.Parameter.empty else 0
         elif param.kind is inspect.Parameter.VAR_POSITIONAL:
             spec = getattr(hint, "__origin__", None) if _is_paramspec_part(hint) else None
@@ -1250,7 +1295,13 @@ def _function_node(
         elif param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is param.empty:
             keywords.append(param.name)
     return CallableT(
-        tuple(params), returned, rest=rest, star=star, keywords=tuple(keywords), optional=optional
+        tuple(params),
+        returned,
+        rest=rest,
+        star=star,
+        keywords=tuple(keywords),
+        optional=optional,
+        names=tuple(names),
     )
 
 
@@ -1300,7 +1351,7 @@ def _member(node: ClsT, name: str) -> _Member | None:
         own = vars(base)
         value = own.get(name, None)
         is_code = isinstance(value, staticmethod | classmethod | property) or callable(value)
-        if name in own.get("__annotations__", {}) and not (name in own and is_code):
+        if name in _own_annotations(base) and not (name in own and is_code):
             hint = _class_hints(cls).get(name)
             if hint is None:
                 return None
@@ -1363,7 +1414,15 @@ def _declares(cls: Any, member: str) -> bool:
         return True
     # Dataclass fields without a default and plain annotated attributes live only in the
     # annotations; attrs slotted fields are class attributes already.
-    return any(member in getattr(base, "__annotations__", {}) for base in _mro(cls))
+    return any(member in _own_annotations(base) for base in _mro(cls))
+
+
+def _own_annotations(cls: Any) -> Mapping[str, Any]:
+    # The class's own annotations (``type.__annotations__`` itself is a descriptor).
+    try:
+        return inspect.get_annotations(cls)
+    except Exception:  # not a class, or a broken __annotations__: nothing declared
+        return {}
 
 
 def _assigned_attributes(cls: Any) -> Mapping[str, Any] | None:
