@@ -1242,6 +1242,30 @@ def test_an_iterable_only_by_its_iter_method_yields_what_that_returns() -> None:
     assert check(Lines, Iterable[int]).reason == "element type of Iterable: str is not int"
 
 
+class ScaledCallable(Protocol):
+    def __call__(self, row: int, /, *, scale: float = 1.0) -> float: ...
+
+
+def test_a_keyword_the_consumer_may_pass_must_be_taken() -> None:
+    verdict = check(Callable[[int], float], ScaledCallable)
+    assert verdict.reason == (
+        "Callable[[int, *, scale=...], float] may be called with scale=...; "
+        "Callable[[int], float] takes no such argument"
+    )
+    # Taking it is not enough for a definite verdict: its type is not compared.
+    assert check(KeywordScorer, ScaledCallable).status is INCOMPATIBLE  # ``weight``
+    assert check(DefaultScorer, ScaledCallable).status is UNKNOWN
+    # ``Concatenate[int, ...]`` may pass any keyword, so a required one is fine.
+    assert check(KeywordScorer, Callable[te.Concatenate[int, ...], float]).ok
+
+
+def test_memoryview_and_ordered_dicts_have_their_typeshed_members() -> None:
+    assert check(memoryview, Counts).status is COMPATIBLE
+    assert check(collections.OrderedDict[int, str], Labels).status is COMPATIBLE
+    assert check(collections.Counter[int], Counts).status is COMPATIBLE  # counts are ints
+    assert check(collections.Counter[str], Counts).status is INCOMPATIBLE  # keyed by str
+
+
 def test_an_enum_class_lookup_is_not_a_member_of_its_values() -> None:
     # ``Color["RED"]`` works on the class (its metaclass), not on a value.
     assert check(Color, Labels).status is INCOMPATIBLE

@@ -39,6 +39,7 @@ from packflow.typecheck import Status, check, resolve_forward_refs
 PRELUDE = """\
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import functools
@@ -349,6 +350,34 @@ class CallByPosition(Protocol):
 
 class CallMany(Protocol):
     def __call__(self, *args: int) -> float: ...
+
+
+class CallScaled(Protocol):
+    def __call__(self, x: int, *, scale: float = 1.0) -> float: ...
+
+
+class Keyed(Protocol):
+    def __getitem__(self, key: str, /) -> int: ...
+
+
+class WithDefault:
+    def __call__(self, x: int, y: int = 0) -> float:
+        return 0.0
+
+
+class WithKeyword:
+    def __call__(self, x: int, *, weight: float) -> float:
+        return 0.0
+
+
+class WithStar:
+    def __call__(self, *xs: int) -> float:
+        return 0.0
+
+
+class Renamed:
+    def __call__(self, y: int) -> float:
+        return 0.0
 """
 
 # Themed pools: a pair is drawn from one pool, so that both sides are related.
@@ -431,7 +460,8 @@ POOLS: dict[str, tuple[str, ...]] = {
         "Step[[float], float]", "Step[[int], float]", "Step[[int, str], float]",
         "Step[..., float]", "Step[Concatenate[int, ...], float]", "Step[[float], bool]",
         "functools.partial[float]", "functools.partial[bool]", "CallByName",
-        "CallByPosition", "CallMany",
+        "CallByPosition", "CallMany", "CallScaled", "WithDefault", "WithKeyword", "WithStar",
+        "Renamed",
     ),
     "typevar default": (
         "Window", "Window[int]", "Window[float]", "Window[bool]", "Window[Any]", "Pair[int]",
@@ -451,7 +481,8 @@ POOLS: dict[str, tuple[str, ...]] = {
         "GetItem", "GetLength", "GetSlice", "HasLength", "Contains", "IterStr", "list[str]",
         "list[int]", "bytes", "bytearray", "range", "str", "Sequence[str]", "Sequence[int]",
         "tuple[str, ...]", "dict[int, str]", "dict[str, str]", "set[str]",
-        "Mapping[int, str]", "frozenset[int]",
+        "Mapping[int, str]", "frozenset[int]", "memoryview", "collections.deque[str]",
+        "collections.OrderedDict[str, int]", "collections.Counter[str]", "Keyed",
     ),
     "builtin constructor": (
         "type[float]", "type[int]", "type[str]", "type[bool]", "type[list[int]]",
@@ -589,7 +620,8 @@ def test_generator_covers_every_construct() -> None:
                       "Tree", "Literal[Color.", "tuple[int, ...]", "tuple ", "type[",
                       "Callable[", "Shelf", "MovieDraft", "TypeGuard[", "TypeIs[",
                       "Concatenate[", "Step[", "functools.partial[", "Window ", "Pair[",
-                      "CoWindow", "Unpack[", "Array[", "GetSlice", "type[float]"):  # fmt: skip
+                      "CoWindow", "Unpack[", "Array[", "GetSlice", "type[float]",
+                      "CallByName", "WithKeyword", "memoryview"):  # fmt: skip
         assert construct in text, construct
 
 

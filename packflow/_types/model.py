@@ -173,6 +173,9 @@ class CallableT(Node):
     keywords: tuple[str, ...] = ()
     optional: int = 0
     names: tuple[str | None, ...] = ()
+    #: Every keyword-only parameter (with a default or not), and whether ``**kwargs``.
+    kwonly: tuple[str, ...] = ()
+    kwargs: bool = False
 
     def __str__(self) -> str:
         return f"Callable[{self.parameters()}, {self.ret}]"
@@ -186,8 +189,10 @@ class CallableT(Node):
             shown[index] += " = ..."
         if self.star is not None:
             shown.append(f"*args: {self.star}")
-        if self.keywords:
-            shown.extend(["*", *self.keywords])
+        if self.kwonly or self.keywords:
+            shown.append("*")
+            for name in self.kwonly or self.keywords:
+                shown.append(name if name in self.keywords else f"{name}=...")
         if self.rest is None:
             return f"[{', '.join(shown)}]"
         tail = "..." if isinstance(self.rest, AnyT) else str(self.rest)

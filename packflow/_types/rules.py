@@ -655,17 +655,26 @@ class Check:
             return _unknown(c.rest.why)
         if isinstance(p.rest, UnknownT):
             return _unknown(p.rest.why)
-        if c.keywords or (c.star is not None and p.star is None and p.rest is None):
-            if c.keywords:
-                return _unknown(f"keyword parameters of {c} are not compared")
+        if c.star is not None and p.star is None and p.rest is None:
             return _fail(f"{p} takes no *args, {c} may pass any number of arguments")
-        if p.keywords:
+        missing = [name for name in p.keywords if name not in c.keywords]
+        if missing and c.rest is None:
+            # A consumer's ``...`` (``Concatenate[A, ...]``) may pass keywords too.
             return _fail(
-                f"{p} requires keyword argument{'s' if len(p.keywords) > 1 else ''} "
-                f"{', '.join(p.keywords)}; {c} passes positional arguments only"
+                f"{p} requires keyword argument{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}; {c} does not pass {'them' if len(missing) > 1 else 'it'}"
             )
+        untaken = [
+            name
+            for name in c.kwonly
+            if name not in p.kwonly and name not in p.names and not p.kwargs
+        ]
+        if untaken and p.rest is None:
+            return _fail(f"{c} may be called with {untaken[0]}=...; {p} takes no such argument")
         exact = c.rest is None
         verdict = self._accepts(p, c, exact)
+        if verdict.status is Status.COMPATIBLE and (c.kwonly or (p.keywords and exact)):
+            return _unknown(f"the keyword parameters of {p} and {c} are not compared")
         if verdict.status is not Status.COMPATIBLE or not isinstance(c.rest, ParamSpecT):
             return verdict
         # ``Callable[Concatenate[A, P], R]`` in a consumer: P is what ``p`` takes after A.
@@ -1169,10 +1178,14 @@ _BUILTIN_METHODS: dict[tuple[Any, str], _Method] = {
     **_sequence(bytes, _same, contains=make_union([_INDEX, _BUFFER])),
     **_sequence(bytearray, _same, contains=make_union([_INDEX, _BUFFER])),
     **_sequence(range, _same),
+    **_sequence(memoryview, _same),
     **_sequence(collections.deque, None),
     **_sequence(cabc.Sequence, lambda node: ClsT(cabc.Sequence, (_element(node),))),
     **_sequence(cabc.MutableSequence, lambda node: ClsT(cabc.MutableSequence, (_element(node),))),
     **_mapping(dict),
+    **_mapping(collections.OrderedDict),
+    **_mapping(collections.defaultdict),
+    **_mapping(collections.Counter),
     **_mapping(cabc.Mapping),
     **_collection(set),
     **_collection(frozenset),
@@ -1273,6 +1286,8 @@ def _function_node(
     star: Node | None = None
     rest: Node | None = None
     keywords: list[str] = []
+    kwonly: list[str] = []
+    kwargs = False
     for param in parameters:
         hint = hints.get(param.name, Any)
         if param.kind in positional:
@@ -1292,8 +1307,12 @@ def _function_node(
                 rest = listed.rest
             else:
                 star = normalize(substitute(hint, env))
-        elif param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is param.empty:
-            keywords.append(param.name)
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY:
+            kwonly.append(param.name)
+            if param.default is param.empty:
+                keywords.append(param.name)
+        elif param.kind is inspect.Parameter.VAR_KEYWORD and not _is_paramspec_part(hint):
+            kwargs = True
     return CallableT(
         tuple(params),
         returned,
@@ -1302,6 +1321,8 @@ def _function_node(
         keywords=tuple(keywords),
         optional=optional,
         names=tuple(names),
+        kwonly=tuple(kwonly),
+        kwargs=kwargs,
     )
 
 
@@ -1358,6 +1379,10 @@ def _member(node: ClsT, name: str) -> _Member | None:
             member = normalize(substitute(hint, _owner_env(node, base)))
             return _Member(member, settable=not _frozen(cls))
         if name not in own:
+            if (base, name) in _BUILTIN_METHODS:
+                # typeshed declares it where the C class inherits it (memoryview's
+                # ``__contains__`` works through ``__iter__``).
+                return _Member(_BUILTIN_METHODS[base, name](node), False, True)
             continue
         return _code_member(node, base, name, value, _owner_env(node, base))
     assigned = _assigned_attributes(cls)
@@ -1410,7 +1435,7 @@ def _declares(cls: Any, member: str) -> bool:
     """Whether instances of ``cls`` have ``member``: a class attribute or an annotated field."""
     # Looked up along the MRO, not with hasattr: a metaclass's members (an Enum class's
     # ``__getitem__``) belong to the class, not to its instances.
-    if any(member in vars(base) for base in _mro(cls)):
+    if any(member in vars(base) or (base, member) in _BUILTIN_METHODS for base in _mro(cls)):
         return True
     # Dataclass fields without a default and plain annotated attributes live only in the
     # annotations; attrs slotted fields are class attributes already.
