@@ -550,6 +550,9 @@ TYPEVARTUPLE_TYPES: tuple[type, ...] = tuple(
 )
 _NO_DEFAULTS = tuple({getattr(typing, "NoDefault", None), getattr(te, "NoDefault", None), None})
 
+#: What :func:`typevar_default` answers for a type parameter without a default.
+NO_DEFAULT = object()
+
 
 def typevar_default(param: Any) -> Any:
     """The default of a ``TypeVar``, ``ParamSpec`` or ``TypeVarTuple`` (PEP 696), or
@@ -558,9 +561,6 @@ def typevar_default(param: Any) -> Any:
     if any(default is none for none in _NO_DEFAULTS):
         return NO_DEFAULT
     return default
-
-
-NO_DEFAULT = object()
 
 
 def normalize(tp: Any) -> Node:
@@ -680,7 +680,8 @@ def fill_args(origin: type, args: list[Node]) -> tuple[Node, ...]:
     for param in params[len(args) :]:
         default = typevar_default(param)
         if default is NO_DEFAULT:
-            node: Node = ParamListT(None) if isinstance(param, _PARAMSPEC_TYPES) else AnyT()
+            spec = isinstance(param, _PARAMSPEC_TYPES)
+            node: Node = ParamListT(None, raw=Ellipsis) if spec else AnyT()
         elif isinstance(param, _PARAMSPEC_TYPES):
             node = normalize_params(substitute(default, env), default)
         else:
