@@ -1266,6 +1266,24 @@ def test_memoryview_and_ordered_dicts_have_their_typeshed_members() -> None:
     assert check(collections.Counter[str], Counts).status is INCOMPATIBLE  # keyed by str
 
 
+class Lookup(Protocol):
+    def get(self, key: str, /) -> int | None: ...
+
+
+def test_a_mapping_get_is_read_from_the_member_table() -> None:
+    assert check(dict[str, int], Lookup).status is COMPATIBLE
+    assert check(collections.OrderedDict[str, bool], Lookup).status is COMPATIBLE
+    assert check(Mapping[str, str], Lookup).status is INCOMPATIBLE
+
+
+def test_a_typeddict_is_no_dict_subclass() -> None:
+    verdict = check(Movie, collections.Counter[str])
+    assert verdict.reason == (
+        "Movie is not Counter[str] (a TypedDict fits dict[str, Any] or Mapping[str, object])"
+    )
+    assert check(Movie, collections.OrderedDict[str, Any]).status is INCOMPATIBLE
+
+
 def test_an_enum_class_lookup_is_not_a_member_of_its_values() -> None:
     # ``Color["RED"]`` works on the class (its metaclass), not on a value.
     assert check(Color, Labels).status is INCOMPATIBLE

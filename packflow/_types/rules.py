@@ -477,7 +477,8 @@ class Check:
             if verdict.status is Status.INCOMPATIBLE:
                 return _fail(f"key type of {c}: the keys of {p} are str, not {key_type}")
             if issubclass(c.origin, dict):
-                if isinstance(value_type, AnyT):
+                # Only dict itself: a TypedDict is no Counter, OrderedDict or defaultdict.
+                if c.origin is dict and isinstance(value_type, AnyT):
                     return _OK
                 return _fail(
                     f"{p} is not {c} (a TypedDict fits dict[str, Any] or Mapping[str, object])"
@@ -1151,7 +1152,13 @@ def _sequence(cls: Any, sliced: _Method | None, contains: Node = _OBJECT) -> dic
 
 
 def _mapping(cls: Any) -> dict[Any, _Method]:
+    def get(node: ClsT) -> Node:
+        key, value = _key_value(node)
+        maybe = make_union([value, ClsT(type(None))])
+        return OverloadT((_fn((key,), maybe), _fn((key, value), value)))
+
     return {
+        (cls, "get"): get,
         (cls, "__getitem__"): lambda node: _fn(_key_value(node)[:1], _key_value(node)[1]),
         (cls, "__len__"): lambda node: _fn((), _INT),
         (cls, "__iter__"): lambda node: _fn((), ClsT(cabc.Iterator, (_key_value(node)[0],))),
