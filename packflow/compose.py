@@ -25,15 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+import packflow.shipping as shipping
 from packflow._text import closest, describe
 from packflow.config import BackendConfig, read_override_sections
 from packflow.exceptions import ConfigError, PipelineDefinitionError, PipelineTypeError
 from packflow.graph import CheckedPipeline
 from packflow.log import get_logger
-from packflow.pickling import caller_modules, find_binding
 from packflow.records import Records, attrs_record_type
 from packflow.runtime import BuiltPipeline
 from packflow.runtime.surface import LazyDefault
+from packflow.shipping import ByValue, caller_modules
 
 if TYPE_CHECKING:
     from packflow.backend import InferenceBackend
@@ -185,12 +186,12 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
     def __reduce__(self) -> tuple[Any, ...]:
         # As for Pipeline: by reference where it is bound, else by value (its parts,
         # each pickled by reference or by value in turn).
-        reference = find_binding(self, self._origins)
-        if reference is not None:
-            from packflow.pipeline import _import_pipeline
+        return shipping.reduce(self, self._origins)
 
-            return (_import_pipeline, reference)
-        return (_rebuild_composed, (self._parts, self.name))
+    def __packflow_by_value__(self) -> ByValue:
+        """Its parts and name, for pickling by value (see :mod:`packflow.shipping`)."""
+        members = dict(zip(self.part_names, self._parts, strict=True))
+        return ByValue(_rebuild_composed, (self._parts, self.name), members)
 
     def __rshift__(self, other: Any) -> ComposedPipeline:
         return compose(self, other)

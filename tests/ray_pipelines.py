@@ -24,6 +24,8 @@ class CountingConfig(BackendConfig):
     #: Seconds the batches that start at an even multiple of ``slow_every`` sleep.
     slow_every: int = 0
     slow_seconds: float = 0.0
+    #: Anything: for a value that cannot be pickled.
+    extra: Any = None
 
 
 counting = Pipeline("counting", config_model=CountingConfig)

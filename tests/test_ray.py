@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 import ray_pipelines
-from ray_pipelines import counting, scaled_then_offset, without_pid
+from ray_pipelines import counting, liner, scaled_then_offset, without_pid
 
 import packflow.ray as pray
 from packflow import Pipeline, Records
 from packflow.exceptions import MissingExtraError
 from packflow.loaders import LocalLoader
 
-RAY_TIMEOUT = pytest.mark.timeout(60)
+RAY_TIMEOUT = pytest.mark.timeout(120)  # generous: a shared CI machine starts Ray slowly
 
 
 @pytest.fixture(scope="session")
@@ -228,7 +228,11 @@ def test_a_project_file_loaded_from_its_folder_travels_by_value(
 
 
 def test_a_pipeline_in_an_importable_module_travels_by_reference(ray_session: Any) -> None:
-    assert len(pray._payload(counting, {})) < 200  # a module and a name, not a definition
+    payload = pray._payload(counting, {})
+
+    # A module and a name, then the resolved config; not the definition.
+    assert b"import_bound" in payload and b"ray_pipelines" in payload
+    assert b"scale" not in payload and b"process" not in payload
 
 
 def test_an_unpicklable_pipeline_is_refused_before_the_job_naming_what(ray_session: Any) -> None:
@@ -251,8 +255,58 @@ def test_an_unpicklable_pipeline_is_refused_before_the_job_naming_what(ray_sessi
 def test_an_unpicklable_config_override_is_refused_naming_the_key(ray_session: Any) -> None:
     ds = pray.from_records(records(3))
 
-    with pytest.raises(pray.UnpicklablePipelineError, match="config override 'factor'"):
-        pray.map_batches(ds, counting, config={"factor": threading.Lock()})
+    with pytest.raises(pray.UnpicklablePipelineError, match="config override 'extra'"):
+        pray.map_batches(ds, counting, config={"extra": threading.Lock()})
+
+
+@RAY_TIMEOUT
+def test_the_override_file_is_read_by_the_driver_not_by_the_actors(
+    ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Set after the cluster started, so the actors' environment lacks it, as on a
+    # cluster reached through RAY_ADDRESS.
+    override = tmp_path / "override.json"
+    override.write_text(json.dumps({"configs": {"factor": 7}}), encoding="utf-8")
+    monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(override))
+    ds = pray.from_records(records(20))
+
+    out = pray.iter_records(pray.map_batches(ds, counting, concurrency=1))
+
+    assert [row["y"] for row in out] == [7 * i for i in range(20)]
+
+
+def test_a_missing_override_file_is_reported_before_the_job(
+    ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packflow.exceptions import ConfigError
+
+    monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(tmp_path / "missing.json"))
+
+    with pytest.raises(ConfigError, match=r"missing\.json"):
+        pray.map_batches(pray.from_records(records(3)), counting)
+
+
+def test_a_config_error_under_packflow_run_on_ray_is_one_line(
+    ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from packflow.cli import main
+
+    source = mixed_input(tmp_path)
+    override = tmp_path / "override.json"
+    override.write_text(json.dumps({"configs": {"factr": 3}}), encoding="utf-8")
+    args = ["run", "ray_pipelines:counting", "--input", str(source)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BACKEND_CONFIG_FILE_PATH", str(override))
+        local_code = main([*args, "-o", str(tmp_path / "local.jsonl")])
+        local_err = capsys.readouterr().err
+        code = main([*args, "--engine", "ray", "-o", str(tmp_path / "out.jsonl")])
+
+    # What the in-process run reports, and nothing more: no actor died, no traceback.
+    err = capsys.readouterr().err
+    assert (code, err) == (local_code, local_err)
+    assert code == 1
+    assert err.startswith("packflow run: error: invalid config for CountingConfig")
+    assert "factr" in err and "did you mean" in err
 
 
 def test_a_built_instance_is_refused(ray_session: Any) -> None:
@@ -287,7 +341,7 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 # The actor's batch conversions, run in this process: no Ray job needed.
 
 
-def actor(pipeline: Any, on_error: str = "row", output: str = "records") -> pray.PipelineActor:
+def actor(pipeline: Any, on_error: str = "row", output: str = "pickled") -> pray.PipelineActor:
     return pray.PipelineActor(pray._payload(pipeline, {}), on_error, output)
 
 
@@ -318,24 +372,18 @@ def test_error_rows_report_positions_in_the_input_when_a_batch_is_not_a_range() 
     assert "record 12" in errors[2]["message"]
 
 
-def test_an_output_that_is_not_json_becomes_an_error_row_in_jsonl_mode() -> None:
-    unserializable = Pipeline("unserializable")
+def test_the_engine_actor_hands_bad_lines_back_in_place_and_isolates_failures() -> None:
+    from packflow.runtime.jsonl import BadLine
 
-    @unserializable.execute
-    def objects(records: Records) -> Records:
-        return [{"value": object()} if r["x"] == 1 else r for r in records]
+    bad_line = BadLine(3, "not valid JSON: Expecting value (column 1)", 1)
+    table = batch([{"x": 0}, bad_line, {"x": 2, "bad": True}, {"x": 3}], [10, 11, 12, 13])
 
-    import pyarrow as pa
+    out = actor(liner, output="events")(table)
 
-    lines = pa.array([b'{"x": 0}', b'{"x": 1}', b"{oops"], pa.binary())
-    table = pa.table({pray.INDEX_COLUMN: pa.array([0, 1, 2], pa.int64()), "packflow_line": lines})
-
-    out = actor(unserializable, output="jsonl")(table)
-
-    written = [json.loads(line) for line in out.column("packflow_line").to_pylist()]
-    assert written[0] == {"x": 0}
-    assert written[1]["error"]["stage"] == "output"
-    assert written[1]["error"]["index"] == 1
-    assert written[2]["error"]["stage"] == "input"
-    assert "not valid JSON" in written[2]["error"]["message"]
-    assert out.column(pray.ERROR_COLUMN).null_count == 1
+    got = [pray.pickle.loads(p) for p in out.column(pray.RECORD_COLUMN).to_pylist()]
+    assert out.column_names == [pray.INDEX_COLUMN, pray.RECORD_COLUMN]
+    assert got[0] == {"y": 0}
+    assert got[1] == bad_line
+    assert got[2]["error"]["index"] == 12
+    assert got[2]["error"]["message"] == "bad record x=2"
+    assert got[3] == {"y": 6}
