@@ -25,18 +25,21 @@ What Ray Data would do quietly is refused or made explicit (see ``docs/ray.md``)
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import io
 import itertools
 import os
 import pickle
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
 import packflow.shipping as shipping
-from packflow.backend import InferenceBackend, backend_pipeline, built_pipeline
+from packflow.backend import InferenceBackend, backend_pipeline, built_pipeline, check_backend
 from packflow.compose import ComposedPipeline
 from packflow.config import CONFIG_FILE_ENV_VAR
 from packflow.converter import converter
@@ -184,6 +187,123 @@ def _build(pipeline: Any, config: dict[str, Any]) -> BuiltPipeline:
     return built
 
 
+# --------------------------------------------------------------------------- columns
+
+
+def _arrow_type(annotation: Any) -> Any:
+    """The Arrow type of values annotated ``annotation``, or ``None`` when there is none.
+
+    Scalars, ``list``/``Sequence`` of one, ``Optional`` of one, and a ``TypedDict`` or
+    attrs class (a struct of its fields); ``Any`` and other unions have none.
+    """
+    pa = _pa()
+    scalars = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+    scalars[bytes] = pa.binary()
+    if annotation in scalars:
+        return scalars[annotation]
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _arrow_type(args[0])
+    if origin is typing.Literal and args and len({type(a) for a in args}) == 1:
+        return scalars.get(type(args[0]))
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return _arrow_type(members[0]) if len(members) == 1 else None
+    if origin in (list, collections.abc.Sequence) and len(args) == 1:
+        item = _arrow_type(args[0])
+        return None if item is None else pa.list_(item)
+    fields = _declared_fields(annotation)
+    return None if fields is None else pa.struct(fields)
+
+
+def _declared_fields(cls: Any) -> list[tuple[str, Any]] | None:
+    """``(name, Arrow type)`` of each field of a ``TypedDict`` or attrs class, else ``None``."""
+    if isinstance(cls, type) and attrs.has(cls):
+        hints = typing.get_type_hints(cls)
+        names = [field.name for field in attrs.fields(cls)]
+    elif typing.is_typeddict(cls):
+        hints = typing.get_type_hints(cls)
+        names = list(hints)
+    else:
+        return None
+    fields = [(name, _arrow_type(hints.get(name, Any))) for name in names]
+    if any(kind is None for _, kind in fields):
+        return None
+    return fields
+
+
+def _declared_schema(target: Any, overrides: dict[str, Any]) -> Any:
+    """The output columns the last stage's return type declares, or ``None``.
+
+    A return annotated ``list[T]`` (or ``Sequence[T]``) with ``T`` a ``TypedDict`` or an
+    attrs class whose every field has an Arrow type. Checks the pipeline (no user code
+    runs): one whose stages do not fit together is refused here, before the job.
+    """
+    if isinstance(target, ComposedPipeline):
+        checked = target.check().parts[-1][1]
+    elif isinstance(target, type):
+        checked = check_backend(target, **overrides)
+    else:
+        checked = target.check()
+    last = checked.graph.stages[-1].kind.value
+    returned = checked.report.return_types.get(last, Any)
+    if typing.get_origin(returned) not in (list, collections.abc.Sequence):
+        return None
+    (item,) = typing.get_args(returned) or (Any,)
+    fields = _declared_fields(item)
+    return None if not fields else _pa().schema(fields)
+
+
+def _inferred_schema(rows: list[dict[str, Any]]) -> Any:
+    """The columns of ``rows``: every key in order of appearance, types as Arrow infers."""
+    pa = _pa()
+    keys = dict.fromkeys(key for row in rows for key in row)
+    fields = []
+    for key in keys:
+        try:
+            kind = pa.array([row.get(key) for row in rows]).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"output key {key!r} holds values Arrow cannot hold: {exc}") from exc
+        fields.append(pa.field(str(key), kind))
+    return pa.schema(fields)
+
+
+class SchemaBoard:
+    """A tiny Ray actor that holds a job's output columns: the first proposal wins.
+
+    Without a declared output type, each actor proposes the columns of its first
+    answered batch and adopts what the board holds, so that every block of the job has
+    the same columns.
+    """
+
+    def __init__(self) -> None:
+        self.schema: Any = None
+
+    def claim(self, schema: Any) -> Any:
+        """The job's columns: ``schema`` if none were fixed before."""
+        if self.schema is None:
+            self.schema = schema
+        return self.schema
+
+
+def _misfit(row: dict[str, Any], schema: Any) -> tuple[str, str] | None:
+    """``(key, why)`` of the first value of ``row`` that does not fit ``schema``."""
+    pa = _pa()
+    for key, value in row.items():
+        kind = schema.field(key).type
+        try:
+            pa.array([value], type=kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            return key, f"{_short(value)} does not fit the column's Arrow type {kind}: {exc}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 # --------------------------------------------------------------------------- the actor
 
 
@@ -207,7 +327,14 @@ class PipelineActor:
     out pickled, failures as error rows in place).
     """
 
-    def __init__(self, payload: bytes, on_error: str, output: str) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        on_error: str,
+        output: str,
+        columns: Any = None,
+        board: Any = None,
+    ) -> None:
         # The driver resolved the config, override file included: a file named in this
         # worker's own environment must not apply a second time, nor be required.
         os.environ.pop(CONFIG_FILE_ENV_VAR, None)
@@ -231,6 +358,10 @@ class PipelineActor:
         if self.on_error == "row" and output != "events":
             fields.append((ERROR_COLUMN, self._error_type))
         self.schema = pa.schema(fields)
+        #: The output columns (``output="columns"``): declared, or fixed by the board.
+        self.columns = columns
+        self._declared = columns is not None
+        self._board = board
 
     # -- one batch ---------------------------------------------------------------------
 
@@ -238,13 +369,16 @@ class PipelineActor:
         names = batch.column_names
         size = batch.num_rows
         index = batch.column(INDEX_COLUMN) if INDEX_COLUMN in names else None
-        positions = index.to_pylist() if index is not None and self.on_error == "row" else None
+        wanted = self.on_error == "row" or self.output == "columns"
+        positions = index.to_pylist() if index is not None and wanted else None
         if RECORD_COLUMN in names:
             records = list(map(pickle.loads, batch.column(RECORD_COLUMN).to_pylist()))
         else:
             # A dataset of plain columns: each row as Arrow holds it.
             records = batch.to_pylist()
         outputs = self._run(records, positions)
+        if self.output == "columns":
+            return self._columns(outputs, positions)
         if index is None:
             index = self._pa.nulls(size, self._pa.int64())
         return self._table(outputs, index, positions, size)
@@ -289,6 +423,85 @@ class PipelineActor:
             else:
                 columns.append(pa.array(errors, self._error_type))
         return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def _columns(self, outputs: list[Any], positions: list[int] | None) -> Any:
+        """The outputs as a table of the job's columns (and ``error``, with ``"row"``)."""
+        pa = self._pa
+        row_mode = self.on_error == "row"
+        errors: list[Any] = [None] * len(outputs)
+        rows: list[Any] = []
+        for i, output in enumerate(outputs):
+            found = ErrorRow.recognize(output) if row_mode else None
+            if found is not None:
+                errors[i] = found.body()
+                rows.append({})
+            elif isinstance(output, dict):
+                rows.append(output)
+            else:
+                self._refuse(i, positions, errors, "", f"is {type(output).__name__}, not a dict")
+                rows.append({})
+        if self.columns is None:
+            answered = [row for row, error in zip(rows, errors, strict=True) if error is None]
+            if not answered:
+                raise ValueError(
+                    "packflow.ray: every record of the first batch failed, so the output "
+                    "columns cannot be taken from it; declare them with the last stage's "
+                    "return type (list[MyTypedDict] or list[MyAttrsClass])"
+                )
+            columns = _inferred_schema(answered)
+            if row_mode and ERROR_COLUMN in columns.names:
+                raise ValueError(
+                    f"packflow.ray: the outputs have a key {ERROR_COLUMN!r}, which is the "
+                    "error column with on_error='row'; rename it"
+                )
+            self.columns = (
+                _ray().get(self._board.claim.remote(columns)) if self._board else columns
+            )
+        columns = self.columns
+        names = set(columns.names)
+        for i, row in enumerate(rows):
+            extra = next((key for key in row if key not in names), None)
+            if extra is not None:
+                how = (
+                    "declared by the last stage's return type"
+                    if self._declared
+                    else ("taken from the first batch")
+                )
+                why = f"is not one of the output columns ({', '.join(columns.names)}), {how}"
+                self._refuse(i, positions, errors, extra, why)
+                rows[i] = {}
+        while True:
+            try:
+                table = pa.Table.from_pylist(rows, schema=columns)
+                break
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                bad = next(
+                    (i, found)
+                    for i, found in ((i, _misfit(row, columns)) for i, row in enumerate(rows))
+                    if found is not None
+                )
+                at, (key, why) = bad
+                self._refuse(at, positions, errors, key, why)
+                rows[at] = {}
+        if row_mode:
+            error_column = (
+                pa.nulls(len(rows), self._error_type)
+                if all(e is None for e in errors)
+                else pa.array(errors, self._error_type)
+            )
+            table = table.append_column(pa.field(ERROR_COLUMN, self._error_type), error_column)
+        return table
+
+    def _refuse(
+        self, i: int, positions: list[int] | None, errors: list[Any], key: str, why: str
+    ) -> None:
+        """Output ``i`` cannot be a row of the table: an error row, or raise."""
+        where = positions[i] if positions else i
+        what = f"output of record {where}" + (f", key {key!r}," if key else "")
+        message = f"{what} {why}"
+        if self.on_error == "raise":
+            raise ValueError(f"packflow.ray: {message}")
+        errors[i] = ErrorRow("OutputColumnError", message, "output", where).body()
 
     def _encode_each(self, outputs: list[Any], positions: list[int] | None) -> list[Any]:
         """Each output pickled; one that cannot be gets an error row (``on_error="row"``)."""
@@ -360,6 +573,7 @@ def map_batches(
     num_gpus: float | None = None,
     on_error: OnError = "raise",
     ordered: bool = True,
+    output: Literal["columns", "pickled"] = "columns",
     **ray_options: Any,
 ) -> Dataset:
     """Run ``pipeline`` over ``ds`` on a pool of Ray actors; returns a new (lazy) Dataset.
@@ -422,9 +636,27 @@ def map_batches(
     clash = sorted(_OWN_ARGUMENTS & ray_options.keys())
     if clash:
         raise TypeError(f"packflow.ray.map_batches sets {', '.join(clash)} itself")
+    if output not in ("columns", "pickled"):
+        raise ValueError(f"output must be 'columns' or 'pickled', got {output!r}")
     payload = _payload(pipeline, config)
+    extra: dict[str, Any] = {}
+    if output == "columns":
+        target, overrides = _unbuilt(pipeline, config)
+        extra["columns"] = _declared_schema(target, overrides)
+        if extra["columns"] is None:
+            board = ray.remote(num_cpus=0)(SchemaBoard)
+            extra["board"] = board.remote()
     result = _map(
-        ds, payload, checked, "pickled", concurrency, batch_size, num_gpus, ordered, ray_options
+        ds,
+        payload,
+        checked,
+        output,
+        concurrency,
+        batch_size,
+        num_gpus,
+        ordered,
+        ray_options,
+        extra,
     )
     return cast("Dataset", result)
 
@@ -439,6 +671,7 @@ def _map(
     num_gpus: float | None,
     ordered: bool,
     ray_options: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
     compute = _compute(concurrency)
     _check_context(ds.context)
@@ -449,7 +682,12 @@ def _map(
         options["num_gpus"] = num_gpus
     return ds.map_batches(
         PipelineActor,
-        fn_constructor_kwargs={"payload": payload, "on_error": on_error, "output": output},
+        fn_constructor_kwargs={
+            "payload": payload,
+            "on_error": on_error,
+            "output": output,
+            **(extra or {}),
+        },
         compute=compute,
         batch_size=batch_size,
         batch_format="pyarrow",
@@ -523,6 +761,15 @@ def iter_records(ds: Dataset) -> Iterator[Any]:
     """
     batches: Iterable[Any] = ds.iter_batches(batch_size=None, batch_format="pyarrow")
     for batch in batches:
+        names = batch.column_names
+        if RECORD_COLUMN not in names:  # output="columns"
+            errors = ERROR_COLUMN in names and (
+                batch.schema.field(ERROR_COLUMN).type == _error_type()
+            )
+            for row in batch.to_pylist():
+                error = row.pop(ERROR_COLUMN) if errors else None
+                yield {ERROR_KEY: error} if error is not None else row
+            continue
         payloads = batch.column(RECORD_COLUMN).to_pylist()
         if ERROR_COLUMN in batch.column_names:
             for payload, error in zip(

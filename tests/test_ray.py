@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import ray_pipelines
-from ray_pipelines import counting, liner, scaled_then_offset, without_pid
+from ray_pipelines import counting, declared, liner, scaled_then_offset, scorer, without_pid
 
 import packflow.ray as pray
 from packflow import Pipeline, Records
@@ -62,7 +62,11 @@ def test_each_actor_builds_the_pipeline_once_with_the_config_overrides(
     ds = pray.from_records(records(2000), block_size=100)
     config = {"count_file": str(count_file), "factor": 3}
 
-    out = list(pray.iter_records(pray.map_batches(ds, counting, config=config, batch_size=100)))
+    out = list(
+        pray.iter_records(
+            pray.map_batches(ds, counting, config=config, batch_size=100, output="pickled")
+        )
+    )
 
     builds = count_file.read_text().split()
     assert len(builds) == 2  # 20 batches, 2 actors: one build each
@@ -77,7 +81,9 @@ def test_output_keeps_the_input_order_when_batches_take_uneven_time(ray_session:
     config = {"slow_every": 40, "slow_seconds": 0.25}
     ds = pray.from_records(records(400), block_size=40)
 
-    out = pray.iter_records(pray.map_batches(ds, counting, config=config, batch_size=40))
+    out = pray.iter_records(
+        pray.map_batches(ds, counting, config=config, batch_size=40, output="pickled")
+    )
 
     assert [row["x"] for row in out] == list(range(400))
 
@@ -89,7 +95,8 @@ def test_failing_records_become_error_rows_in_place_and_nothing_else_is_lost(
     data = records(600, bad=(7, 450))
     ds = pray.from_records(data, block_size=100)
 
-    out = pray.map_batches(ds, counting, on_error="row", batch_size=100).materialize()
+    out = pray.map_batches(ds, counting, on_error="row", batch_size=100, output="pickled")
+    out = out.materialize()
     batches = list(out.iter_batches(batch_size=None, batch_format="pyarrow"))
     got = list(pray.iter_records(out))
 
@@ -112,16 +119,68 @@ def test_a_failing_record_fails_the_job_with_on_error_raise(ray_session: Any) ->
     ds = pray.from_records(records(50, bad=(3,)))
 
     with pytest.raises(Exception, match="bad record x=3"):
-        list(pray.iter_records(pray.map_batches(ds, counting, concurrency=1)))
+        list(pray.iter_records(pray.map_batches(ds, counting, concurrency=1, output="pickled")))
 
 
 @RAY_TIMEOUT
 def test_a_composition_with_a_class_backend_runs_with_per_part_config(ray_session: Any) -> None:
     ds = pray.from_records(records(300), block_size=100)
 
-    out = pray.map_batches(ds, scaled_then_offset, config={"counting": {"factor": 5}})
+    config = {"counting": {"factor": 5}}
+    out = pray.map_batches(ds, scaled_then_offset, config=config, output="pickled")
 
     assert [row["y"] for row in pray.iter_records(out)] == [5 * i + 1000 for i in range(300)]
+
+
+def plain_rows(n: int) -> list[dict[str, Any]]:
+    return [{"x": i} for i in range(n)]
+
+
+@RAY_TIMEOUT
+def test_outputs_are_columns_and_take_all_equals_the_in_process_call(ray_session: Any) -> None:
+    rows = plain_rows(200)
+    ds = ray_session.data.from_items(rows, override_num_blocks=4)
+
+    out = pray.map_batches(ds, scorer, batch_size=50)
+
+    assert out.take_all() == scorer.build()(rows)
+    types = dict(zip(out.schema().names, out.schema().types, strict=True))
+    assert str(types["detail"]) == "struct<rank: int64, tag: string>"
+    assert str(types["scores"]) == "list<item: double>"
+
+
+@RAY_TIMEOUT
+def test_filter_and_write_parquet_work_on_the_output(ray_session: Any, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    rows = plain_rows(100)
+    out = pray.map_batches(ray_session.data.from_items(rows), declared, batch_size=25)
+
+    high = out.filter(lambda row: row["label"] == "high")
+    out.write_parquet(str(tmp_path / "scored"))
+
+    assert high.count() == 89
+    written = pq.read_table(tmp_path / "scored").to_pylist()
+    assert sorted(written, key=lambda row: row["x"]) == declared.build()(rows)
+
+
+@RAY_TIMEOUT
+def test_with_on_error_row_every_block_has_the_error_column_null_on_good_rows(
+    ray_session: Any,
+) -> None:
+    data = records(200, bad=(7,))
+    ds = pray.from_records(data, block_size=50)
+
+    out = pray.map_batches(ds, scorer, on_error="row", batch_size=50).materialize()
+
+    blocks = list(out.iter_batches(batch_size=None, batch_format="pyarrow"))
+    assert all(block.column_names[-1] == pray.ERROR_COLUMN for block in blocks)
+    rows = out.take_all()
+    assert rows[0]["error"] is None
+    assert rows[7]["x"] is None
+    assert rows[7]["error"]["index"] == 7
+    assert rows[7]["error"]["message"] == "bad record x=7"
+    assert list(pray.iter_records(out)) == scorer.build()(data, on_error="row")
 
 
 MIXED_LINES = [
@@ -270,7 +329,7 @@ def test_the_override_file_is_read_by_the_driver_not_by_the_actors(
     monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(override))
     ds = pray.from_records(records(20))
 
-    out = pray.iter_records(pray.map_batches(ds, counting, concurrency=1))
+    out = pray.iter_records(pray.map_batches(ds, counting, concurrency=1, output="pickled"))
 
     assert [row["y"] for row in out] == [7 * i for i in range(20)]
 
@@ -387,3 +446,52 @@ def test_the_engine_actor_hands_bad_lines_back_in_place_and_isolates_failures() 
     assert got[2]["error"]["index"] == 12
     assert got[2]["error"]["message"] == "bad record x=2"
     assert got[3] == {"y": 6}
+
+
+def columns_actor(pipeline: Any, on_error: str = "row", declared: bool = False) -> Any:
+    payload = pray._payload(pipeline, {})
+    columns = pray._declared_schema(pipeline, {}) if declared else None
+    return pray.PipelineActor(payload, on_error, "columns", columns=columns)
+
+
+def test_a_key_outside_the_first_batchs_columns_is_an_error_row_naming_record_and_key() -> None:
+    worker = columns_actor(scorer)
+    worker(batch([{"x": 1}, {"x": 2}], [1, 2]))
+
+    out = worker(batch([{"x": 3}, {"x": 4, "extra": True}], [3, 4]))
+
+    errors = out.column(pray.ERROR_COLUMN).to_pylist()
+    assert out.column_names == ["x", "label", "scores", "detail", pray.ERROR_COLUMN]
+    assert errors[0] is None
+    assert errors[1]["stage"] == "output" and errors[1]["index"] == 4
+    assert "record 4, key 'surprise', is not one of the output columns" in errors[1]["message"]
+    assert out.column("x").to_pylist() == [3, None]
+
+
+def test_the_declared_output_type_fixes_the_columns_from_the_first_batch() -> None:
+    worker = columns_actor(declared, declared=True)
+
+    out = worker(batch([{"x": 1, "extra": True}, {"x": 2}], [0, 1]))
+
+    assert out.column_names == ["x", "label", "scores", "detail", pray.ERROR_COLUMN]
+    message = out.column(pray.ERROR_COLUMN).to_pylist()[0]["message"]
+    assert "key 'surprise'" in message and "declared by the last stage's return type" in message
+
+
+def test_a_value_arrow_cannot_put_in_its_column_is_an_error_row_naming_the_key() -> None:
+    worker = columns_actor(declared, declared=True)
+
+    out = worker(batch([{"x": 1}, {"x": 2, "wrong": True}, {"x": 3}], [0, 1, 2]))
+
+    errors = out.column(pray.ERROR_COLUMN).to_pylist()
+    assert [e is None for e in errors] == [True, False, True]
+    assert "record 1, key 'label', [1, 2] does not fit" in errors[1]["message"]
+    assert out.column("label").to_pylist() == ["low", None, "low"]
+
+
+def test_with_on_error_raise_a_key_outside_the_columns_fails_naming_record_and_key() -> None:
+    worker = columns_actor(scorer, on_error="raise")
+    worker(batch([{"x": 1}], [0]))
+
+    with pytest.raises(ValueError, match="record 9, key 'surprise'"):
+        worker(batch([{"x": 9, "extra": True}], [9]))
