@@ -578,13 +578,25 @@ def map_batches(
 ) -> Dataset:
     """Run ``pipeline`` over ``ds`` on a pool of Ray actors; returns a new (lazy) Dataset.
 
-    Each actor builds the pipeline once, with ``config`` applied, when it starts; every
-    batch then runs through that instance. The output has one row per input row, in the
-    same order (with ``ordered=True``), and fixed columns: ``packflow_index`` (the
-    record's position when the input has one, as from :func:`from_records`, else null),
-    ``packflow_record`` (the output record, pickled; null for an error row) and, with
-    ``on_error="row"``, ``error`` (``{"type", "message", "stage", "index"}`` or null).
-    :func:`iter_records` gives the outputs back as records.
+    Each actor builds the pipeline once, with the config resolved here (overrides and
+    override file), when it starts; every batch then runs through that instance. The
+    output has one row per input row, in the same order (with ``ordered=True``).
+
+    With ``output="columns"`` (default) it is an ordinary dataset of the output records:
+    one column per output key, nested values as Arrow structs and lists, so that
+    ``take_all()`` gives what ``pipeline.build()(rows)`` gives for JSON-like outputs. The
+    columns are fixed for the whole job: declared by the last stage's return type when it
+    is ``list[T]`` with ``T`` a ``TypedDict`` or attrs class, otherwise those of the first
+    batch an actor answers (a key missing from a record is null). A record with a key
+    outside them, or a value Arrow cannot put in its column, is an error naming the
+    record and the key (an error row with ``on_error="row"``). With ``on_error="row"`` an
+    ``error`` column (``{"type", "message", "stage", "index"}``) is always the last
+    column, null on good rows (and the other columns null on an error row).
+
+    With ``output="pickled"``, each output travels pickled, exactly as the pipeline made
+    it (numpy arrays, tuples, any object): columns ``packflow_index``,
+    ``packflow_record`` and, with ``on_error="row"``, ``error``; :func:`iter_records`
+    gives the outputs back (it reads both kinds of output).
 
     Parameters
     ----------
@@ -611,6 +623,9 @@ def map_batches(
     ordered
         Keep the input order: sets ``execution_options.preserve_order`` on the
         dataset's ``DataContext``, which is shared with the dataset it was made from.
+    output
+        ``"columns"``: one column per output key. ``"pickled"``: the outputs pickled,
+        for values that are not Arrow-friendly.
     **ray_options
         Other arguments of ``Dataset.map_batches`` (``num_cpus``, ``memory``,
         ``runtime_env``, ...).
@@ -619,11 +634,14 @@ def map_batches(
     ------
     UnpicklablePipelineError
         Before the job starts, when the pipeline or config cannot be pickled.
+    ConfigError
+        Before the job starts, for a bad config or override file.
     TypeError
         For a built instance or something that is not a pipeline.
     ValueError
-        For a bad ``concurrency``, ``batch_size`` or ``on_error``, or a ``DataContext``
-        that would drop blocks or retry deterministic errors.
+        For a bad ``concurrency``, ``batch_size``, ``on_error`` or ``output``, or a
+        ``DataContext`` that would drop blocks or retry deterministic errors; in the job
+        (``on_error="raise"``), for an output that does not fit the columns.
     """
     ray = _ray()
     if not isinstance(ds, ray.data.Dataset):
