@@ -39,11 +39,12 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 import attrs
 
 import packflow.shipping as shipping
-from packflow.backend import InferenceBackend, backend_pipeline, built_pipeline, check_backend
+from packflow.backend import InferenceBackend, backend_pipeline
 from packflow.compose import ComposedPipeline
 from packflow.config import CONFIG_FILE_ENV_VAR
 from packflow.converter import converter
 from packflow.exceptions import UnpicklablePipelineError
+from packflow.parts import build_definition, check_definition
 from packflow.pipeline import Pipeline
 from packflow.prebuilt.extras import import_extra
 from packflow.runtime.built import BuiltPipeline
@@ -178,15 +179,6 @@ def _payload(pipeline: Any, config: Mapping[str, Any] | None = None) -> bytes:
     return shipping.ship(target, _resolved(target, overrides), _cloudpickle())
 
 
-def _build(pipeline: Any, config: dict[str, Any]) -> BuiltPipeline:
-    if isinstance(pipeline, type):
-        return built_pipeline(pipeline(**config))
-    if isinstance(pipeline, ComposedPipeline):
-        return pipeline.build(**config)
-    built: BuiltPipeline = pipeline.build(**config)
-    return built
-
-
 # --------------------------------------------------------------------------- columns
 
 
@@ -240,12 +232,7 @@ def _declared_schema(target: Any, overrides: dict[str, Any]) -> Any:
     attrs class whose every field has an Arrow type. Checks the pipeline (no user code
     runs): one whose stages do not fit together is refused here, before the job.
     """
-    if isinstance(target, ComposedPipeline):
-        checked = target.check().parts[-1][1]
-    elif isinstance(target, type):
-        checked = check_backend(target, **overrides)
-    else:
-        checked = target.check()
+    checked = check_definition(target, **overrides).parts[-1][1]
     last = checked.graph.stages[-1].kind.value
     returned = checked.report.return_types.get(last, Any)
     if typing.get_origin(returned) not in (list, collections.abc.Sequence):
@@ -348,7 +335,7 @@ class PipelineActor:
                 "node or ship it with ray.init(runtime_env={'py_modules': [...]})",
                 name=exc.name,
             ) from exc
-        self.built = _build(pipeline, config)
+        self.built = build_definition(pipeline, **config)
         self.on_error: OnError = "row" if output == "events" else check_on_error(on_error)
         self.output = output
         pa = _pa()

@@ -40,14 +40,14 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from packflow.exceptions import UnpicklablePipelineError
-from packflow.runtime.surface import LazyDefault
+from packflow.parts import is_definition
 
 __all__ = [
     "ByValue",
     "Shippable",
     "caller_modules",
     "find_binding",
-    "import_bound",
+    "import_definition",
     "importable",
     "reduce",
     "ship",
@@ -132,7 +132,7 @@ def find_binding(obj: Any, *candidates: Iterable[str]) -> tuple[str, str] | None
     return None
 
 
-def import_bound(module_name: str, attribute: str) -> Any:
+def import_definition(module_name: str, attribute: str) -> Any:
     """The pipeline bound to ``attribute`` of ``module_name``: unpickling by reference.
 
     Raises
@@ -141,12 +141,12 @@ def import_bound(module_name: str, attribute: str) -> Any:
         When that attribute is not a pipeline.
     """
     module = importlib.import_module(module_name)
-    pipeline = getattr(module, attribute)
-    if not isinstance(pipeline, LazyDefault):
+    definition = getattr(module, attribute)
+    if not is_definition(definition):
         raise pickle.UnpicklingError(
-            f"{module_name}.{attribute} is {type(pipeline).__name__}, not a pipeline"
+            f"{module_name}.{attribute} is {type(definition).__name__}, not a pipeline"
         )
-    return pipeline
+    return definition
 
 
 def reduce(obj: Shippable, *candidates: Iterable[str]) -> tuple[Any, ...]:
@@ -156,7 +156,7 @@ def reduce(obj: Shippable, *candidates: Iterable[str]) -> tuple[Any, ...]:
     """
     reference = find_binding(obj, *candidates)
     if reference is not None:
-        return (import_bound, reference)
+        return (import_definition, reference)
     return obj.__packflow_by_value__().reduced()
 
 
@@ -250,7 +250,7 @@ def shipper(cloudpickle: Any) -> type:
         def reducer_override(self, obj: Any) -> Any:
             if _shippable(obj):
                 reduced = obj.__reduce__()
-                if reduced[0] is import_bound and not importable(reduced[1][0]):
+                if reduced[0] is import_definition and not importable(reduced[1][0]):
                     return obj.__packflow_by_value__().reduced()
                 return reduced
             if isinstance(obj, (types.FunctionType, type, types.ModuleType)):

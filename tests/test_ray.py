@@ -290,7 +290,7 @@ def test_a_pipeline_in_an_importable_module_travels_by_reference(ray_session: An
     payload = pray._payload(counting, {})
 
     # A module and a name, then the resolved config; not the definition.
-    assert b"import_bound" in payload and b"ray_pipelines" in payload
+    assert b"import_definition" in payload and b"ray_pipelines" in payload
     assert b"scale" not in payload and b"process" not in payload
 
 

@@ -54,15 +54,15 @@ def test_a_pipeline_bound_in_a_module_pickles_by_reference() -> None:
 
         reduced = shipping.reduce(module.pipe, [module.__name__])  # type: ignore[attr-defined]
 
-        assert reduced == (shipping.import_bound, (module.__name__, "pipe"))
-        assert shipping.import_bound(module.__name__, "pipe") is module.pipe  # type: ignore[attr-defined]
+        assert reduced == (shipping.import_definition, (module.__name__, "pipe"))
+        assert shipping.import_definition(module.__name__, "pipe") is module.pipe  # type: ignore[attr-defined]
     finally:
         del sys.modules[module.__name__]
 
 
-def test_import_bound_refuses_an_attribute_that_is_not_a_pipeline() -> None:
+def test_import_definition_refuses_an_attribute_that_is_not_a_pipeline() -> None:
     with pytest.raises(pickle.UnpicklingError, match=r"os\.sep is str, not a pipeline"):
-        shipping.import_bound("os", "sep")
+        shipping.import_definition("os", "sep")
 
 
 def test_a_composition_names_its_parts_as_members() -> None:
