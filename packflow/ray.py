@@ -191,7 +191,7 @@ def _arrow_type(annotation: Any) -> Any:
     pa = _pa()
     scalars = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
     scalars[bytes] = pa.binary()
-    if annotation in scalars:
+    if isinstance(annotation, type) and annotation in scalars:
         return scalars[annotation]
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -211,13 +211,16 @@ def _arrow_type(annotation: Any) -> Any:
 
 def _declared_fields(cls: Any) -> list[tuple[str, Any]] | None:
     """``(name, Arrow type)`` of each field of a ``TypedDict`` or attrs class, else ``None``."""
-    if isinstance(cls, type) and attrs.has(cls):
-        hints = typing.get_type_hints(cls)
-        names = [field.name for field in attrs.fields(cls)]
-    elif typing.is_typeddict(cls):
-        hints = typing.get_type_hints(cls)
-        names = list(hints)
-    else:
+    try:
+        if isinstance(cls, type) and attrs.has(cls):
+            hints = typing.get_type_hints(cls)
+            names = [field.name for field in attrs.fields(cls)]
+        elif typing.is_typeddict(cls):
+            hints = typing.get_type_hints(cls)
+            names = list(hints)
+        else:
+            return None
+    except (NameError, TypeError):  # a forward reference that does not resolve
         return None
     fields = [(name, _arrow_type(hints.get(name, Any))) for name in names]
     if any(kind is None for _, kind in fields):
@@ -761,8 +764,10 @@ def from_records(
 def iter_records(ds: Dataset) -> Iterator[Any]:
     """The output records of a :func:`map_batches` dataset, in order.
 
-    An error row comes back as ``{"error": {"type", "message", "stage", "index"}}``,
-    as the in-process ``built(records, on_error="row")`` gives it.
+    Either output: the rows of ``output="columns"`` (without the ``error`` column) or
+    the unpickled records of ``output="pickled"``. An error row comes back as
+    ``{"error": {"type", "message", "stage", "index"}}``, as the in-process
+    ``built(records, on_error="row")`` gives it.
     """
     batches: Iterable[Any] = ds.iter_batches(batch_size=None, batch_format="pyarrow")
     for batch in batches:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import ray_pipelines
 from ray_pipelines import counting, declared, liner, scaled_then_offset, scorer, without_pid
@@ -495,3 +496,33 @@ def test_with_on_error_raise_a_key_outside_the_columns_fails_naming_record_and_k
 
     with pytest.raises(ValueError, match="record 9, key 'surprise'"):
         worker(batch([{"x": 9, "extra": True}], [9]))
+
+
+@attrs.frozen
+class Out:
+    name: str
+    score: float | None
+    tags: list[str]
+
+
+def test_an_attrs_return_type_declares_the_columns_and_an_undeclarable_one_does_not() -> None:
+    attrs_typed = Pipeline("attrs_typed")
+
+    @attrs_typed.execute
+    def make(records: Records) -> list[Out]:
+        return [Out("a", None, []) for _ in records]
+
+    loose = Pipeline("loose")
+
+    @loose.execute
+    def anything(records: Records) -> list[dict[str, Any]]:
+        return records
+
+    schema = pray._declared_schema(attrs_typed, {})
+
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("name", "string"),
+        ("score", "double"),
+        ("tags", "list<item: string>"),
+    ]
+    assert pray._declared_schema(loose, {}) is None
