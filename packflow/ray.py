@@ -285,6 +285,12 @@ def _misfit(row: dict[str, Any], schema: Any) -> tuple[str, str] | None:
         try:
             pa.array([value], type=kind)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            if kind == pa.null():
+                return key, (
+                    f"{_short(value)} does not fit the column, which held only nulls in the "
+                    "first batch and so has Arrow's null type; declare the last stage's "
+                    "return type (list[MyTypedDict] or list[MyAttrsClass]) to give it one"
+                )
             return key, f"{_short(value)} does not fit the column's Arrow type {kind}: {exc}"
     return None
 

@@ -526,3 +526,20 @@ def test_an_attrs_return_type_declares_the_columns_and_an_undeclarable_one_does_
         ("tags", "list<item: string>"),
     ]
     assert pray._declared_schema(loose, {}) is None
+
+
+def test_a_column_null_in_the_first_batch_says_to_declare_the_output_type() -> None:
+    maybe = Pipeline("maybe")
+
+    @maybe.execute
+    def note(records: Records) -> Records:
+        return [{"x": r["x"], "note": r.get("note")} for r in records]
+
+    worker = columns_actor(maybe)
+    worker(batch([{"x": 0}], [0]))
+
+    out = worker(batch([{"x": 1, "note": "hello"}], [1]))
+
+    message = out.column(pray.ERROR_COLUMN).to_pylist()[0]["message"]
+    assert "record 1, key 'note'" in message
+    assert "held only nulls in the first batch" in message
