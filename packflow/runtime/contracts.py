@@ -92,6 +92,10 @@ class Instance(Runner, Protocol):
         """One record (a dict) or a batch (a list) in, its output(s) out."""
         ...
 
+    async def acall(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
+        """``__call__`` for async code: async stages awaited on the running loop."""
+        ...
+
     def ready(self) -> bool:
         """Whether calls can be served."""
         ...
