@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_LATENCY_MS",
+    "AsyncRunner",
     "BatchOptions",
     "Instance",
     "Runner",
@@ -74,6 +75,24 @@ class Runner(Protocol):
 
     def credit_metrics(self, raw: RawMetrics) -> None:
         """Make ``raw`` the current caller's last metrics (a batch run on its behalf)."""
+        ...
+
+
+@runtime_checkable
+class AsyncRunner(Runner, Protocol):
+    """A :class:`Runner` that can also be awaited: what the async batcher runs on the loop.
+
+    ``is_async`` says whether it has ``async def`` steps (else the async batcher runs
+    it in a worker thread); ``arun_rows`` is ``run_rows`` for async code, crediting the
+    metrics of the run to the awaiting task.
+    """
+
+    is_async: bool
+
+    async def arun_rows(
+        self, records: list[Any], *, first_index: int = 0, mark: Mark | None = None
+    ) -> list[Any]:
+        """``run_rows`` awaited on the running loop."""
         ...
 
 
