@@ -438,7 +438,7 @@ def check_graph(
 
 
 def _async_return(
-    role: str, info: FunctionInfo, returned: Any, out: _Collector, *, what: str
+    role: str, info: FunctionInfo, returned: Any, out: _Collector, *, what: str, example: str
 ) -> Any:
     """What an ``async def`` function produces, as its return annotation says.
 
