@@ -573,7 +573,7 @@ class AsyncBatcher:
                 outputs = await runner.arun_rows(events, mark=_keep_error)
         except BaseException as exc:  # about the whole batch: every caller gets it
             _fail_all(live, exc, self._name)
-            if not isinstance(exc, Exception):
+            if _propagates(exc):
                 raise
             return
         _answer_all(live, outputs, runner.last_metrics())
@@ -592,7 +592,7 @@ class AsyncBatcher:
             outputs, raw = await asyncio.get_running_loop().run_in_executor(self._executor, run)
         except BaseException as exc:  # about the whole batch: every caller gets it
             _fail_all(live, exc, self._name)
-            if not isinstance(exc, Exception):
+            if _propagates(exc):
                 raise
             return
         _answer_all(live, outputs, raw)
@@ -639,6 +639,17 @@ _UNSTARTED = object()
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _propagates(exc: BaseException) -> bool:
+    """Whether a batch's error must also end the batcher's own task: a cancellation of
+    that task, ``KeyboardInterrupt``, ``SystemExit``; not a stage's own
+    ``CancelledError``, which its callers got as an error."""
+    if isinstance(exc, Exception):
+        return False
+    from packflow.runtime.aio import CancelledError, own_cancellation
+
+    return not isinstance(exc, CancelledError) or own_cancellation()
 
 
 def _answer_all(
