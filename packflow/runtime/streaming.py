@@ -455,7 +455,8 @@ class AsyncBatcher:
         self._on_loop: AsyncRunner | None = (
             runner if isinstance(runner, AsyncRunner) and runner.is_async is True else None
         )
-        self._pending: deque[tuple[float, Any, asyncio.Future[Any]]] = deque()
+        # A list: the collector takes a batch as one slice (one loop thread, no lock).
+        self._pending: list[_Pending] = []
         # What submit compares, once per event: the loop it runs on, as returned by
         # ``self._running()``, against the loop the batcher is bound to. Before the first
         # submit and after aclose() they differ whatever the loop, so that _start runs.
@@ -466,6 +467,8 @@ class AsyncBatcher:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        #: How many submits ended without an output (see submit).
+        self._given_up = 0
 
     def _start(self) -> None:
         """Bind to the running loop on first use; refuse a closed batcher or another loop."""
@@ -504,11 +507,19 @@ class AsyncBatcher:
         pending = self._pending
         pending.append((monotonic(), event, answer))
         waiting = len(pending)
-        if waiting == 1 or waiting >= self._size:
+        # The collector waits only while fewer than a batch are pending, and the list
+        # grows one by one: the first event and the one that fills a batch wake it.
+        if waiting == 1 or waiting == self._size:
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        output, raw = await answer
+        try:
+            output, raw = await answer
+        except BaseException:
+            # Cancelled, or the whole batch failed: the collector then looks for
+            # answers already given up on (it need not look otherwise).
+            self._given_up += 1
+            raise
         self._credit(raw)
         if type(output) is _Failed:
             raise output.error
@@ -538,6 +549,7 @@ class AsyncBatcher:
         limit = _IN_FLIGHT if self._on_loop is None else _IN_FLIGHT_ON_LOOP
         serve = self._serve_in_thread if self._on_loop is None else self._serve_on_loop
         in_flight: deque[asyncio.Task[None]] = deque()
+        seen = 0
         while True:
             if not pending:
                 if self._closed:
@@ -552,9 +564,12 @@ class AsyncBatcher:
                     await self._wait(loop, deadline)
                     if len(pending) < size and not self._closed and monotonic() < deadline:
                         continue  # woken by an event that did not fill the batch
-            count = min(size, len(pending))
-            taken = [pending.popleft() for _ in range(count)]
-            live = [(event, answer) for _, event, answer in taken if not answer.done()]
+            live = pending[:size]
+            del pending[:size]
+            if self._given_up != seen:
+                # A cancelled caller's event is not run, if its batch has not started.
+                seen = self._given_up
+                live = [item for item in live if not item[2].done()]
             if live:
                 in_flight.append(loop.create_task(serve(live)))
                 if len(in_flight) >= limit:
@@ -562,10 +577,10 @@ class AsyncBatcher:
                 while in_flight and in_flight[0].done():
                     in_flight.popleft()
 
-    async def _serve_on_loop(self, live: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+    async def _serve_on_loop(self, live: list[_Pending]) -> None:
         runner = self._on_loop
         assert runner is not None
-        events = [event for event, _ in live]
+        events = [event for _, event, _ in live]
         try:
             if self._on_error == "row":
                 outputs = await runner.arun_rows(events)
@@ -578,10 +593,10 @@ class AsyncBatcher:
             return
         _answer_all(live, outputs, runner.last_metrics())
 
-    async def _serve_in_thread(self, live: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+    async def _serve_in_thread(self, live: list[_Pending]) -> None:
         import asyncio
 
-        events = [event for event, _ in live]
+        events = [event for _, event, _ in live]
         runner, on_error = self._runner, self._on_error
 
         def run() -> tuple[list[Any], RawMetrics | None]:
@@ -621,6 +636,9 @@ class AsyncBatcher:
         await self.aclose()
 
 
+#: An event waiting in the async batcher: when it arrived, the event, its caller's answer.
+_Pending = tuple[float, Any, "asyncio.Future[Any]"]
+
 #: How many batches an async batcher may run at once on the loop (an async pipeline).
 _IN_FLIGHT_ON_LOOP = 16
 
@@ -652,15 +670,18 @@ def _propagates(exc: BaseException) -> bool:
     return not isinstance(exc, CancelledError) or own_cancellation()
 
 
-def _answer_all(
-    live: list[tuple[Any, asyncio.Future[Any]]], outputs: list[Any], raw: RawMetrics | None
-) -> None:
-    for (_, answer), output in zip(live, outputs, strict=True):
-        if not answer.done():  # its caller may have been cancelled meanwhile
+def _answer_all(live: list[_Pending], outputs: list[Any], raw: RawMetrics | None) -> None:
+    from asyncio import InvalidStateError
+
+    for (_, _, answer), output in zip(live, outputs, strict=True):
+        # A try costs nothing until it catches; contextlib.suppress would, per event.
+        try:  # noqa: SIM105
             answer.set_result((output, raw))
+        except InvalidStateError:  # its caller was cancelled meanwhile
+            pass
 
 
-def _fail_all(live: list[tuple[Any, asyncio.Future[Any]]], exc: BaseException, name: str) -> None:
+def _fail_all(live: list[_Pending], exc: BaseException, name: str) -> None:
     """Give every caller of a batch the error about the whole batch.
 
     A ``CancelledError`` (a stage run in the worker thread raised one, or the batcher's
@@ -674,6 +695,6 @@ def _fail_all(live: list[tuple[Any, asyncio.Future[Any]]], exc: BaseException, n
             f"{type(exc).__name__}: {exc}"
         )
         error.__cause__ = exc
-    for _, answer in live:
+    for _, _, answer in live:
         if not answer.done():
             answer.set_exception(error)
