@@ -90,14 +90,20 @@ def concurrent_acalls() -> None:
         await asyncio.gather(*(one({"i": i}) for i in range(1000)))
         return time.perf_counter() - start
 
-    walls, floors = [], []
+    walls, floors, cpu = [], [], []
     for _ in range(REPEAT):
+        start = time.process_time()
         walls.append(asyncio.run(wall()))
+        cpu.append(time.process_time() - start)
         floors.append(asyncio.run(floor()))
     print("1,000 concurrent acalls, one record each, a stage awaiting asyncio.sleep(0.01)")
     print(
         f"  wall time: median {statistics.median(walls) * 1e3:.1f} ms, "
         f"max {max(walls) * 1e3:.1f} ms   (target <= 50 ms)"
+    )
+    print(
+        f"  CPU time of the lot (with the loop's start and end): median "
+        f"{statistics.median(cpu) * 1e3:.1f} ms (the 10 ms wait is not CPU)"
     )
     print(
         f"  asyncio alone (1,000 bare tasks awaiting 10 ms): median "
