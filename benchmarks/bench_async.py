@@ -321,7 +321,8 @@ def own_cost(events: list[Any]) -> None:
             f"  async_batcher before async stages:      {was:6.2f} us/event ({was - hand_us:+.2f})"
         )
         if was > hand_us:
-            print(f"  additions now / before: {(now - hand_us) / (was - hand_us):.2f}x (goal <= 0.5x)")
+            ratio = (now - hand_us) / (was - hand_us)
+            print(f"  additions now / before: {ratio:.2f}x (goal <= 0.5x)")
 
 
 # -- event-loop lag ------------------------------------------------------------------------
