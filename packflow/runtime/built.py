@@ -20,9 +20,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packflow.exceptions import (
+    InferenceBackendLoadError,
     InferenceBackendRuntimeError,
     PackflowError,
     PreprocessorRuntimeError,
@@ -30,7 +31,7 @@ from packflow.exceptions import (
     RuntimeTypeError,
     StageError,
 )
-from packflow.graph import CheckedPipeline, Stage, StageGraph
+from packflow.graph import CheckedComposition, CheckedPipeline, Stage, StageGraph
 from packflow.log import get_logger
 from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
 from packflow.records import attrs_record_type, structure_records, unstructure_records
@@ -44,9 +45,6 @@ from packflow.runtime.isolation import (
     isolate,
 )
 from packflow.runtime.surface import Runtime
-
-if TYPE_CHECKING:
-    from packflow.compose import CheckedComposition
 
 __all__ = ["BuiltPipeline"]
 
@@ -150,7 +148,7 @@ class BuiltPipeline(Runtime):
         self._verbose = bool(getattr(self.config, "verbose", False))
 
     @classmethod
-    def _composed(
+    def composed(
         cls,
         name: str,
         parts: Sequence[tuple[str, BuiltPipeline]],
@@ -158,7 +156,11 @@ class BuiltPipeline(Runtime):
         checked: CheckedComposition,
         logger: logging.Logger | None = None,
     ) -> BuiltPipeline:
-        """A composition's instance: the parts' steps one after the other, by part."""
+        """A composition's instance: the parts' steps one after the other, by part.
+
+        ``parts`` pairs each part's name with its own built instance; ``checked`` is the
+        composition's check. What ``ComposedPipeline.build()`` returns.
+        """
         self = cls.__new__(cls)
         self._checked = checked
         self.name = name
@@ -234,6 +236,20 @@ class BuiltPipeline(Runtime):
         return True
 
     def _runtime(self) -> BuiltPipeline:
+        return self
+
+    # -- the part protocol (see packflow.parts): a built instance is a definition too ----
+
+    def __packflow_check__(self, **config: Any) -> CheckedPipeline | CheckedComposition:
+        self.__packflow_build__(**config)
+        return self._checked
+
+    def __packflow_build__(self, **config: Any) -> BuiltPipeline:
+        if config:
+            raise InferenceBackendLoadError(
+                f"cannot apply config {sorted(config)} to pipeline {self.name!r}: it is an "
+                "instance that is already built; build the Pipeline with it instead"
+            )
         return self
 
     def _built_runtime(self) -> BuiltPipeline:

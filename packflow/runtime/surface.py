@@ -257,6 +257,14 @@ class LazyDefault(Runtime, Generic[InstanceT]):
         instance = self._default
         if instance is None:
             instance = self._runtime()
+        # Straight to run_batch for the common calls: as many frames as a call of the
+        # built instance itself (whose __call__ does this dispatch).
+        if on_error == "raise":
+            kind = type(inputs)
+            if kind is dict:
+                return instance.run_batch([inputs])[0]
+            if kind is list:
+                return instance.run_batch(inputs)
         return instance(inputs, on_error=on_error)
 
 
