@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypedDict
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from packflow import (
     InferenceBackend,
@@ -477,6 +478,26 @@ def test_on_error_row_awaits_the_retries_that_isolate_a_bad_record() -> None:
     assert attempts[0] == 8 and len(attempts) > 1
     with pytest.raises(InferenceBackendRuntimeError, match="no call has completed"):
         built.get_metrics()  # the metrics went to the awaiting task, not to this thread
+
+
+FAILING = failing_pipe([]).build()
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(
+        st.one_of(
+            st.fixed_dictionaries({"x": st.integers()}),
+            st.fixed_dictionaries({"z": st.integers()}),
+            st.integers(),
+        ),
+        max_size=24,
+    )
+)
+def test_acall_and_a_plain_call_give_the_same_outputs_and_error_rows(batch: list[Any]) -> None:
+    expected = FAILING(batch, on_error="row")
+    assert run(FAILING.acall(batch, on_error="row")) == expected
+    assert len(expected) == len(batch)
 
 
 def test_on_error_row_from_a_plain_call_of_an_async_pipeline() -> None:
