@@ -113,6 +113,8 @@ class BuiltPipeline(Runtime):
         ``parts``).
     parts
         For a composition, each part's own built instance by part name; empty otherwise.
+    is_async
+        Whether some stage is ``async def`` (see :meth:`acall`).
     """
 
     def __init__(
@@ -600,7 +602,11 @@ class BuiltPipeline(Runtime):
         return self._metrics.raw()
 
     def credit_metrics(self, raw: RawMetrics) -> None:
-        """Make ``raw`` the current caller's last metrics (for batches run on its behalf)."""
+        """Make ``raw`` the current caller's last metrics (for batches run on its behalf).
+
+        Each instance replaces this method by its metrics variable's own ``set`` (see
+        ``_set_segments``), which does the same without a Python call per event.
+        """
         self._last.set(raw)  # once per batcher caller: MetricsRecorder.put, written out
 
 
