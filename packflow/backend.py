@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextvars
+import inspect
 import logging
 from collections.abc import Mapping
 from time import perf_counter
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from packflow._text import closest
 from packflow.config import BackendConfig, OverrideFile, check_config_model
 from packflow.exceptions import (
     InferenceBackendInitializationError,
@@ -152,6 +154,7 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
 
     def __init__(self, **config: Any) -> None:
         cls = type(self)
+        check_stage_names(cls)  # first: `def excute` explains a missing execute best
         missing = missing_execute(cls)
         if missing:
             raise TypeError(missing)
@@ -284,6 +287,62 @@ def missing_execute(cls: type) -> str:
     )
 
 
+#: How close a method name must be to a stage name to be taken for a misspelling of it
+#: (``transfrom_outputs``, ``transform_input``, ``initialise``, ``excute``; not a helper
+#: such as ``transform_output_batch``).
+_MISSPELLING_CUTOFF = 0.85
+
+
+def misspelt_stage_methods(cls: type) -> list[str]:
+    """A message for each public method of ``cls`` whose name is a near miss of a stage.
+
+    Such a method never runs (only the exact names are stages), so a typo would silently
+    drop a stage. A near miss of a stage the class does define is taken for a helper.
+    """
+    stage_names = [kind.value for kind in STAGE_KINDS] + ["initialize"]
+    defined = {
+        name
+        for name in stage_names
+        if callable(getattr(cls, name, None))
+        and getattr(cls, name) is not getattr(InferenceBackend, name, None)
+    }
+    ours = set(dir(InferenceBackend))
+    problems: list[str] = []
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is InferenceBackend or klass in InferenceBackend.__mro__:
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in seen or name in ours or name in stage_names:
+                continue
+            seen.add(name)
+            if not inspect.isfunction(value):
+                continue
+            target = closest(name, stage_names, cutoff=_MISSPELLING_CUTOFF)
+            if target is None or target in defined:
+                continue
+            where = describe_function(value).location
+            problems.append(
+                f"{klass.__name__}.{name} ({where}) is not a stage method, so it would never "
+                f"run; did you mean {target!r}? (rename it; a helper method whose name starts "
+                "with _ is left alone)"
+            )
+    return problems
+
+
+def check_stage_names(cls: type) -> None:
+    """Refuse a backend class with a misspelt stage method (see :func:`misspelt_stage_methods`).
+
+    Raises
+    ------
+    PipelineDefinitionError
+        Listing every near miss, each with its ``file:line`` and the stage it resembles.
+    """
+    problems = misspelt_stage_methods(cls)
+    if problems:
+        raise PipelineDefinitionError("\n".join(problems), problems)
+
+
 def _rebuild(cls: type[InferenceBackend], config: dict[str, Any]) -> InferenceBackend:
     return cls(**config)
 
@@ -414,6 +473,7 @@ def check_backend(backend: type[InferenceBackend], **config: Any) -> CheckedPipe
     ConfigError, PipelineDefinitionError, PipelineTypeError
         As :meth:`Pipeline.check`.
     """
+    check_stage_names(backend)
     missing = missing_execute(backend)
     if missing:
         # Said in the class's terms: the pipeline's "register one with @pipe.execute"

@@ -162,11 +162,11 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
         return dict(given)
 
     def _check_override_file(self, file: OverrideFile) -> None:
-        path = file.path
-        if path is None:
+        path = file.origin
+        if not path:
             return
         names = self.part_names
-        unknown = [key for key in file.configs if key not in names]
+        unknown = [key for key in file.part_names() if key not in names]
         if unknown:
             problems = []
             for key in unknown:

@@ -41,8 +41,10 @@ from packflow.runtime.isolation import (
     aisolate,
     check_on_error,
     error_row,
+    is_error_row,
     is_record_error,
     isolate,
+    mark_not_a_record,
 )
 from packflow.runtime.surface import Runtime
 
@@ -148,6 +150,7 @@ class BuiltPipeline(Runtime):
             steps.append((stage.kind.value, fn, stage))
         self._set_segments((_Segment(tuple(steps), stages[-1], self.name, None),))
         self._verbose = bool(getattr(self.config, "verbose", False))
+        self._output_keys: tuple[str, ...] = tuple(getattr(self.config, "output_keys", ()))
 
     @classmethod
     def composed(
@@ -183,6 +186,8 @@ class BuiltPipeline(Runtime):
             tuple(s.relabelled(part) for part, built in parts for s in built._segments)
         )
         self._verbose = any(built._verbose for _, built in parts)
+        # The outputs of a composition are its last part's: that part's declared keys.
+        self._output_keys = parts[-1][1]._output_keys if parts else ()
         return self
 
     def _set_segments(self, segments: tuple[_Segment, ...]) -> None:
@@ -224,6 +229,12 @@ class BuiltPipeline(Runtime):
     def checked(self) -> CheckedPipeline | CheckedComposition:
         """What ``check()`` returned when this instance was built."""
         return self._checked
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        """The keys every output record should have (the config's ``output_keys``; a
+        composition's last part's)."""
+        return self._output_keys
 
     @property
     def step_labels(self) -> tuple[str, ...]:
@@ -478,6 +489,8 @@ class BuiltPipeline(Runtime):
         self._last.set(raw)
         if self._verbose:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._output_keys:
+            self._warn_missing_keys(data)
         return data  # type: ignore[no-any-return]
 
     def _attempt(self, batch: list[Any], durations: list[float]) -> list[Any]:
@@ -552,6 +565,8 @@ class BuiltPipeline(Runtime):
             raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
             if self._verbose:
                 self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+            if self._output_keys:
+                self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
             return outputs
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
@@ -576,7 +591,30 @@ class BuiltPipeline(Runtime):
         raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
         if self._verbose:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._output_keys:
+            self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
         return outputs
+
+    def _warn_missing_keys(self, outputs: list[Any], *, skip_error_rows: bool = False) -> None:
+        """One warning per declared ``output_keys`` entry that some output record lacks."""
+        for key in self._output_keys:
+            missing = [
+                index
+                for index, row in enumerate(outputs)
+                if isinstance(row, dict)
+                and key not in row
+                and not (skip_error_rows and is_error_row(row))
+            ]
+            if missing:
+                self.logger.warning(
+                    "pipeline %r: output_keys: %r is missing from %d of %d output record(s) "
+                    "(first: record %d)",
+                    self.name,
+                    key,
+                    len(missing),
+                    len(outputs),
+                    missing[0],
+                )
 
     # -- metrics and validation ---------------------------------------------------------
 
@@ -783,7 +821,7 @@ def _not_a_record(segment: _Segment, data: list[Any]) -> InferenceBackendRuntime
     stage = segment.last
     for index, row in enumerate(data):
         if not isinstance(row, dict):
-            return InferenceBackendRuntimeError(
+            error = InferenceBackendRuntimeError(
                 f"pipeline {segment.pipeline!r}: {_who(segment)} returned "
                 f"{type(row).__name__} {row!r:.60} as output record {index}; every output "
                 "record must be a dict (e.g. `[{'score': y} for y in ys]`)",
@@ -792,6 +830,8 @@ def _not_a_record(segment: _Segment, data: list[Any]) -> InferenceBackendRuntime
                 location=stage.location,
                 index=index,
             )
+            mark_not_a_record(error)
+            return error
     raise AssertionError("unreachable: every row is a dict")  # pragma: no cover
 
 

@@ -40,8 +40,10 @@ __all__ = [
     "check_on_error",
     "error_row",
     "is_error_row",
+    "is_not_a_record",
     "is_record_error",
     "isolate",
+    "mark_not_a_record",
 ]
 
 OnError = Literal["raise", "row"]
@@ -159,6 +161,23 @@ class ErrorRow:
     def as_row(self) -> dict[str, Any]:
         """The row: ``{"error": {...}}``."""
         return {ERROR_KEY: self.body()}
+
+
+#: Marks the run-time contract's "an output row is not a dict" error, which ``validate``
+#: reports as a validation error (as the original Packflow did). A marker rather than a
+#: subclass, so that the error's type, and the ``type`` of its error rows, stay
+#: ``InferenceBackendRuntimeError``.
+_NOT_A_RECORD = "_packflow_not_a_record"
+
+
+def mark_not_a_record(error: InferenceBackendRuntimeError) -> None:
+    """Mark ``error`` as "an output row is not a dict" (see :func:`is_not_a_record`)."""
+    vars(error)[_NOT_A_RECORD] = True
+
+
+def is_not_a_record(error: BaseException) -> bool:
+    """Whether ``error`` says that an output row is not a dict."""
+    return bool(getattr(error, _NOT_A_RECORD, False))
 
 
 def is_error_row(row: Any) -> bool:
