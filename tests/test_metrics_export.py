@@ -705,3 +705,35 @@ def test_a_forked_worker_writes_its_own_figures_and_not_its_parents(
     found = samples(None)
     assert found[("packflow_records_total", (("outcome", "ok"), ("pipeline", "forked")))] == 3
     assert found[("packflow_call_duration_seconds_count", (("pipeline", "forked"),))] == 2
+
+
+def async_scorer() -> Pipeline:
+    pipe = Pipeline("async-scorer")
+
+    @pipe.execute
+    async def double(records: Records) -> Records:
+        await asyncio.sleep(0)
+        return [{"y": record["x"] * 2} for record in records]
+
+    return pipe
+
+
+def test_a_pipeline_with_async_stages_is_recorded_through_acall_and_its_batcher() -> None:
+    registry = CollectorRegistry()
+    built = async_scorer().build()
+    enable_prometheus(built, registry=registry)
+
+    async def run() -> list[Any]:
+        first = await built.acall([{"x": 1}, {"z": 0}], on_error="row")
+        async with built.async_batcher(max_batch_size=3, max_latency_ms=1) as batcher:
+            rest = await asyncio.gather(*(batcher.submit({"x": i}) for i in range(3)))
+        return [first, rest]
+
+    first, rest = asyncio.run(run())
+    assert "error" in first[1] and rest == [{"y": 0}, {"y": 2}, {"y": 4}]
+    assert value(registry, "packflow_records_total", pipeline="async-scorer", outcome="ok") == 4
+    errors = value(registry, "packflow_records_total", pipeline="async-scorer", outcome="error")
+    assert errors == 1
+    assert value(registry, "packflow_queue_wait_seconds_count", pipeline="async-scorer") == 3
+    built({"x": 5})  # a plain call runs the async stage to completion, recorded the same
+    assert value(registry, "packflow_call_duration_seconds_count", pipeline="async-scorer") >= 3
