@@ -132,3 +132,21 @@ def test_two_workers_answer_metrics_for_both_whichever_is_scraped(tmp_path: Path
                 server.kill()
                 server.wait(30)
     assert server.returncode == 0, log.read_text()
+
+
+def test_an_async_pipeline_served_on_the_loop_is_recorded_with_its_queue_waits() -> None:
+    import asyncio
+
+    pipe = Pipeline("served-async")
+
+    @pipe.execute
+    async def double(records: Records) -> Records:
+        await asyncio.sleep(0)
+        return [{"y": record["x"] * 2} for record in records]
+
+    with serve_client(pipe) as client:
+        assert client.post("/predict", json=[{"x": 1}, {"x": 2}]).status_code == 200
+        found = values(client.get("/metrics").text)
+    pipeline = ("pipeline", "served-async")
+    assert found[("packflow_records_total", (("outcome", "ok"), pipeline))] == 2
+    assert found[("packflow_queue_wait_seconds_count", (pipeline,))] == 2

@@ -26,8 +26,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from packflow.metrics import queue_waits_wanted, run_waited
-from packflow.runtime.contracts import BatchOptions, Runner, runner_name
+from packflow.metrics import QUEUE_WAITS, queue_waits_wanted, run_waited
+from packflow.runtime.contracts import AsyncRunner, BatchOptions, Runner, runner_name
 from packflow.runtime.isolation import ErrorRow
 
 __all__ = ["Dispatcher", "Failed"]
@@ -139,9 +139,25 @@ class Dispatcher:
             run = functools.partial(self._runner.run_rows, batch, mark=_keep)
             outputs: list[Any] = run_waited(waits, run)
             return outputs
+        except BaseException as exc:  # about the whole batch: every record gets it
+            # BaseException too: a stage's CancelledError or SystemExit must not end the
+            # collector and leave every waiting request unanswered.
+            return [Failed(exc, None)] * len(batch)
+
+    async def _arun(
+        self, runner: AsyncRunner, batch: list[Any], waits: list[float] | None = None
+    ) -> list[Any]:
+        """An async pipeline, awaited on the loop: no thread hop."""
+        # A stage's own CancelledError comes back as a StageError; one that reaches here
+        # cancels the collector itself (the server is being torn down) and goes on up.
+        token = QUEUE_WAITS.set(waits) if waits is not None else None
+        try:
+            return await runner.arun_rows(batch, mark=_keep)
         except Exception as exc:  # about the whole batch: every record gets it
-            failed = Failed(exc, None)
-            return [failed] * len(batch)
+            return [Failed(exc, None)] * len(batch)
+        finally:
+            if token is not None:
+                QUEUE_WAITS.reset(token)
 
     async def _collect(self) -> None:
         assert self._wake is not None and self._executor is not None
@@ -159,7 +175,11 @@ class Dispatcher:
             if queue_waits_wanted():  # how long each record waited, for the metrics
                 now = loop.time()
                 waits = [now - r.since for r, _, count in parts for _ in range(count)]
-            outputs = await loop.run_in_executor(self._executor, self._run, batch, waits)
+            runner = self._runner
+            if isinstance(runner, AsyncRunner) and runner.is_async:
+                outputs = await self._arun(runner, batch, waits)
+            else:
+                outputs = await loop.run_in_executor(self._executor, self._run, batch, waits)
             position = 0
             for request, start, count in parts:
                 request.results[start : start + count] = outputs[position : position + count]
