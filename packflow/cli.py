@@ -434,9 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--force", action="store_true", help="write into an existing folder")
     create.add_argument(
         "--template",
-        choices=("blank", "onnx", "sklearn"),
+        choices=("blank", "onnx", "sklearn", "xgboost", "lightgbm"),
         default="blank",
-        help="blank: a pipeline to edit (default); onnx or sklearn: a prebuilt model pipeline",
+        help="blank: a pipeline to edit (default); onnx, sklearn, xgboost or lightgbm: a "
+        "prebuilt model pipeline",
     )
     create.add_argument(
         "--no-input", action="store_true", help="accepted for compatibility; create never asks"
