@@ -130,20 +130,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _notes(checked: Any) -> tuple[str, ...]:
-    from packflow.compose import CheckedComposition
-
-    # A composition gathers its parts' notes (each naming its part); a pipeline has one report.
-    if isinstance(checked, CheckedComposition):
-        return checked.notes
-    return tuple(getattr(checked.report, "notes", ()) or ())
+    # A composition gathers its parts' notes, each naming its part.
+    return tuple(checked.notes)
 
 
 def _check_summary(checked: Any) -> str:
     """``"2 parts, 3 stages, 1 initializer"``: what ``packflow check`` checked."""
-    from packflow.compose import CheckedComposition
-
-    composed = isinstance(checked, CheckedComposition)
-    parts = [part for _, part in checked.parts] if composed else [checked]
+    parts = [part for _, part in checked.parts]
+    composed = len(parts) > 1
     stages = _count(sum(len(part.graph.stages) for part in parts), "stage")
     initializers = _count(sum(len(part.graph.initializers) for part in parts), "initializer")
     if composed:

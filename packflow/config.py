@@ -32,7 +32,13 @@ else:  # cattrs is imported by the first structuring or error, not by `import pa
     cattrs = LazyModule("cattrs", globals(), "cattrs")
     cattrs_errors = LazyModule("cattrs.errors", globals(), "cattrs_errors")
 
-__all__ = ["CONFIG_FILE_ENV_VAR", "BackendConfig", "InputFormat", "resolve_config"]
+__all__ = [
+    "CONFIG_FILE_ENV_VAR",
+    "BackendConfig",
+    "InputFormat",
+    "OverrideFile",
+    "resolve_config",
+]
 
 #: The environment variable naming the JSON override file.
 CONFIG_FILE_ENV_VAR = "BACKEND_CONFIG_FILE_PATH"
@@ -154,12 +160,54 @@ def check_config_model(model: Any, what: str) -> None:
     )
 
 
+@attrs.frozen
+class OverrideFile:
+    """The override file named by ``BACKEND_CONFIG_FILE_PATH``, read once.
+
+    A composition reads it once per build and hands it to each part, so that every part
+    sees the same file and it is parsed once.
+    """
+
+    #: The file's path, ``None`` when no override file is set.
+    path: str | None
+    #: Its ``"configs"`` object (empty without a file).
+    configs: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> OverrideFile:
+        """The override file the environment names (``os.environ`` by default).
+
+        Raises
+        ------
+        ConfigError
+            For a file that is missing, unreadable, not valid JSON or without a
+            ``"configs"`` object.
+        """
+        env = os.environ if environ is None else environ
+        path = env.get(CONFIG_FILE_ENV_VAR) or None
+        if path is None:
+            return cls(None)
+        return cls(path, _read_override_file(path))
+
+    def section(self, name: str) -> dict[str, Any]:
+        """``configs[name]``: the object for the part ``name`` of a composition.
+
+        Raises
+        ------
+        ConfigError
+            When it is there but not a JSON object.
+        """
+        assert self.path is not None
+        return _section(dict(self.configs), name, self.path)
+
+
 def resolve_config(
     model: type[C],
     overrides: Mapping[str, Any],
     *,
     environ: Mapping[str, str] | None = None,
     section: str | None = None,
+    file: OverrideFile | None = None,
 ) -> C:
     """Resolve a config of class ``model`` from defaults, ``overrides`` and the file.
 
@@ -180,6 +228,9 @@ def resolve_config(
     section
         For a part of a composition: the override file's ``"configs"`` holds one object
         per part, and ``configs[section]`` is the one for this config (none is fine).
+    file
+        The override file, already read (see :class:`OverrideFile`); read from
+        ``environ`` when not given.
 
     Returns
     -------
@@ -202,14 +253,13 @@ def resolve_config(
     """
     if not (isinstance(model, type) and attrs.has(model)):
         raise ConfigError(f"config model {model!r} is not an attrs class")
-    env = os.environ if environ is None else environ
-    path = env.get(CONFIG_FILE_ENV_VAR) or None
+    if file is None:
+        file = OverrideFile.read(environ)
+    path = file.path
     values: dict[str, Any] = {key: _plain(value) for key, value in overrides.items()}
     from_file: set[str] = set()
     if path is not None:
-        file_configs = _read_override_file(path)
-        if section is not None:
-            file_configs = _section(file_configs, section, path)
+        file_configs = file.section(section) if section is not None else dict(file.configs)
         from_file = set(file_configs)
         for key, value in file_configs.items():
             base = values[key] if key in values else _default_of(model, key)
@@ -259,23 +309,6 @@ def _section(configs: dict[str, Any], section: str, path: str) -> dict[str, Any]
             field=section,
         )
     return value
-
-
-def read_override_sections(environ: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
-    """The override file's path and the keys of its ``"configs"``, or ``("", [])``.
-
-    Used by compositions, whose ``"configs"`` holds one object per part name.
-
-    Raises
-    ------
-    ConfigError
-        As :func:`resolve_config`, for a file that is missing or malformed.
-    """
-    env = os.environ if environ is None else environ
-    path = env.get(CONFIG_FILE_ENV_VAR) or None
-    if path is None:
-        return "", []
-    return path, list(_read_override_file(path))
 
 
 def _config_error(

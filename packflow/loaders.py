@@ -27,10 +27,11 @@ from types import ModuleType
 from typing import Any, TypeAlias
 
 from packflow._text import closest
-from packflow.backend import InferenceBackend, built_pipeline, check_backend, missing_execute
-from packflow.compose import CheckedComposition, ComposedPipeline
+from packflow.backend import InferenceBackend, missing_execute
+from packflow.compose import ComposedPipeline
 from packflow.exceptions import ConfigError, InferenceBackendLoadError
-from packflow.graph import CheckedPipeline
+from packflow.graph import CheckedComposition, CheckedPipeline
+from packflow.parts import build_definition, check_definition, is_definition
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
 
@@ -216,15 +217,10 @@ class InferenceBackendLoader:
             As :meth:`load`.
         """
         target = self.resolve()
-        if isinstance(target, Pipeline):
-            return target.check(config=target.resolve_config(**config))
-        if isinstance(target, type):
-            return check_backend(target, **config)
-        if isinstance(target, ComposedPipeline):
-            return target.check(configs=target.resolve_configs(**config))
-        # A built instance was checked when it was built; new config means a rebuild.
-        built = built_pipeline(_build(target, config, self.spec) if config else target)
-        return built.checked
+        try:
+            return check_definition(target, **config)
+        except TypeError as exc:
+            raise InferenceBackendLoadError(f"cannot load {self.spec!r}: {exc}") from None
 
     @classmethod
     def for_project(cls, path: str | os.PathLike[str] = ".") -> ProjectLoader:
@@ -418,10 +414,7 @@ def _import_installed(spec: str, module_name: str, hint: str) -> ModuleType:
         ) from exc
 
 
-def _is_loadable(target: Any) -> bool:
-    if isinstance(target, (Pipeline, ComposedPipeline, BuiltPipeline, InferenceBackend)):
-        return True
-    return isinstance(target, type) and issubclass(target, InferenceBackend)
+_is_loadable = is_definition
 
 
 def _kind(target: Any) -> str:
@@ -468,25 +461,15 @@ def _nearby_python_files(folder: Path) -> str:
 
 
 def _build(target: _Target, config: dict[str, Any], spec: str) -> LoadedBackend:
-    if isinstance(target, (Pipeline, ComposedPipeline)):
-        return target.build(**config)
-    if isinstance(target, type):
-        missing = missing_execute(target)
-        if missing:
-            raise InferenceBackendLoadError(f"cannot load {spec!r}: {missing}")
-        return target(**config)
-    if isinstance(target, InferenceBackend):
-        if not config:
-            return target
-        # An instance remembers the config it was made with; new values go on top.
-        merged = {**target._packflow_overrides, **config}
-        return type(target)(**merged)
-    if config:
-        raise InferenceBackendLoadError(
-            f"cannot apply config {sorted(config)} to {spec!r}: it is an instance that is "
-            "already built; point the spec at the Pipeline instead"
-        )
-    return target
+    try:
+        built: LoadedBackend = build_definition(target, **config)  # type: ignore[assignment]
+    except TypeError as exc:
+        if isinstance(target, type) and missing_execute(target):
+            raise InferenceBackendLoadError(f"cannot load {spec!r}: {exc}") from None
+        raise
+    except InferenceBackendLoadError as exc:
+        raise InferenceBackendLoadError(f"{spec!r}: {exc}") from None
+    return built
 
 
 def load(spec: str, **config: Any) -> LoadedBackend:

@@ -547,36 +547,8 @@ def test_gitignore_handling_agrees_with_git(
     assert list_project_files(folder) == expected
 
 
-# --------------------------------------------------------------------------- layering
-
-PACKAGE = Path(__file__).resolve().parent.parent / "packflow"
-
-
-def _imports_of(module_file: Path) -> set[str]:
-    """Every packflow module a file imports, at the top or inside a function."""
-    import ast
-
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(module_file.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {name for name in found if name == "packflow" or name.startswith("packflow.")}
-
-
-def test_no_module_inside_packflow_imports_the_package_top() -> None:
-    offenders = [
-        str(path.relative_to(PACKAGE))
-        for path in PACKAGE.rglob("*.py")
-        if path != PACKAGE / "__init__.py" and "packflow" in _imports_of(path)
-    ]
-    assert offenders == []
-
-
-def test_the_project_manifest_does_not_import_the_loaders_or_validation() -> None:
-    imported = _imports_of(PACKAGE / "projects" / "manifest.py")
-    assert not {m for m in imported if m.startswith(("packflow.loaders", "packflow.projects."))}
+# --------------------------------------------------------------------------- old paths
+# (the layering of the package is held by tests/test_architecture.py)
 
 
 def test_the_old_import_path_packflow_project_names_the_same_objects() -> None:

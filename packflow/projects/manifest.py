@@ -49,16 +49,17 @@ DEFAULT_SAMPLE_FILE = "sample.jsonl"
 LOADERS: tuple[str, ...] = ("local", "module")
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
-# Characters that may appear in a version and so in an archive's file name.
-_VERSION_CHARS = re.compile(r"[A-Za-z0-9.+!_-]+\Z")
-# The public version scheme of PEP 440, loosely: 1.2, 1.2.3rc1, 2!1.0.post2.dev3+local.
-_PEP440 = re.compile(
+#: Characters that may appear in a version and so in an archive's file name.
+VERSION_CHARS = re.compile(r"[A-Za-z0-9.+!_-]+\Z")
+#: The public version scheme of PEP 440, loosely: 1.2, 1.2.3rc1, 2!1.0.post2.dev3+local.
+PEP440 = re.compile(
     r"v?(\d+!)?\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[A-Za-z0-9.]+)?\Z"
 )
-_PYTHON_VERSION = re.compile(r"3\.\d+(\.\d+)?\Z")
+#: A Python version a project may ask for: ``3.11`` or ``3.11.7``.
+PYTHON_VERSION_PATTERN = re.compile(r"3\.\d+(\.\d+)?\Z")
 _BACKEND_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
-# A requirement line: a distribution name, then extras, specifiers, a URL or markers.
-_REQUIREMENT = re.compile(
+#: A requirement line: a distribution name, then extras, specifiers, a URL or markers.
+REQUIREMENT_PATTERN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(\[[\w,\s.-]*\])?\s*"
     r"(?:(?:[<>=!~]=?|===?)\s*[\w.*+!-]+\s*(?:,\s*(?:[<>=!~]=?|===?)\s*[\w.*+!-]+\s*)*"
     r"|@\s*\S+\s*)?(?:;.*)?\Z"
@@ -171,7 +172,8 @@ def find_project_file(path: str | os.PathLike[str]) -> Path:
     return candidate
 
 
-def _type_name(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """What a YAML or JSON value is, in words, for messages (``"a list"``)."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, Mapping):
@@ -196,7 +198,7 @@ def _expect_str(value: Any, key: str, where: Path) -> str:
     hint = ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         hint = f'; YAML read it as a number, so quote it: {key.rsplit(".", 1)[-1]}: "{value}"'
-    raise _file_error(where, f"`{key}` must be a string, got {_type_name(value)}{hint}", key)
+    raise _file_error(where, f"`{key}` must be a string, got {json_type_name(value)}{hint}", key)
 
 
 def _unknown_key_error(key: str, known: Iterable[str], section: str, where: Path) -> ConfigError:
@@ -224,7 +226,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
                 continue
             if not isinstance(value, Mapping):
                 raise _file_error(
-                    where, f"`runtime` must be a mapping, got {_type_name(value)}", "runtime"
+                    where, f"`runtime` must be a mapping, got {json_type_name(value)}", "runtime"
                 )
             for sub, subvalue in value.items():
                 if sub not in _RUNTIME_KEYS:
@@ -245,7 +247,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
             data.pop(key, None)
         else:
             data[key] = _expect_str(data[key], key, where)
-    if "version" in data and not _VERSION_CHARS.match(data["version"]):
+    if "version" in data and not VERSION_CHARS.match(data["version"]):
         raise _file_error(
             where,
             f"invalid version {data['version']!r}: use letters, digits and . + ! - _",
@@ -262,7 +264,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
     else:
         raise _file_error(
             where,
-            f"`maintainers` must be a list of strings, got {_type_name(maintainers)}",
+            f"`maintainers` must be a list of strings, got {json_type_name(maintainers)}",
             "maintainers",
         )
     backend_config = data.get("backend_config")
@@ -271,7 +273,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
     elif not isinstance(backend_config, Mapping):
         raise _file_error(
             where,
-            f"`backend_config` must be a mapping, got {_type_name(backend_config)}",
+            f"`backend_config` must be a mapping, got {json_type_name(backend_config)}",
             "backend_config",
         )
     runtime: dict[str, Any] = {}
@@ -336,7 +338,7 @@ def read_project_config(path: str | os.PathLike[str]) -> ProjectConfig:
         raise ConfigError(f"{where}: the file is empty; it needs at least `name`", path=str(where))
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"{where}: expected a mapping of keys to values, got {_type_name(raw)}",
+            f"{where}: expected a mapping of keys to values, got {json_type_name(raw)}",
             path=str(where),
         )
     data = _normalise(raw, where)

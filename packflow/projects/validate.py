@@ -18,15 +18,15 @@ import attrs
 
 from packflow.exceptions import ConfigError, PackflowError
 from packflow.projects.manifest import (
-    _PEP440,
-    _PYTHON_VERSION,
-    _REQUIREMENT,
     DEFAULT_SAMPLE_FILE,
+    PEP440,
     PROJECT_FILE,
+    PYTHON_VERSION_PATTERN,
     RECOMMENDED_FILES,
     REQUIRED_FILES,
+    REQUIREMENT_PATTERN,
     ProjectConfig,
-    _type_name,
+    json_type_name,
     read_project_config,
 )
 
@@ -91,7 +91,9 @@ def _numbered_samples(path: str | os.PathLike[str]) -> list[tuple[int, dict[str,
             except json.JSONDecodeError as exc:
                 raise ValueError(f"line {number}: not valid JSON: {exc.msg}") from exc
             if not isinstance(value, dict):
-                raise ValueError(f"line {number}: expected a JSON object, got {_type_name(value)}")
+                raise ValueError(
+                    f"line {number}: expected a JSON object, got {json_type_name(value)}"
+                )
             records.append((number, value))
     return records
 
@@ -112,7 +114,7 @@ def _check_requirements(path: Path, add: Callable[[str, str, str], None]) -> Non
             continue
         if "://" in line and "@" not in line:
             continue
-        if not _REQUIREMENT.match(line):
+        if not REQUIREMENT_PATTERN.match(line):
             add("error", f"{path.name}:{number}", f"not a valid requirement: {line!r}")
             continue
         names.add(re.split(r"[\s\[<>=!~;@]", line, maxsplit=1)[0].lower().replace("_", "-"))
@@ -172,7 +174,7 @@ def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True)
             add("warning", "packflow.yaml: description", "is empty")
         if not config.maintainers:
             add("warning", "packflow.yaml: maintainers", "none listed")
-        if not _PEP440.match(config.version):
+        if not PEP440.match(config.version):
             add(
                 "warning",
                 "packflow.yaml: version",
@@ -181,7 +183,7 @@ def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True)
         wanted = config.runtime.python_version
         running = f"{sys.version_info.major}.{sys.version_info.minor}"
         if wanted is not None:
-            if not _PYTHON_VERSION.match(wanted):
+            if not PYTHON_VERSION_PATTERN.match(wanted):
                 add(
                     "warning",
                     "packflow.yaml: runtime.python_version",

@@ -172,29 +172,16 @@ def batches(
 
 def _first_part(pipe: Any) -> tuple[str, CheckedPipeline]:
     """The first part's name and checked pipeline: what receives the input."""
-    from packflow.backend import InferenceBackend, built_pipeline, check_backend
-    from packflow.compose import CheckedComposition, ComposedPipeline
-    from packflow.pipeline import Pipeline
-    from packflow.runtime import BuiltPipeline
+    from packflow.parts import check_definition
 
-    if isinstance(pipe, ComposedPipeline):
-        pipe = pipe.parts[0]
-    if isinstance(pipe, type) and issubclass(pipe, InferenceBackend):
-        checked: Any = check_backend(pipe)
-    elif isinstance(pipe, InferenceBackend):
-        checked = built_pipeline(pipe).checked
-    elif isinstance(pipe, BuiltPipeline):
-        checked = pipe.checked
-    elif isinstance(pipe, Pipeline):
-        checked = pipe.check()
-    else:
+    try:
+        checked = check_definition(pipe)
+    except TypeError:
         raise TypeError(
             f"records() takes a Pipeline, a composition, an InferenceBackend or a built "
             f"pipeline, not {type(pipe).__name__}"
-        )
-    if isinstance(checked, CheckedComposition):
-        return checked.parts[0]
-    return checked.graph.name, checked
+        ) from None
+    return checked.parts[0]
 
 
 def _first_stage(checked: CheckedPipeline) -> str:
