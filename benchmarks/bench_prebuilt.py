@@ -70,15 +70,23 @@ def handwritten() -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
     return run
 
 
-def medians_us(
+def timings_us(
     ours: Callable[[], Any], theirs: Callable[[], Any], number: int
-) -> tuple[float, float]:
-    """Median time per call of each, timed in alternation so that both see the same load."""
+) -> tuple[list[float], list[float]]:
+    """Times per call of each (us), taken in alternation so that both see the same load."""
     timers = timeit.Timer(ours), timeit.Timer(theirs)
     runs: tuple[list[float], list[float]] = ([], [])
     for _ in range(REPEAT):
         for timer, times in zip(timers, runs, strict=True):
             times.append(timer.timeit(number) / number * 1e6)
+    return runs
+
+
+def medians_us(
+    ours: Callable[[], Any], theirs: Callable[[], Any], number: int
+) -> tuple[float, float]:
+    """Median time per call of each, timed in alternation so that both see the same load."""
+    runs = timings_us(ours, theirs, number)
     return statistics.median(runs[0]), statistics.median(runs[1])
 
 
@@ -176,26 +184,58 @@ def bench_tree(library: str, directory: Path) -> bool:
     print(f"{version}: 100 trees, 8 features, one thread, median of {REPEAT} repeats")
     failed = False
 
-    ours, base = medians_us(lambda: pipeline(event), lambda: raw(one), 2_000)
-    ok = ours - base <= 10.0
-    failed |= not ok
-    print(
-        f"  one event       pipeline {ours:9.2f} us  raw call {base:9.2f} us  difference "
-        f"{ours - base:6.2f} us (target <= 10 us, {'met' if ok else 'MISSED'})"
+    # Median and best of the repeats: on a shared machine the best is the one least
+    # disturbed by other processes, the median what a caller sees.
+    runs = timings_us(lambda: pipeline(event), lambda: raw(one), 2_000)
+    for label, pick in (("median", statistics.median), ("best", min)):
+        ours, base = pick(runs[0]), pick(runs[1])
+        ok = ours - base <= 10.0
+        failed |= not ok and label == "median"
+        print(
+            f"  one event ({label:6})   pipeline {ours:9.2f} us  raw call {base:9.2f} us  "
+            f"difference {ours - base:6.2f} us (target <= 10 us, {'met' if ok else 'MISSED'})"
+        )
+    runs = timings_us(lambda: pipeline(batch), lambda: raw(array), 10)
+    for label, pick in (("median", statistics.median), ("best", min)):
+        ours, base = pick(runs[0]), pick(runs[1])
+        ok = ours / base <= 1.2
+        failed |= not ok and label == "median"
+        print(
+            f"  10,000 records ({label:6}) pipeline {ours / 1e4 * 1e3:9.1f} ns/record  raw "
+            f"call {base / 1e4 * 1e3:9.1f} ns/record  ratio {ours / base:5.3f}x "
+            f"(target <= 1.2x, {'met' if ok else 'MISSED'})"
+        )
+    # What the pipeline adds, without the booster's own time and its noise: the same
+    # pipeline with the booster's predict replaced by a function returning its answers.
+    from packflow.prebuilt import TreeModel
+
+    real = pipeline.resources["booster"]
+    answers = {1: raw(one), len(batch): raw(array)}
+    fake = TreeModel(
+        real.booster,
+        library=real.library,
+        path=real.path,
+        method=real.method,
+        facts=real.facts,
+        predict=lambda features: answers[features.shape[0]],
     )
-    ours, base = medians_us(lambda: pipeline(batch), lambda: raw(array), 10)
-    ok = ours / base <= 1.2
-    failed |= not ok
+    stubbed = (xgboost_model if library == "xgboost" else lightgbm_model)(
+        path, feature_names=TREE_FEATURES, threads=1
+    ).build(resources={"booster": fake})
+    event_us = min(timeit.repeat(lambda: stubbed(event), number=5_000, repeat=REPEAT)) / 5_000
+    batch_us = min(timeit.repeat(lambda: stubbed(batch), number=10, repeat=REPEAT)) / 10
     print(
-        f"  10,000 records  pipeline {ours / 1e4 * 1e3:9.1f} ns/record  raw call "
-        f"{base / 1e4 * 1e3:9.1f} ns/record  ratio {ours / base:5.3f}x "
-        f"(target <= 1.2x, {'met' if ok else 'MISSED'})"
+        f"  around the booster call (booster stubbed, best of {REPEAT}): one event "
+        f"{event_us * 1e6:6.2f} us, 10,000 records {batch_us / 1e4 * 1e9:6.1f} ns/record"
     )
-    hand, _ = medians_us(lambda: handwritten(batch), lambda: None, 10)
-    print(
-        f"  10,000 records  hand-written loop (records -> array -> booster -> records) "
-        f"{hand / 1e4 * 1e3:9.1f} ns/record; pipeline / hand-written {ours / hand:5.3f}x"
-    )
+    runs = timings_us(lambda: pipeline(batch), lambda: handwritten(batch), 10)
+    for label, pick in (("median", statistics.median), ("best", min)):
+        ours, hand = pick(runs[0]), pick(runs[1])
+        print(
+            f"  10,000 records ({label:6}) pipeline {ours / 1e4 * 1e3:9.1f} ns/record  "
+            f"hand-written (records -> array -> booster -> records) "
+            f"{hand / 1e4 * 1e3:9.1f} ns/record  ratio {ours / hand:5.3f}x"
+        )
     return failed
 
 
