@@ -41,6 +41,18 @@ def offline_env(wheelhouse: Path | None = None) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(autouse=True)
+def _forget_project_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Unload the projects' modules (validation imports them) so other tests start clean."""
+    saved_path = list(sys.path)
+    yield
+    sys.path[:] = saved_path
+    base = str(tmp_path_factory.getbasetemp())
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(base):
+            del sys.modules[name]
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A blank project exported with its wheels, unpacked into a folder."""
