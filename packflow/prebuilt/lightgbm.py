@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from packflow.pipeline import Pipeline
 from packflow.prebuilt.extras import import_extra, require_extra
+from packflow.prebuilt.modelfile import model_error, require_file, sniff
 from packflow.prebuilt.trees import (
     Method,
     Output,
@@ -24,9 +25,6 @@ from packflow.prebuilt.trees import (
     TreeModel,
     TreeModelConfig,
     fit_problems,
-    model_error,
-    require_file,
-    sniff,
     tree_model_pipeline,
 )
 from packflow.records import Records
