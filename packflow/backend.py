@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextvars
+import inspect
 import logging
 from collections.abc import Mapping
 from time import perf_counter
@@ -20,17 +21,26 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from packflow._text import closest
 from packflow.config import BackendConfig, OverrideFile, check_config_model
 from packflow.exceptions import (
     InferenceBackendInitializationError,
     PipelineDefinitionError,
 )
-from packflow.graph import STAGE_KINDS, CheckedPipeline, FunctionInfo, Upstream, describe_function
+from packflow.graph import (
+    STAGE_KINDS,
+    CheckedPipeline,
+    FunctionInfo,
+    Upstream,
+    describe_function,
+    is_async_callable,
+)
 from packflow.log import get_logger
 from packflow.parts import as_parts
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
 from packflow.runtime.surface import Runtime
+from packflow.shipping import ByValue
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline
@@ -96,7 +106,8 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
     """Base class of class-based backends.
 
     Define ``execute(self, inputs)`` (required) and, when needed, ``initialize(self)``,
-    ``transform_inputs(self, inputs)`` and ``transform_outputs(self, outputs)``. Set
+    ``transform_inputs(self, inputs)`` and ``transform_outputs(self, outputs)``; any of
+    them may be ``async def`` (see :meth:`acall`). Set
     ``backend_config_model`` to an attrs subclass of :class:`packflow.BackendConfig` to
     add config fields. ``Backend(**config)`` then:
 
@@ -144,6 +155,7 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
 
     def __init__(self, **config: Any) -> None:
         cls = type(self)
+        check_stage_names(cls)  # first: `def excute` explains a missing execute best
         missing = missing_execute(cls)
         if missing:
             raise TypeError(missing)
@@ -165,7 +177,12 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         method = self.initialize
         start = perf_counter()
         try:
-            method()
+            if is_async_callable(method):
+                from packflow.runtime.aio import run_blocking
+
+                run_blocking(method())  # type: ignore[arg-type]  # async def initialize
+            else:
+                method()
         except Exception as exc:
             where = describe_function(method).location
             raise InferenceBackendInitializationError(
@@ -200,7 +217,17 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         # copy in another process (a Ray or multiprocessing worker) is constructed anew
         # there: config resolved and initialize() run once per worker. A subclass whose
         # __init__ takes arguments of its own defines its own __reduce__.
-        return (_rebuild, (type(self), dict(self._packflow_overrides)))
+        return self.__packflow_by_value__().reduced()
+
+    def __packflow_by_value__(self) -> ByValue:
+        """``(class, config overrides)``: how a copy is constructed in another process.
+
+        See :mod:`packflow.shipping`; ``args`` is ``(type(self), overrides)``.
+        """
+        overrides = dict(self._packflow_overrides)
+        members: dict[str, Any] = {"class": type(self)}
+        members.update((f"config {key}", value) for key, value in overrides.items())
+        return ByValue(_rebuild, (type(self), overrides), members)
 
     def __repr__(self) -> str:
         runtime = self._packflow_runtime
@@ -240,6 +267,14 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         runtime = self._packflow_runtime
         if runtime is None:  # the hot path stays one attribute read and one call
             runtime = self._runtime()
+        # Straight to run_batch for the common calls: as many frames as a call of the
+        # built pipeline itself (whose __call__ does this dispatch).
+        if on_error == "raise":
+            kind = type(inputs)
+            if kind is dict:
+                return runtime.run_batch([inputs])[0]
+            if kind is list:
+                return runtime.run_batch(inputs)
         return runtime(inputs, on_error=on_error)
 
     def ready(self) -> bool:
@@ -261,6 +296,62 @@ def missing_execute(cls: type) -> str:
         "an InferenceBackend must define `def execute(self, inputs): ...` (a base class "
         "without one is for subclasses to complete)"
     )
+
+
+#: How close a method name must be to a stage name to be taken for a misspelling of it
+#: (``transfrom_outputs``, ``transform_input``, ``initialise``, ``excute``; not a helper
+#: such as ``transform_output_batch``).
+_MISSPELLING_CUTOFF = 0.85
+
+
+def misspelt_stage_methods(cls: type) -> list[str]:
+    """A message for each public method of ``cls`` whose name is a near miss of a stage.
+
+    Such a method never runs (only the exact names are stages), so a typo would silently
+    drop a stage. A near miss of a stage the class does define is taken for a helper.
+    """
+    stage_names = [kind.value for kind in STAGE_KINDS] + ["initialize"]
+    defined = {
+        name
+        for name in stage_names
+        if callable(getattr(cls, name, None))
+        and getattr(cls, name) is not getattr(InferenceBackend, name, None)
+    }
+    ours = set(dir(InferenceBackend))
+    problems: list[str] = []
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is InferenceBackend or klass in InferenceBackend.__mro__:
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in seen or name in ours or name in stage_names:
+                continue
+            seen.add(name)
+            if not inspect.isfunction(value):
+                continue
+            target = closest(name, stage_names, cutoff=_MISSPELLING_CUTOFF)
+            if target is None or target in defined:
+                continue
+            where = describe_function(value).location
+            problems.append(
+                f"{klass.__name__}.{name} ({where}) is not a stage method, so it would never "
+                f"run; did you mean {target!r}? (rename it; a helper method whose name starts "
+                "with _ is left alone)"
+            )
+    return problems
+
+
+def check_stage_names(cls: type) -> None:
+    """Refuse a backend class with a misspelt stage method (see :func:`misspelt_stage_methods`).
+
+    Raises
+    ------
+    PipelineDefinitionError
+        Listing every near miss, each with its ``file:line`` and the stage it resembles.
+    """
+    problems = misspelt_stage_methods(cls)
+    if problems:
+        raise PipelineDefinitionError("\n".join(problems), problems)
 
 
 def _rebuild(cls: type[InferenceBackend], config: dict[str, Any]) -> InferenceBackend:
@@ -393,6 +484,7 @@ def check_backend(backend: type[InferenceBackend], **config: Any) -> CheckedPipe
     ConfigError, PipelineDefinitionError, PipelineTypeError
         As :meth:`Pipeline.check`.
     """
+    check_stage_names(backend)
     missing = missing_execute(backend)
     if missing:
         # Said in the class's terms: the pipeline's "register one with @pipe.execute"

@@ -252,7 +252,9 @@ class InferenceBackendLoader:
         loader._spec_hint = (
             f"; the name comes from runtime.inference_backend in {root / 'packflow.yaml'}"
         )
-        return ProjectLoader(loader, project.backend_config, source=find_project_file(root))
+        return ProjectLoader(
+            loader, project.backend_config, source=find_project_file(root), env=project.env
+        )
 
     @classmethod
     def from_project(cls, path: str | os.PathLike[str] = ".", **config: Any) -> LoadedBackend:
@@ -277,7 +279,8 @@ class ProjectLoader:
     """A project's loader together with the ``backend_config`` of its ``packflow.yaml``.
 
     ``source`` is that ``packflow.yaml``: a config error caused by a value of
-    ``backend_config`` names it.
+    ``backend_config`` names it. ``env`` (its ``env:`` section) is written into the
+    environment before the backend's module is imported.
     """
 
     def __init__(
@@ -286,10 +289,18 @@ class ProjectLoader:
         backend_config: dict[str, Any],
         *,
         source: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.loader = loader
         self.backend_config = dict(backend_config)
         self.source = source
+        self.env = dict(env or {})
+
+    def _apply_env(self) -> None:
+        if self.env:
+            from packflow.projects.manifest import PROJECT_FILE, apply_project_env
+
+            apply_project_env(self.env, self.source or PROJECT_FILE)
 
     def __repr__(self) -> str:
         return f"ProjectLoader({self.loader!r})"
@@ -300,15 +311,18 @@ class ProjectLoader:
 
     def resolve(self) -> _Target:
         """As :meth:`InferenceBackendLoader.resolve`."""
+        self._apply_env()
         return self.loader.resolve()
 
     def load(self, **config: Any) -> LoadedBackend:
         """As :meth:`InferenceBackendLoader.load`, over the project's ``backend_config``."""
+        self._apply_env()
         with self._blaming_backend_config(config):
             return _build(self.loader.resolve(), {**self.backend_config, **config}, self.spec)
 
     def check(self, **config: Any) -> CheckedPipeline | CheckedComposition:
         """As :meth:`InferenceBackendLoader.check`, over the project's ``backend_config``."""
+        self._apply_env()
         with self._blaming_backend_config(config):
             return self.loader.check(**{**self.backend_config, **config})
 

@@ -245,8 +245,10 @@ def _validate_backend(
     if not samples:
         add("warning", sample_name, "holds no records; validate() was not run")
         return None
-    problem = _validation_problem(backend, [record for _, record in samples])
+    outputs: list[Any] = []
+    problem = _validation_problem(backend, [record for _, record in samples], outputs)
     if problem is None:
+        _check_output_keys(backend, samples, outputs, sample_name, add)
         return len(samples)
     # Find the lines at fault, as `packflow run` does, so the user knows where to look.
     for number, record in samples:
@@ -259,9 +261,40 @@ def _validate_backend(
     return None
 
 
-def _validation_problem(backend: Any, records: list[dict[str, Any]]) -> str | None:
+def _validation_problem(
+    backend: Any, records: list[dict[str, Any]], outputs: list[Any] | None = None
+) -> str | None:
     try:
-        backend.validate(records)
+        result = backend.validate(records)
     except Exception as exc:
         return str(exc) if isinstance(exc, PackflowError) else f"{type(exc).__name__}: {exc}"
+    if outputs is not None:
+        outputs.extend(result)
     return None
+
+
+def _check_output_keys(
+    backend: Any,
+    samples: list[tuple[int, dict[str, Any]]],
+    outputs: list[Any],
+    sample_name: str,
+    add: Callable[[str, str, str], None],
+) -> None:
+    """A warning for each declared ``output_keys`` entry that a sample's output lacks."""
+    from packflow.backend import built_pipeline
+
+    for key in built_pipeline(backend).output_keys:
+        lines = [
+            number
+            for (number, _), row in zip(samples, outputs, strict=True)
+            if isinstance(row, dict) and key not in row
+        ]
+        if lines:
+            shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
+            add(
+                "warning",
+                f"{sample_name}",
+                f"output_keys: {key!r} is missing from the output of "
+                f"{len(lines)} of {len(samples)} sample(s) (line{'s' if len(lines) > 1 else ''} "
+                f"{shown})",
+            )
