@@ -316,12 +316,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from packflow.projects import export_project
+    from packflow.projects.bundle import BundleTarget
 
-    result = export_project(args.path, args.output_dir)
+    if not args.with_deps and (args.platform or args.python_version):
+        option = "--platform" if args.platform else "--python-version"
+        raise UsageError(f"{option} names the target of the wheels: it needs --with-deps")
+    target = BundleTarget(tuple(args.platform), args.python_version)
+    result = export_project(args.path, args.output_dir, with_deps=args.with_deps, target=target)
     for finding in result.report.warnings if result.report else ():
         _err(f"  {finding}")
+    for left in result.left_out:
+        _err(f"  {left}")
     shown = os.path.relpath(result.archive)
-    _out(f"wrote {shown} ({_count(len(result.files), 'file')})")
+    wheels = f", {_count(len(result.wheels), 'wheel')}" if args.with_deps else ""
+    _out(f"wrote {shown} ({_count(len(result.files), 'file')}{wheels})")
+    if args.with_deps:
+        _out(
+            "install it offline: unzip it, then pip install --no-index --find-links wheels "
+            "-r requirements.txt (see INSTALL-OFFLINE.md)"
+        )
     return EXIT_OK
 
 
@@ -633,9 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--force", action="store_true", help="write into an existing folder")
     create.add_argument(
         "--template",
-        choices=("blank", "onnx", "sklearn"),
+        choices=("blank", "onnx", "sklearn", "xgboost", "lightgbm"),
         default="blank",
-        help="blank: a pipeline to edit (default); onnx or sklearn: a prebuilt model pipeline",
+        help="blank: a pipeline to edit (default); onnx, sklearn, xgboost or lightgbm: a "
+        "prebuilt model pipeline",
     )
     create.add_argument(
         "--no-input",
@@ -756,6 +770,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("path", nargs="?", default=".", help="project folder")
     export.add_argument(
         "--output-dir", default=None, help="where to write the zip (default: here)"
+    )
+    export.add_argument(
+        "--with-deps",
+        action="store_true",
+        help="an offline bundle: wheels for every requirement, packflow's own included",
+    )
+    export.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="with --with-deps: wheels for this platform (pip's tag, e.g. "
+        "manylinux2014_x86_64; repeatable; default: this machine)",
+    )
+    export.add_argument(
+        "--python-version",
+        default=None,
+        metavar="X.Y",
+        help="with --with-deps: wheels for this Python (default: the running one)",
     )
     export.set_defaults(handler=_cmd_export)
 
