@@ -758,8 +758,14 @@ def test_a_spec_the_module_does_not_define_points_at_packflow_yaml(
     ],
 )
 def test_a_user_mistake_exits_1_in_every_command(
-    args: list[str], capsys: pytest.CaptureFixture[str]
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # In an empty folder, with no module `inference` left imported by an earlier test.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "inference", raising=False)
     assert main(args) == 1
     assert "Traceback" not in capsys.readouterr().err
 

@@ -36,7 +36,17 @@ def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
     module = types.ModuleType(name)
     module.__file__ = str(page)
     monkeypatch.setitem(sys.modules, name, module)
-    for line, code in python_blocks(page):
-        # Pad so that tracebacks and file:line in errors point at the page's own lines.
-        compiled = compile("\n" * (line - 1) + code, str(page), "exec")
-        exec(compiled, module.__dict__)
+    # A page may load a project (its `inference` module) or add to sys.path: none of it
+    # may leak into the tests that run after it.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    try:
+        for line, code in python_blocks(page):
+            # Pad so that tracebacks and file:line in errors point at the page's own lines.
+            compiled = compile("\n" * (line - 1) + code, str(page), "exec")
+            exec(compiled, module.__dict__)
+    finally:
+        for leaked in set(sys.modules) - before:
+            module_file = getattr(sys.modules[leaked], "__file__", None) or ""
+            if module_file.startswith(str(tmp_path)):
+                del sys.modules[leaked]
