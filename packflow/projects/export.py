@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from packflow.projects.bundle import BundleTarget, collect_wheels, packflow_requirement_problems
+from packflow.projects.bundle import BundleTarget, collect_wheels
 from packflow.projects.manifest import REQUIRED_FILES, ProjectError, read_project_config
 from packflow.projects.validate import ProjectReport, validate_project
 
@@ -423,11 +423,13 @@ def export_project(
     ConfigError
         When ``packflow.yaml`` is missing or broken.
     ProjectError
-        When validation finds errors (``problems`` lists them); when
-        ``requirements.txt`` requires packflow in a way that could install the unrelated
-        ``packflow`` on PyPI (anything but an exact pin or a direct reference); with
-        ``with_deps``, when a requirement cannot be turned into a wheel (naming it); or
-        when the archive cannot be written.
+        When validation finds errors (``problems`` lists them); with ``with_deps``,
+        when ``requirements.txt`` requires packflow in a way that could install the
+        unrelated ``packflow`` on PyPI (anything but an exact pin or a direct reference)
+        or a requirement cannot be turned into a wheel (naming it); or when the archive
+        cannot be written. Without ``with_deps`` such a packflow requirement is a
+        validation warning: the archive is made (a project written for the original
+        Packflow keeps its own requirement), and the warning says which pin to write.
     """
     root = Path(path)
     report: ProjectReport | None = None
@@ -446,9 +448,6 @@ def export_project(
                 report.errors,
             )
     config = read_project_config(root)
-    problems = packflow_requirement_problems(root / "requirements.txt")
-    if problems:
-        raise ProjectError(f"not exporting {root}: {problems[0]}", problems)
     destination = Path(output_dir) if output_dir is not None else Path.cwd()
     archive = destination / config.archive_name
     old_archives = re.compile(re.escape(config.name.replace("-", "_")) + r"-[^/]*\.zip\Z")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import attrs
 
 from packflow.exceptions import ConfigError, PackflowError
+from packflow.projects.bundle import packflow_requirement_problems
 from packflow.projects.manifest import (
     DEFAULT_SAMPLE_FILE,
     PEP440,
@@ -120,6 +121,9 @@ def _check_requirements(path: Path, add: Callable[[str, str, str], None]) -> Non
         names.add(re.split(r"[\s\[<>=!~;@]", line, maxsplit=1)[0].lower().replace("_", "-"))
     if "packflow" not in names:
         add("warning", path.name, "does not list packflow")
+    for problem in packflow_requirement_problems(path):
+        where, _, message = problem.partition(": ")
+        add("warning", where, message)
 
 
 def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True) -> ProjectReport:
