@@ -598,6 +598,29 @@ def test_numpy_int_too_large_for_a_small_dtype_names_the_record_and_feature() ->
     assert (caught.value.index, caught.value.field) == (5, "b")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "int64"])
+def test_numpy_streamed_names_the_first_dotted_key_before_a_later_bad_record(dtype: str) -> None:
+    records = [
+        {"a": {"b": 1}, "c": 2},
+        {"a": {"b": 1, "x.y": 0}, "c": 2},  # the key check's error comes first
+        {"a": {"b": 1}},  # no feature 'c'
+    ]
+    with pytest.raises(PreprocessorRuntimeError, match="key 'x.y'") as caught:
+        to_array(records, feature_names=["a.b", "c"], numpy_dtype=dtype)
+    assert caught.value.index == 1
+
+
+def test_numpy_streamed_learns_new_clean_keys_and_still_reads_every_row() -> None:
+    preprocessor = build_preprocessor(
+        BackendConfig(input_format="numpy", feature_names=["a.b"], numpy_dtype="float64")  # type: ignore[arg-type]
+    )
+    assert preprocessor([{"a": {"b": 1}}]).tolist() == [[1.0]]
+    records = [{"a": {"b": float(n), f"new{n}": 0, 7: 1}, f"top{n}": 0} for n in range(5)]
+    assert preprocessor(records).tolist() == [[float(n)] for n in range(5)]
+    with pytest.raises(PreprocessorRuntimeError, match="key 'p.q'"):
+        preprocessor([*records, {"a": {"b": 1, "p.q": 2}}])
+
+
 # --- the sixth record of a batch is the bad one ----------------------------------------------
 
 GOOD = {"a": {"b": 1.0}, "c": 2.0}
