@@ -263,3 +263,23 @@ def test_a_line_error_is_reported_on_one_line_and_kept_whole_in_its_row() -> Non
     assert str(problem) == "line 3: record 2, execute: ValueError: bad value"
     assert problem.row()["error"]["message"] == "bad value\n  detail on a second line"
     assert problem.row()["error"]["line"] == 3
+
+
+def test_the_documented_bad_line_example_runs_as_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = Path(__file__).parent.parent / "docs" / "projects-and-cli.md"
+    text = page.read_text(encoding="utf-8")
+    block = text.split("$ cat mixed.jsonl\n", 1)[1].split("```", 1)[0]
+    given, shown = block.split("$ packflow run fraud-scorer --input mixed.jsonl\n")
+    create_project("fraud-scorer", tmp_path, description="d", maintainers=["a@b.c"])
+    (tmp_path / "mixed.jsonl").write_text(given, encoding="utf-8")
+    assert main(["run", "fraud-scorer", "--input", "mixed.jsonl"]) == 1
+    captured = capsys.readouterr()
+    expected_out = [line for line in shown.splitlines() if line.startswith("{")]
+    expected_err = [line for line in shown.splitlines() if not line.startswith("{")]
+    assert [json.loads(line) for line in captured.out.splitlines()] == [
+        json.loads(line) for line in expected_out
+    ]
+    assert captured.err.splitlines() == expected_err
+    assert json.loads(expected_out[1])["error"]["index"] == 1  # not null: its position
