@@ -193,6 +193,10 @@ def parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
 def serialize(output: Any) -> str:
     """One output row as a line of JSON.
 
+    The rule of ``validate()`` (:func:`packflow.outputs.find_invalid_value`): values are
+    converted by :func:`~packflow.outputs.ensure_native_types` (numpy, datetimes,
+    ``Decimal``, ``Enum``, ``UUID``, tuples, sets...), then written as strict JSON.
+
     Raises
     ------
     TypeError, ValueError
@@ -201,11 +205,10 @@ def serialize(output: Any) -> str:
     """
     from packflow.outputs import ensure_native_types, find_invalid_value
 
-    native = ensure_native_types(output)
     try:
-        return json.dumps(native, ensure_ascii=False, allow_nan=False)
+        return json.dumps(ensure_native_types(output), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        found = find_invalid_value([native])
+        found = find_invalid_value([output])
         if found is None:
             raise
         _, path, reason = found
