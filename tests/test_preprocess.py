@@ -605,7 +605,7 @@ def test_numpy_streamed_names_the_first_dotted_key_before_a_later_bad_record(dty
         {"a": {"b": 1, "x.y": 0}, "c": 2},  # the key check's error comes first
         {"a": {"b": 1}},  # no feature 'c'
     ]
-    with pytest.raises(PreprocessorRuntimeError, match="key 'x.y'") as caught:
+    with pytest.raises(PreprocessorRuntimeError, match=r"key 'x\.y'") as caught:
         to_array(records, feature_names=["a.b", "c"], numpy_dtype=dtype)
     assert caught.value.index == 1
 
@@ -617,7 +617,7 @@ def test_numpy_streamed_learns_new_clean_keys_and_still_reads_every_row() -> Non
     assert preprocessor([{"a": {"b": 1}}]).tolist() == [[1.0]]
     records = [{"a": {"b": float(n), f"new{n}": 0, 7: 1}, f"top{n}": 0} for n in range(5)]
     assert preprocessor(records).tolist() == [[float(n)] for n in range(5)]
-    with pytest.raises(PreprocessorRuntimeError, match="key 'p.q'"):
+    with pytest.raises(PreprocessorRuntimeError, match=r"key 'p\.q'"):
         preprocessor([*records, {"a": {"b": 1, "p.q": 2}}])
 
 
