@@ -530,6 +530,45 @@ def _run_on_ray(
     return _finish(summary, False)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from packflow.prebuilt.extras import require_extra
+
+    require_extra("uvicorn", "serve", "packflow serve")
+    require_extra("starlette", "serve", "packflow serve")
+    from packflow.serve import ServeOptions
+    from packflow.serve.server import serve
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    try:
+        options = ServeOptions(
+            max_batch_size=args.max_batch_size,
+            max_latency_ms=args.max_latency_ms,
+            max_queue=args.max_queue,
+            max_body_bytes=args.max_body_bytes,
+            on_error=args.on_error,
+        )
+    except ValueError as exc:
+        name, _, rest = str(exc).partition(" ")
+        raise UsageError(f"--{name.replace('_', '-')} {rest}") from exc
+    if Path(args.path).is_file():
+        raise UserError(
+            f"{args.path} is a file; give the project folder that holds packflow.yaml, or "
+            "module:attribute"
+        )
+    _target(args.path)  # a missing folder or module is one line, before uvicorn starts
+    try:
+        serve(args.path, host=args.host, port=args.port, workers=args.workers, options=options)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            return EXIT_OK
+        _err("packflow serve: error: the server did not start (see the log above)")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -636,6 +675,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_options(run)
     run.set_defaults(handler=_cmd_run)
+
+    serve = commands.add_parser("serve", help="serve the pipeline over HTTP (uvicorn)")
+    serve.add_argument("path", nargs="?", default=".", help=path_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes, each building the pipeline once"
+    )
+    serve.add_argument(
+        "--max-batch-size", type=int, default=64, help="most records per call (default: 64)"
+    )
+    serve.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=5.0,
+        help="longest a record waits for its batch to fill (default: 5)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most records waiting; more is 503 (default: 16 x --max-batch-size)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="N",
+        help="largest JSON body, longest NDJSON line; more is 413 (default: 16 MiB)",
+    )
+    serve.add_argument(
+        "--on-error",
+        choices=("row", "raise"),
+        default="row",
+        help="row: an error row per failed record (default); raise: 422 for the request",
+    )
+    serve.set_defaults(handler=_cmd_serve)
 
     export = commands.add_parser("export", help="zip the project for distribution")
     export.add_argument("path", nargs="?", default=".", help="project folder")

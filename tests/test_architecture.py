@@ -60,6 +60,7 @@ LAYERS: dict[str, str] = {
     # 6: loading and engines
     "packflow.loaders": "6",
     "packflow.ray": "6",
+    "packflow.serve.*": "6",
     # 7: projects
     "packflow.projects.*": "7",
     "packflow.project": "7",

@@ -90,7 +90,7 @@ def test_the_scaffolded_tests_pass(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout
-    assert "6 passed" in done.stdout
+    assert "7 passed" in done.stdout
 
 
 def test_the_scaffolded_validate_script_passes(tmp_path: Path) -> None:

@@ -477,3 +477,17 @@ def test_strategy_errors_live_in_packflow_exceptions_and_are_re_exported() -> No
         check=True,
     )
     assert loaded.stdout.strip() == "False"
+
+
+def test_packflow_build_refuses_fakes_for_a_class_backend_saying_what_to_do(
+    packflow_build: Any,
+) -> None:
+    from packflow import InferenceBackend
+
+    class Echo(InferenceBackend):
+        def execute(self, inputs: Any) -> Any:
+            return inputs
+
+    with pytest.raises(TypeError, match=r"Echo, resources=...\): it is a class backend"):
+        packflow_build(Echo, resources={"model": object()})
+    assert packflow_build(Echo)({"x": 1}) == {"x": 1}
