@@ -33,6 +33,7 @@ from packflow.parts import as_parts
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
 from packflow.runtime.surface import Runtime
+from packflow.shipping import ByValue
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline
@@ -203,7 +204,17 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         # copy in another process (a Ray or multiprocessing worker) is constructed anew
         # there: config resolved and initialize() run once per worker. A subclass whose
         # __init__ takes arguments of its own defines its own __reduce__.
-        return (_rebuild, (type(self), dict(self._packflow_overrides)))
+        return self.__packflow_by_value__().reduced()
+
+    def __packflow_by_value__(self) -> ByValue:
+        """``(class, config overrides)``: how a copy is constructed in another process.
+
+        See :mod:`packflow.shipping`; ``args`` is ``(type(self), overrides)``.
+        """
+        overrides = dict(self._packflow_overrides)
+        members: dict[str, Any] = {"class": type(self)}
+        members.update((f"config {key}", value) for key, value in overrides.items())
+        return ByValue(_rebuild, (type(self), overrides), members)
 
     def __repr__(self) -> str:
         runtime = self._packflow_runtime

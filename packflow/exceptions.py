@@ -32,6 +32,7 @@ __all__ = [
     "StageError",
     "UndeclaredFieldError",
     "UnknownPreprocessorError",
+    "UnpicklablePipelineError",
 ]
 
 
@@ -48,6 +49,13 @@ class PipelineDefinitionError(PackflowError):
     def __init__(self, message: str, problems: Sequence[str] | None = None) -> None:
         super().__init__(message)
         self.problems: list[Any] = list(problems) if problems is not None else [message]
+
+
+class UnpicklablePipelineError(PipelineDefinitionError, TypeError):
+    """A pipeline (or its config) cannot be pickled, so it cannot be sent to workers.
+
+    ``problems`` names each part that could not be pickled, and why.
+    """
 
 
 class PipelineTypeError(PipelineDefinitionError):
