@@ -610,6 +610,15 @@ def test_numpy_streamed_names_the_first_dotted_key_before_a_later_bad_record(dty
     assert caught.value.index == 1
 
 
+def test_records_names_the_first_dotted_key_before_a_later_record_that_is_not_a_dict() -> None:
+    preprocessor = build_preprocessor(BackendConfig(feature_names=["a.b"]))
+    records: list[Any] = [{"a": {"b": 1}}, {"a": {"b": 2, "x.y": 0}}, 5]
+    with pytest.raises(PreprocessorRuntimeError, match=r"key 'x\.y'") as caught:
+        preprocessor(records)
+    assert caught.value.index == 1
+    assert preprocessor(records[:1] * 3) == [{"a": {"b": 1}}] * 3
+
+
 def test_numpy_streamed_learns_new_clean_keys_and_still_reads_every_row() -> None:
     preprocessor = build_preprocessor(
         BackendConfig(input_format="numpy", feature_names=["a.b"], numpy_dtype="float64")  # type: ignore[arg-type]
