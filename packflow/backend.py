@@ -27,7 +27,14 @@ from packflow.exceptions import (
     InferenceBackendInitializationError,
     PipelineDefinitionError,
 )
-from packflow.graph import STAGE_KINDS, CheckedPipeline, FunctionInfo, Upstream, describe_function
+from packflow.graph import (
+    STAGE_KINDS,
+    CheckedPipeline,
+    FunctionInfo,
+    Upstream,
+    describe_function,
+    is_async_callable,
+)
 from packflow.log import get_logger
 from packflow.parts import as_parts
 from packflow.pipeline import Pipeline
@@ -99,7 +106,8 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
     """Base class of class-based backends.
 
     Define ``execute(self, inputs)`` (required) and, when needed, ``initialize(self)``,
-    ``transform_inputs(self, inputs)`` and ``transform_outputs(self, outputs)``. Set
+    ``transform_inputs(self, inputs)`` and ``transform_outputs(self, outputs)``; any of
+    them may be ``async def`` (see :meth:`acall`). Set
     ``backend_config_model`` to an attrs subclass of :class:`packflow.BackendConfig` to
     add config fields. ``Backend(**config)`` then:
 
@@ -169,7 +177,12 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         method = self.initialize
         start = perf_counter()
         try:
-            method()
+            if is_async_callable(method):
+                from packflow.runtime.aio import run_blocking
+
+                run_blocking(method())  # type: ignore[arg-type]  # async def initialize
+            else:
+                method()
         except Exception as exc:
             where = describe_function(method).location
             raise InferenceBackendInitializationError(

@@ -28,6 +28,7 @@ __all__ = [
     "ProjectError",
     "ProjectExistsError",
     "RecordFieldError",
+    "RunningLoopError",
     "RuntimeTypeError",
     "StageError",
     "UndeclaredFieldError",
@@ -161,6 +162,15 @@ class StageError(InferenceBackendRuntimeError):
         index: int | None = None,
     ) -> None:
         super().__init__(message, stage=stage, function=function, location=location, index=index)
+
+
+class RunningLoopError(InferenceBackendRuntimeError):
+    """A plain call of a pipeline with ``async def`` steps, made inside a running loop.
+
+    Running the steps to completion there would block the loop (and every other task on
+    it) for the whole call; ``await pipeline.acall(...)`` runs them on the loop instead.
+    ``stage``, ``function`` and ``location`` name the first async step.
+    """
 
 
 class RuntimeTypeError(InferenceBackendRuntimeError):

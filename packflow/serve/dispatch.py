@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from packflow.runtime.contracts import BatchOptions, Runner, runner_name
+from packflow.runtime.contracts import AsyncRunner, BatchOptions, Runner, runner_name
 from packflow.runtime.isolation import ErrorRow
 
 __all__ = ["Dispatcher", "Failed"]
@@ -132,9 +132,19 @@ class Dispatcher:
     def _run(self, batch: list[Any]) -> list[Any]:
         try:
             return self._runner.run_rows(batch, mark=_keep)
+        except BaseException as exc:  # about the whole batch: every record gets it
+            # BaseException too: a stage's CancelledError or SystemExit must not end the
+            # collector and leave every waiting request unanswered.
+            return [Failed(exc, None)] * len(batch)
+
+    async def _arun(self, runner: AsyncRunner, batch: list[Any]) -> list[Any]:
+        """An async pipeline, awaited on the loop: no thread hop."""
+        # A stage's own CancelledError comes back as a StageError; one that reaches here
+        # cancels the collector itself (the server is being torn down) and goes on up.
+        try:
+            return await runner.arun_rows(batch, mark=_keep)
         except Exception as exc:  # about the whole batch: every record gets it
-            failed = Failed(exc, None)
-            return [failed] * len(batch)
+            return [Failed(exc, None)] * len(batch)
 
     async def _collect(self) -> None:
         assert self._wake is not None and self._executor is not None
@@ -148,7 +158,11 @@ class Dispatcher:
             batch, parts = self._take()
             if not batch:
                 continue
-            outputs = await loop.run_in_executor(self._executor, self._run, batch)
+            runner = self._runner
+            if isinstance(runner, AsyncRunner) and runner.is_async:
+                outputs = await self._arun(runner, batch)
+            else:
+                outputs = await loop.run_in_executor(self._executor, self._run, batch)
             position = 0
             for request, start, count in parts:
                 request.results[start : start + count] = outputs[position : position + count]
