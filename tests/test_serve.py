@@ -189,10 +189,13 @@ def test_unknown_paths_and_methods_answer_json_404_and_405(client: Any) -> None:
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "MethodNotAllowed"
 
 
-def test_metrics_answer_404_with_a_hint(client: Any) -> None:
+def test_metrics_answer_the_prometheus_exposition(client: Any) -> None:
+    # What the metrics say is tested in tests/test_metrics_export_serve.py.
+    client.post("/predict", json={"x": 1})
     response = client.get("/metrics")
-    assert response.status_code == 404
-    assert "get_metrics()" in response.json()["error"]["message"]
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'packflow_records_total{outcome="ok",pipeline="doubler"}' in response.text
 
 
 # --------------------------------------------------------------------------- NDJSON

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import MappingProxyType
@@ -33,7 +34,7 @@ from packflow.exceptions import (
 )
 from packflow.graph import CheckedComposition, CheckedPipeline, Stage, StageGraph
 from packflow.log import get_logger
-from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
+from packflow.metrics import CallObserver, Metrics, MetricsRecorder, Observers, RawMetrics
 from packflow.records import attrs_record_type, structure_records, unstructure_records
 from packflow.runtime.isolation import (
     Mark,
@@ -151,6 +152,8 @@ class BuiltPipeline(Runtime):
         self._set_segments((_Segment(tuple(steps), stages[-1], self.name, None),))
         self._verbose = bool(getattr(self.config, "verbose", False))
         self._output_keys: tuple[str, ...] = tuple(getattr(self.config, "output_keys", ()))
+        self._observers_lock = threading.Lock()
+        self._set_observers(())
 
     @classmethod
     def composed(
@@ -188,6 +191,8 @@ class BuiltPipeline(Runtime):
         self._verbose = any(built._verbose for _, built in parts)
         # The outputs of a composition are its last part's: that part's declared keys.
         self._output_keys = parts[-1][1]._output_keys if parts else ()
+        self._observers_lock = threading.Lock()
+        self._set_observers(())
         return self
 
     def _set_segments(self, segments: tuple[_Segment, ...]) -> None:
@@ -224,6 +229,38 @@ class BuiltPipeline(Runtime):
                 blocking = ((label, _refusing_loop(fn, self.name, *first), stage), *blocking[1:])
             plan.append((blocking, segment))
         self._plan = tuple(plan)
+
+    def _set_observers(self, observers: tuple[CallObserver, ...]) -> None:
+        # What the hot path calls after a call: None while nobody watches and the
+        # verbose log is off, so that an unwatched call pays one check.
+        self._observers = observers
+        if not observers and not self._verbose:
+            self._on_call: Callable[[RawMetrics, list[Any]], None] | None = None
+            self._on_failure: Callable[[RawMetrics, BaseException], None] | None = None
+            return
+        fan = Observers(observers, self._metrics, self.logger if self._verbose else None)
+        self._on_call, self._on_failure = fan.called, fan.failed
+
+    def add_observer(self, observer: CallObserver) -> None:
+        """Tell ``observer`` about every call of this instance from now on.
+
+        See :class:`packflow.metrics.CallObserver`; :mod:`packflow.observe` attaches its
+        Prometheus and OpenTelemetry exporters this way. Adding an observer twice adds
+        it once.
+        """
+        with self._observers_lock:
+            if observer not in self._observers:
+                self._set_observers((*self._observers, observer))
+
+    def remove_observer(self, observer: CallObserver) -> None:
+        """Stop telling ``observer`` about calls (nothing happens if it was not added)."""
+        with self._observers_lock:
+            self._set_observers(tuple(o for o in self._observers if o is not observer))
+
+    @property
+    def observers(self) -> tuple[CallObserver, ...]:
+        """The observers told about every call (see :meth:`add_observer`)."""
+        return self._observers
 
     @property
     def checked(self) -> CheckedPipeline | CheckedComposition:
@@ -332,14 +369,20 @@ class BuiltPipeline(Runtime):
         start = perf_counter()
         _check_batch(records)
         if not records:
-            self._metrics.record(0, (), perf_counter() - start)
+            raw = self._metrics.record(0, (), perf_counter() - start)
+            if self._on_call is not None:
+                self._on_call(raw, [])
             return []
         durations: list[float] = []
-        data = await self._aattempt(records, durations)
+        try:
+            data = await self._aattempt(records, durations)
+        except Exception as exc:
+            self._failed(len(records), durations, start, exc)
+            raise
         raw = (len(records), durations, perf_counter() - start, 0)
         self._last.set(raw)
-        if self._verbose:
-            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._on_call is not None:
+            self._on_call(raw, data)
         return data
 
     async def arun_rows(
@@ -361,6 +404,7 @@ class BuiltPipeline(Runtime):
                 results, failed = await self._aattempt(batch, durations), 0
             except Exception as exc:
                 if not is_record_error(exc):
+                    self._failed(len(records), durations, start, exc)
                     raise
                 attempt = functools.partial(self._aattempt, durations=durations)
                 if mark is None:
@@ -372,8 +416,8 @@ class BuiltPipeline(Runtime):
             errors += failed
             outputs = _merged(outputs, good, results)
         raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
-        if self._verbose:
-            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._on_call is not None:
+            self._on_call(raw, outputs)
         return outputs
 
     async def _off_loop(
@@ -468,27 +512,34 @@ class BuiltPipeline(Runtime):
         elif set(map(type, records)) != _DICTS_ONLY and not _all_dicts(records):
             raise _bad_row(records)
         if not size:
-            self._metrics.record(0, (), perf_counter() - start)
+            raw = self._metrics.record(0, (), perf_counter() - start)
+            if self._on_call is not None:
+                self._on_call(raw, [])
             return []
         # The same loop as _attempt, written out: this is the hot path of every call.
         data: Any = records
         durations: list[float] = []
         mark = start
-        for steps, segment in self._plan:
-            for label, fn, stage in steps:
-                try:
-                    data = fn(data)
-                except Exception as exc:
-                    raise _failure(label, stage, exc) from exc
-                now = perf_counter()
-                durations.append(now - mark)
-                mark = now
-            if data is not records:
-                _check_outputs(segment, data, size)
+        try:
+            for steps, segment in self._plan:
+                for label, fn, stage in steps:
+                    try:
+                        data = fn(data)
+                    except Exception as exc:
+                        raise _failure(label, stage, exc) from exc
+                    now = perf_counter()
+                    durations.append(now - mark)
+                    mark = now
+                if data is not records:
+                    _check_outputs(segment, data, size)
+        except Exception as exc:
+            if self._on_failure is not None:
+                self._on_failure((size, durations, perf_counter() - start, size), exc)
+            raise
         raw = (size, durations, mark - start, 0)
         self._last.set(raw)
-        if self._verbose:
-            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._on_call is not None:
+            self._on_call(raw, data)
         if self._output_keys:
             self._warn_missing_keys(data)
         return data  # type: ignore[no-any-return]
@@ -555,6 +606,7 @@ class BuiltPipeline(Runtime):
                 outputs, errors = self._attempt(records, durations), 0
             except Exception as exc:
                 if not is_record_error(exc):
+                    self._failed(len(records), durations, start, exc)
                     raise
                 attempt = functools.partial(self._attempt, durations=durations)
                 at = range(first_index, first_index + len(records))
@@ -563,8 +615,8 @@ class BuiltPipeline(Runtime):
                 else:
                     outputs, errors = isolate(attempt, records, at, mark=mark, failed_with=exc)
             raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
-            if self._verbose:
-                self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+            if self._on_call is not None:
+                self._on_call(raw, outputs)
             if self._output_keys:
                 self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
             return outputs
@@ -580,6 +632,7 @@ class BuiltPipeline(Runtime):
                 results, failed = self._attempt(batch, durations), 0
             except Exception as exc:
                 if not is_record_error(exc):
+                    self._failed(len(records), durations, start, exc)
                     raise
                 attempt = functools.partial(self._attempt, durations=durations)
                 if mark is None:
@@ -589,11 +642,16 @@ class BuiltPipeline(Runtime):
             errors += failed
             outputs = _merged(outputs, good, results)
         raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
-        if self._verbose:
-            self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._on_call is not None:
+            self._on_call(raw, outputs)
         if self._output_keys:
             self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
         return outputs
+
+    def _failed(self, size: int, durations: list[float], start: float, exc: Exception) -> None:
+        """Tell the observers that a run of ``size`` records raised ``exc``."""
+        if self._on_failure is not None:
+            self._on_failure((size, durations, perf_counter() - start, size), exc)
 
     def _warn_missing_keys(self, outputs: list[Any], *, skip_error_rows: bool = False) -> None:
         """One warning per declared ``output_keys`` entry that some output record lacks."""

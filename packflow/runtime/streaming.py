@@ -25,6 +25,7 @@ thread or task describes the batch that served it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import weakref
 from collections import deque
@@ -35,6 +36,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from packflow.exceptions import InferenceBackendRuntimeError
+from packflow.metrics import QUEUE_WAITS, queue_waits_wanted, run_waited
 from packflow.runtime.contracts import AsyncRunner, BatchOptions, Runner, runner_name
 from packflow.runtime.isolation import OnError, error_row
 
@@ -127,8 +129,11 @@ class _BatchQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def take(self) -> list[Any] | None:
-        """The next batch, or ``None`` when the queue is closed and empty."""
+    def take(self, waits: list[float] | None = None) -> list[Any] | None:
+        """The next batch, or ``None`` when the queue is closed and empty.
+
+        ``waits``, when given, receives the seconds each item of the batch waited.
+        """
         with self._cond:
             items = self._items
             while not items:
@@ -143,7 +148,13 @@ class _BatchQueue:
                         break
                     self._cond.wait(remaining)
             count = min(self._size, len(items))
-            batch = [items.popleft()[1] for _ in range(count)]
+            if waits is None:
+                batch = [items.popleft()[1] for _ in range(count)]
+            else:
+                now = monotonic()
+                taken = [items.popleft() for _ in range(count)]
+                waits.extend(now - since for since, _ in taken)
+                batch = [item for _, item in taken]
             if self._capacity is not None:
                 self._cond.notify_all()  # a producer may be waiting for room
             return batch
@@ -208,12 +219,17 @@ def _batches_of_queue(
     on_error = options.on_error
     try:
         while True:
-            batch = queue.take()
+            waits: list[float] | None = [] if queue_waits_wanted() else None
+            batch = queue.take(waits)
             if batch is None:
                 break
             first = progress.received
             progress.received += len(batch)
-            yield _run(runner, on_error, batch, first)
+            if waits is None:
+                yield _run(runner, on_error, batch, first)
+            else:
+                run = functools.partial(_run, runner, on_error, batch, first)
+                yield run_waited(waits, run)
     finally:
         queue.close()
     if progress.source_error is not None:
@@ -399,16 +415,20 @@ class Batcher:
 
     def _work(self) -> None:
         while True:
-            taken = self._queue.take()
+            waits: list[float] | None = [] if queue_waits_wanted() else None
+            taken = self._queue.take(waits)
             if taken is None:
                 return
             live = [(e, answer) for e, answer in taken if answer.set_running_or_notify_cancel()]
             if live:
-                self._serve(live)
+                self._serve(live, waits)
 
-    def _serve(self, live: list[tuple[Any, _Answer]]) -> None:
+    def _serve(self, live: list[tuple[Any, _Answer]], waits: list[float] | None = None) -> None:
+        run = functools.partial(
+            _run_for_callers, self._runner, [event for event, _ in live], self._on_error
+        )
         try:
-            outputs = _run_for_callers(self._runner, [event for event, _ in live], self._on_error)
+            outputs: list[Any] = run_waited(waits, run)
         except BaseException as exc:  # about the whole batch: every caller gets it
             for _, answer in live:
                 answer.set_exception(exc)
@@ -573,21 +593,27 @@ class AsyncBatcher:
                         continue  # woken by an event that did not fill the batch
             live = pending[:size]
             del pending[:size]
+            waits = None
+            if queue_waits_wanted():  # how long each event waited, for the metrics
+                now = monotonic()  # the clock of the arrival times
+                waits = [now - since for since, _, _ in live]
             if self._given_up != seen:
                 # A cancelled caller's event is not run, if its batch has not started.
                 seen = self._given_up
                 live = [item for item in live if not item[2].done()]
             if live:
-                in_flight.append(loop.create_task(serve(live)))
+                in_flight.append(loop.create_task(serve(live, waits)))
                 if len(in_flight) >= limit:
                     await in_flight.popleft()
                 while in_flight and in_flight[0].done():
                     in_flight.popleft()
 
-    async def _serve_on_loop(self, live: list[_Pending]) -> None:
+    async def _serve_on_loop(self, live: list[_Pending], waits: list[float] | None) -> None:
         runner = self._on_loop
         assert runner is not None
         events = [event for _, event, _ in live]
+        if waits is not None:
+            QUEUE_WAITS.set(waits)  # this task's own context: the call below reads it
         try:
             if self._on_error == "row":
                 outputs = await runner.arun_rows(events, mark=_own_row)
@@ -600,14 +626,15 @@ class AsyncBatcher:
             return
         _answer_all(live, outputs, runner.last_metrics())
 
-    async def _serve_in_thread(self, live: list[_Pending]) -> None:
+    async def _serve_in_thread(self, live: list[_Pending], waits: list[float] | None) -> None:
         import asyncio
 
         events = [event for _, event, _ in live]
         runner, on_error = self._runner, self._on_error
 
         def run() -> tuple[list[Any], RawMetrics | None]:
-            outputs = _run_for_callers(runner, events, on_error)
+            call = functools.partial(_run_for_callers, runner, events, on_error)
+            outputs: list[Any] = run_waited(waits, call)
             return outputs, runner.last_metrics()
 
         try:
