@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, redirect_stdout
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -31,9 +31,14 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGTERM, what a shell reports for a process that SIGTERM ended.
+EXIT_TERMINATED = 143
 
 #: ``run``'s records per pipeline call, in process.
 DEFAULT_BATCH_SIZE = 64
+#: run_lines' DEFAULT_MAX_LEADING_ERRORS, without importing the runtime to build the parser
+#: (a test holds the two equal).
+DEFAULT_MAX_LEADING_ERRORS = 50
 #: ``run`` prints progress on stderr once this many records went through.
 PROGRESS_AFTER = 1000
 PROGRESS_INTERVAL = 1.0
@@ -430,6 +435,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-latency-ms must be a number >= 0, got {args.max_latency_ms}")
     if args.max_errors is not None and args.max_errors < 1:
         raise UsageError(f"--max-errors must be at least 1, got {args.max_errors}")
+    if args.max_leading_errors < 0:
+        raise UsageError(f"--max-leading-errors must be 0 or more, got {args.max_leading_errors}")
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         raise UsageError(
             f"--metrics-port must be a port number (0-65535), got {args.metrics_port}"
@@ -473,31 +480,134 @@ def _cmd_run(args: argparse.Namespace) -> int:
             # Opened only now, so that a backend that fails to load leaves the file alone.
             sink = stack.enter_context(_open(Path(args.output), "w", "--output"))
 
-        def write(text: str) -> None:
-            sink.write(text + "\n")
-
+        output = _Output(sink, args.output)
         progress = _Progress(sys.stderr)
         try:
-            summary = run_lines(
-                backend,
-                source,
-                write,
-                max_batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
-                max_latency_ms=args.max_latency_ms,
-                on_error=on_error,
-                max_errors=args.max_errors,
-                flush=sink.flush,
-                report=report,
-                progress=progress.update,
-            )
+            with _sigterm_interrupts():
+                summary = run_lines(
+                    backend,
+                    source,
+                    output.write,
+                    max_batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+                    max_latency_ms=args.max_latency_ms,
+                    on_error=on_error,
+                    max_errors=args.max_errors,
+                    max_leading_errors=args.max_leading_errors or None,
+                    flush=output.flush,
+                    report=report,
+                    progress=progress.update,
+                )
         except Interrupted as exc:
             done = exc.summary
+            terminated = isinstance(exc.__cause__, _Terminated)
             _err(
-                f"packflow: interrupted; {_count(done.written, 'line')} written of "
-                f"{done.read} read"
+                f"packflow: {'terminated' if terminated else 'interrupted'}; "
+                f"{_count(done.written, 'line')} written of {done.read} read"
             )
-            return EXIT_INTERRUPTED
+            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        except OSError:
+            if output.error is None or isinstance(output.error, BrokenPipeError):
+                raise  # a reader that went away (`| head`) ends the run quietly, in main
+            _err(f"packflow run: error: {output.failure()}")
+            return EXIT_FAILURE
     return _finish(summary, progress.shown)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during ``run``: stops it as Ctrl-C does, with its own exit code."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` while the block runs (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Output:
+    """Where ``run`` writes its lines: counts the lines known written and, when a write
+    fails (a full disk), cuts a regular file back to its last whole line.
+
+    The text layer buffers, so a failed write may have put part of a line in the file;
+    after each successful flush the file's size and the lines written are noted, and a
+    failure truncates the file to that size. The file descriptor is then pointed at
+    ``/dev/null`` so that the buffered rest never lands anywhere, not even at exit.
+    """
+
+    def __init__(self, sink: IO[str], name: str) -> None:
+        self.sink = sink
+        self.name = "standard output" if name == "-" else name
+        self.lines = 0
+        self.flushed = 0
+        self.size = self._position()
+        self.error: OSError | None = None
+
+    def _position(self) -> int | None:
+        import stat
+
+        try:
+            descriptor = self.sink.fileno()
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return None
+            return os.lseek(descriptor, 0, os.SEEK_CUR)
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def write(self, text: str) -> None:
+        try:
+            self.sink.write(text + "\n")
+        except OSError as exc:
+            self._failed(exc)
+            raise
+        self.lines += 1
+
+    def flush(self) -> None:
+        if self.error is not None:
+            return  # what is left in the buffer goes to /dev/null, not into the count
+        try:
+            self.sink.flush()
+        except OSError as exc:
+            self._failed(exc)
+            raise
+        self.flushed = self.lines
+        if self.size is not None:
+            self.size = self._position()
+
+    def _failed(self, error: OSError) -> None:
+        if self.error is not None:
+            return
+        self.error = error
+        try:
+            descriptor = self.sink.fileno()
+            if self.size is not None:
+                os.ftruncate(descriptor, self.size)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, descriptor)
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def failure(self) -> str:
+        """What went wrong, for the user: the output, the error and the lines written."""
+        assert self.error is not None
+        reason = self.error.strerror or str(self.error)
+        kept = ", the file cut back to them" if self.size is not None else ""
+        return (
+            f"cannot write to {self.name}: {reason}; {_count(self.flushed, 'line')} written{kept}"
+        )
 
 
 def _serve_metrics(backend: Any, host: str, port: int, stack: ExitStack) -> None:
@@ -700,6 +810,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after N failed lines (their error rows written)",
     )
     run.add_argument(
+        "--max-leading-errors",
+        type=int,
+        default=DEFAULT_MAX_LEADING_ERRORS,
+        metavar="N",
+        help=(
+            "stop when the first N records all fail with the same error type and stage, "
+            f"a systematic failure (default {DEFAULT_MAX_LEADING_ERRORS}; 0: never)"
+        ),
+    )
+    run.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -822,7 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``packflow`` command; return the exit code.
 
     0: success; 1: a failure (a user mistake, a failed check, failed lines in ``run``);
-    2: a command-line usage error; 130: interrupted.
+    2: a command-line usage error; 130: interrupted; 143: ``run`` terminated by SIGTERM.
     """
     parser = build_parser()
     try:

@@ -19,6 +19,7 @@ __all__ = [
     "InferenceBackendValidationError",
     "MissingExtraError",
     "ModelFileError",
+    "NothingDeclaredError",
     "PackflowError",
     "PipelineDefinitionError",
     "PipelineTypeError",
@@ -30,6 +31,7 @@ __all__ = [
     "RunningLoopError",
     "RuntimeTypeError",
     "StageError",
+    "UndeclaredFieldError",
     "UnknownPreprocessorError",
     "UnpicklablePipelineError",
 ]
@@ -287,3 +289,32 @@ class ProjectError(PackflowError):
 class ProjectExistsError(ProjectError, FileExistsError):
     """``create`` was asked for a folder that already exists (pass ``force`` to write
     into it). A ``FileExistsError`` too, as the original Packflow raised."""
+
+
+class NothingDeclaredError(PackflowError, ValueError):
+    """The pipeline does not declare enough about its inputs to generate them.
+
+    ``pipeline`` names the pipeline, ``fields`` the fields whose type is unknown (empty
+    when not even the fields are known).
+    """
+
+    def __init__(self, message: str, *, pipeline: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.fields = fields
+
+
+class UndeclaredFieldError(PackflowError, ValueError):
+    """``records(pipe, fields=...)`` names a field the pipeline does not declare.
+
+    ``pipeline`` names the pipeline, ``field`` the field, ``declared`` the fields the
+    pipeline does declare (a strategy for any other would never reach its first stage).
+    """
+
+    def __init__(
+        self, message: str, *, pipeline: str, field: str, declared: tuple[str, ...]
+    ) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.field = field
+        self.declared = declared

@@ -1,14 +1,24 @@
 """Output conversion and validation: turn model outputs into JSON-ready records.
 
+One rule for what an output may hold, the same in ``packflow run`` (and every writer of
+JSON lines: :func:`packflow.runtime.jsonl.serialize`), ``validate()``, ``packflow
+validate`` and ``packflow export``: a row is a dict whose values are JSON-native after
+:func:`ensure_native_types` has converted them, with string keys and finite numbers.
+
 numpy values are always understood; pandas, torch and PIL values are converted when
 those libraries are installed. They are never imported up front: a value is recognised
-by the module its type comes from, and only then is the library touched.
+by the module its type comes from, and only then is the library touched. The standard
+library's ``datetime``, ``date``, ``time`` (ISO strings), ``timedelta`` (seconds),
+``Decimal`` (its exact digits as a string), ``Enum`` (its value) and ``UUID`` (its
+string) are converted too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +40,41 @@ def _root_module(value: Any) -> str:
     return type(value).__module__.partition(".")[0]
 
 
+def _convert_standard(value: Any) -> Any:
+    """Convert a datetime/Decimal/Enum/UUID value, or return ``value`` itself.
+
+    A value of such a type exists only once its module is imported, so the module is
+    looked up rather than imported here.
+    """
+    if isinstance(value, enum.Enum):
+        return value.value
+    root = _root_module(value)
+    if root == "datetime":
+        import datetime
+
+        if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+            return value.isoformat()
+        if isinstance(value, datetime.timedelta):
+            return value.total_seconds()
+    elif root in ("decimal", "_decimal", "_pydecimal"):
+        decimal = sys.modules["decimal"]
+        if isinstance(value, decimal.Decimal):
+            # Its digits, exactly (a float would round them); NaN and infinities become
+            # floats so that they are refused as JSON like every other NaN.
+            return str(value) if value.is_finite() else float(value)
+    elif root == "uuid":
+        import uuid
+
+        if isinstance(value, uuid.UUID):
+            return str(value)
+    return value
+
+
 def _convert_foreign(value: Any) -> Any:
     """Convert a pandas/torch/PIL value, or return ``value`` itself when it is none."""
+    standard = _convert_standard(value)
+    if standard is not value:
+        return standard
     root = _root_module(value)
     if root == "pandas":
         import pandas as pd
@@ -64,7 +107,10 @@ def ensure_native_types(obj: Any) -> Any:
 
     Dicts, lists and tuples are converted recursively (tuples become lists); a set or
     frozenset becomes a list, sorted when its items can be ordered so that the output is
-    the same on every run. numpy scalars become Python scalars and arrays nested lists.
+    the same on every run. numpy scalars become Python scalars and arrays nested lists;
+    ``numpy.datetime64``, ``datetime``, ``date`` and ``time`` become ISO strings,
+    ``numpy.timedelta64`` and ``timedelta`` seconds, ``Decimal`` its digits as a string,
+    an ``Enum`` its value and a ``UUID`` its string.
     Dict keys are kept as they are, and floats as they are (``nan`` included): use
     :func:`ensure_valid_output` or ``validate()`` to check that the result is JSON-ready.
 
@@ -261,26 +307,25 @@ def _first_bad(value: Any, path: str) -> tuple[str, str] | None:
             if found is not None:
                 return found
         return None
-    hint = ""
-    if isinstance(value, (np.generic, np.ndarray)) or _root_module(value) in (
-        "pandas",
-        "torch",
-        "PIL",
-    ):
-        hint = "; convert it with packflow.ensure_native_types"
-    return path, f"{_describe(value)} is not JSON-serializable{hint}"
+    return path, (
+        f"{_describe(value)} is not JSON-serializable; convert it to a str, number, bool, "
+        f"None, list or dict"
+    )
 
 
 def find_invalid_value(records: list[Any]) -> tuple[int, str | None, str] | None:
-    """Find the first output record that is not a JSON-ready dict.
+    """Find the first output record that is not a dict JSON can hold after conversion.
 
+    The rule of every output check and writer: a record is valid when it is a dict and
+    :func:`ensure_native_types` makes it JSON-ready (string keys, finite numbers).
     Returns ``(record_index, key_path, reason)`` or ``None`` when all are valid. The key
-    path is dotted, with ``[i]`` for list positions, e.g. ``"scores[2]"``.
+    path is dotted, with ``[i]`` for list positions, e.g. ``"scores[2]"`` (positions of
+    the converted value: a set's sorted list).
     """
     for index, record in enumerate(records):
         if type(record) is not dict:
             return index, None, f"expected a dict, got {_describe(record)}"
-        found = _first_bad(record, "")
+        found = _first_bad(_native(record, False), "")
         if found is not None:
             return index, found[0], found[1]
     return None

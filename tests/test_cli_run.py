@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -125,7 +126,7 @@ def test_an_output_that_is_not_json_gets_an_error_row_naming_the_key_path(
 
 
 def test_serialize_names_the_key_path_of_a_value_it_cannot_convert() -> None:
-    with pytest.raises(TypeError, match=r"cannot make object at a\.b\[0\] JSON-native"):
+    with pytest.raises(TypeError, match=r"at a\.b\[0\]: object .* is not JSON-serializable"):
         serialize({"a": {"b": [object()]}})
     assert serialize({"a": (1, 2)}) == '{"a": [1, 2]}'
 
@@ -263,3 +264,192 @@ def test_a_line_error_is_reported_on_one_line_and_kept_whole_in_its_row() -> Non
     assert str(problem) == "line 3: record 2, execute: ValueError: bad value"
     assert problem.row()["error"]["message"] == "bad value\n  detail on a second line"
     assert problem.row()["error"]["line"] == 3
+
+
+def test_the_documented_bad_line_example_runs_as_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = Path(__file__).parent.parent / "docs" / "projects-and-cli.md"
+    text = page.read_text(encoding="utf-8")
+    block = text.split("$ cat mixed.jsonl\n", 1)[1].split("```", 1)[0]
+    given, shown = block.split("$ packflow run fraud-scorer --input mixed.jsonl\n")
+    create_project("fraud-scorer", tmp_path, description="d", maintainers=["a@b.c"])
+    (tmp_path / "mixed.jsonl").write_text(given, encoding="utf-8")
+    assert main(["run", "fraud-scorer", "--input", "mixed.jsonl"]) == 1
+    captured = capsys.readouterr()
+    expected_out = [line for line in shown.splitlines() if line.startswith("{")]
+    expected_err = [line for line in shown.splitlines() if not line.startswith("{")]
+    assert [json.loads(line) for line in captured.out.splitlines()] == [
+        json.loads(line) for line in expected_out
+    ]
+    assert captured.err.splitlines() == expected_err
+    assert json.loads(expected_out[1])["error"]["index"] == 1  # not null: its position
+
+
+def test_sigterm_reports_how_many_lines_were_written_like_ctrl_c(tmp_path: Path) -> None:
+    with start_run(tmp_path, "--max-latency-ms", "1") as run:
+        assert run.stdin is not None and run.stdout is not None and run.stderr is not None
+        try:
+            for x in range(2):
+                run.stdin.write(json.dumps({"x": x}) + "\n")
+                run.stdin.flush()
+                read_line(run.stdout)
+            run.send_signal(signal.SIGTERM)
+            assert run.wait(timeout=30) == 143
+            err = run.stderr.read()
+            assert "packflow: terminated; 2 lines written of 2 read" in err
+            assert "Traceback" not in err
+        finally:
+            run.kill()
+
+
+def test_a_full_disk_names_the_output_and_the_lines_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, COUNTING)
+    write_lines(tmp_path / "in.jsonl", lines_of([1, 2, 3]))
+    assert main(["run", "demo", "--input", "in.jsonl", "--output", "/dev/full"]) == 1
+    err = capsys.readouterr().err
+    assert "packflow run: error: cannot write to /dev/full: No space left on device" in err
+    assert "0 lines written" in err
+
+
+class FillingFile:
+    """A real file that runs out of space after ``room`` characters, mid-line."""
+
+    def __init__(self, path: Path, room: int) -> None:
+        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if len(text) > self.room:
+            self.file.write(text[: self.room])  # part of the line reaches the disk
+            self.file.flush()
+            self.room = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(text)
+        return self.file.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def __enter__(self) -> FillingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def test_a_full_disk_never_leaves_a_partial_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import packflow.cli
+
+    write_project(tmp_path, COUNTING)
+    write_lines(tmp_path / "in.jsonl", lines_of([1, 2, 3, 4]))
+    opened = packflow.cli._open
+
+    def open_filling(path: Path, mode: str, option: str) -> object:
+        if option == "--output":
+            return FillingFile(path, room=len('{"y": 2}\n{"y": 4}\n{"y"'))
+        return opened(path, mode, option)
+
+    monkeypatch.setattr(packflow.cli, "_open", open_filling)
+    code = main(["run", "demo", "--input", "in.jsonl", "--output", "out.jsonl", "-b", "1"])
+    assert code == 1
+    assert (tmp_path / "out.jsonl").read_text() == '{"y": 2}\n{"y": 4}\n'
+    err = capsys.readouterr().err
+    assert "cannot write to out.jsonl: No space left on device; 2 lines written" in err
+
+
+ECHO = """
+    from packflow import Pipeline, Records
+
+    pipe = Pipeline("echo")
+
+    @pipe.execute
+    def echo(records: Records) -> Records:
+        return records
+"""
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path: Path) -> None:
+    write_project(tmp_path, ECHO)
+    write_lines(tmp_path / "in.jsonl", [json.dumps({"x": n}) for n in range(50_000)])
+    with subprocess.Popen(
+        [sys.executable, "-m", "packflow", "run", "demo", "--input", "in.jsonl", "-b", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    ) as run:
+        assert run.stdout is not None and run.stderr is not None
+        try:
+            assert json.loads(run.stdout.readline()) == {"x": 0}
+            run.stdout.close()  # `| head -1`
+            assert run.wait(timeout=60) == 1
+            assert run.stderr.read() == b""  # no traceback, no "Exception ignored"
+        finally:
+            run.kill()
+
+
+def test_a_systematic_failure_stops_after_the_first_records_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, COUNTING)
+    write_lines(tmp_path / "in.jsonl", lines_of([None] * 400))
+    assert main(["run", "demo", "--input", "in.jsonl", "-b", "10"]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 50
+    assert (
+        "packflow: stopped after the first 50 records all failed with KeyError at stage "
+        "'execute', a systematic failure (max_leading_errors=50); 50 lines written"
+    ) in captured.err
+    calls = (tmp_path / "demo" / "calls.txt").read_text().splitlines()
+    # Isolating a failing batch costs a few calls per record; not for all 400 records.
+    assert len(calls) < 400
+
+
+def test_max_leading_errors_zero_runs_a_systematic_failure_to_the_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, COUNTING)
+    write_lines(tmp_path / "in.jsonl", lines_of([None] * 60))
+    assert main(["run", "demo", "--input", "in.jsonl", "--max-leading-errors", "0"]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 60
+
+
+def test_one_answered_record_first_means_failures_are_not_systematic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, COUNTING)
+    write_lines(tmp_path / "in.jsonl", lines_of([1, *[None] * 60]))
+    assert main(["run", "demo", "--input", "in.jsonl", "--max-leading-errors", "3"]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 61
+    assert "60 of 61 lines failed" in captured.err
+
+
+def test_failures_of_different_kinds_are_not_systematic() -> None:
+    pipe = Pipeline("mixed_failures")
+
+    @pipe.execute
+    def pick(records: Records) -> Records:
+        for record in records:
+            if record["kind"] == "key":
+                raise KeyError("missing")
+        return [{"ok": 1 / record["n"]} for record in records]
+
+    lines = [json.dumps({"kind": "key" if n % 2 else "div", "n": 0}) for n in range(10)]
+    written: list[str] = []
+    summary = run_lines(pipe.build(), lines, written.append, max_leading_errors=3)
+    assert (summary.written, summary.failed, summary.stopped) == (10, 10, None)
+
+
+def test_the_command_line_default_is_the_library_default() -> None:
+    import packflow.cli
+    from packflow.runtime.jsonl import DEFAULT_MAX_LEADING_ERRORS
+
+    assert packflow.cli.DEFAULT_MAX_LEADING_ERRORS == DEFAULT_MAX_LEADING_ERRORS

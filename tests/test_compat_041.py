@@ -55,12 +55,12 @@ def test_check_io_on_a_pipeline_and_a_built_instance() -> None:
 def test_check_io_refuses_an_output_json_cannot_hold_as_validate_does() -> None:
     class Bad(InferenceBackend):
         def execute(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return [{"y": {1, 2}} for _ in inputs]
+            return [{"y": {"x": b"raw"}} for _ in inputs]
 
     with pytest.raises(InferenceBackendValidationError) as info:
         Bad().check_io([{"x": 1}])
     assert info.value.index == 0
-    assert info.value.path == "y"
+    assert info.value.path == "y.x"
 
 
 def test_check_io_follows_a_validate_the_class_overrides() -> None:

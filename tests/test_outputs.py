@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import json
 import math
+import uuid
 from typing import Any
 
 import numpy as np
@@ -12,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from packflow import InferenceBackendValidationError, ensure_native_types, ensure_valid_output
+from packflow import (
+    InferenceBackendValidationError,
+    Pipeline,
+    Records,
+    ensure_native_types,
+    ensure_valid_output,
+)
+from packflow.runtime.jsonl import serialize
 
 NATIVE_SCALARS = (bool, int, float, str, type(None))
 
@@ -325,3 +336,127 @@ def test_parent_key_must_be_a_string() -> None:
 @given(st.lists(st.one_of(st.integers(), st.text(max_size=3), st.booleans(), st.none())))
 def test_parent_key_gives_one_wrapped_row_per_scalar_output(outputs: list[Any]) -> None:
     assert ensure_valid_output(outputs, parent_key="value") == [{"value": v} for v in outputs]
+
+
+# --- one rule for outputs: run, validate(), packflow validate/export -------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    PAIR = (1, 2)
+
+
+#: value -> what every place writes for it
+CONVERTED: list[tuple[Any, Any]] = [
+    (np.float32(0.5), 0.5),
+    (np.bool_(True), True),
+    (np.int64(7), 7),
+    ((1, "a"), [1, "a"]),
+    (frozenset({3, 1, 2}), [1, 2, 3]),
+    (np.datetime64("2024-01-02T03:04:05"), "2024-01-02T03:04:05"),
+    (datetime.datetime(2024, 1, 2, 3, 4, 5), "2024-01-02T03:04:05"),
+    (
+        datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc),
+        "2024-01-02T00:00:00+00:00",
+    ),
+    (datetime.date(2024, 1, 2), "2024-01-02"),
+    (datetime.time(3, 4), "03:04:00"),
+    (datetime.timedelta(minutes=1, milliseconds=500), 60.5),
+    (decimal.Decimal("1.10"), "1.10"),
+    (Colour.RED, "red"),
+    (Colour.PAIR, [1, 2]),
+    (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+]
+ids = [type(value).__name__ for value, _ in CONVERTED]
+
+
+@pytest.mark.parametrize(("value", "expected"), CONVERTED, ids=ids)
+def test_ensure_native_types_converts_each_output_type(value: Any, expected: Any) -> None:
+    assert ensure_native_types({"v": value}) == {"v": expected}
+
+
+@pytest.mark.parametrize(("value", "expected"), CONVERTED, ids=ids)
+def test_run_writes_each_output_type_as_validate_accepts_it(value: Any, expected: Any) -> None:
+    pipe = Pipeline("typed")
+
+    @pipe.execute
+    def emit(records: Records) -> Records:
+        return [{"v": value} for _ in records]
+
+    built = pipe.build()
+    assert built.validate([{"x": 1}]) == [{"v": value}]  # validate returns the outputs
+    assert json.loads(serialize(built([{"x": 1}])[0])) == {"v": expected}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (decimal.Decimal("NaN"), "nan is not valid JSON"),
+        (np.float32("inf"), "inf is not valid JSON"),
+        (object(), "is not JSON-serializable"),
+        (b"raw", "bytes b'raw' is not JSON-serializable"),
+    ],
+    ids=["Decimal-NaN", "float32-inf", "object", "bytes"],
+)
+def test_run_and_validate_refuse_the_same_values_naming_the_key_path(
+    value: Any, reason: str
+) -> None:
+    pipe = Pipeline("refused")
+
+    @pipe.execute
+    def emit(records: Records) -> Records:
+        return [{"ok": 1, "v": [value]} for _ in records]
+
+    built = pipe.build()
+    with pytest.raises(InferenceBackendValidationError, match=rf"at v\[0\]: .*{reason}"):
+        built.validate([{"x": 1}])
+    with pytest.raises((TypeError, ValueError), match=rf"at v\[0\]: .*{reason}"):
+        serialize(built([{"x": 1}])[0])
+
+
+TYPED_PROJECT = """
+    import datetime, decimal, enum, uuid
+    import numpy as np
+    from packflow import Pipeline, Records
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    pipe = Pipeline("typed")
+
+    @pipe.execute
+    def emit(records: Records) -> Records:
+        return [
+            {
+                "f32": np.float32(0.5), "flag": np.bool_(True), "i64": np.int64(7),
+                "pair": (1, 2), "set": frozenset({2, 1}),
+                "when": np.datetime64("2024-01-02"), "at": datetime.datetime(2024, 1, 2),
+                "day": datetime.date(2024, 1, 2), "cost": decimal.Decimal("1.10"),
+                "colour": Colour.RED, "id": uuid.UUID(int=1),
+            }
+            for _ in records
+        ]
+"""
+
+
+def test_packflow_validate_and_run_accept_and_write_the_same_outputs(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import textwrap
+
+    from packflow.cli import main
+    from packflow.project import create_project, validate_project
+
+    monkeypatch.chdir(tmp_path)
+    folder = create_project("typed", tmp_path, description="d", maintainers=["a@b.c"])
+    (folder / "inference.py").write_text(textwrap.dedent(TYPED_PROJECT))
+    report = validate_project(folder)
+    assert report.ok, [str(finding) for finding in report.errors]
+    assert main(["run", "typed", "--input", "sample.jsonl"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first == {
+        "f32": 0.5, "flag": True, "i64": 7, "pair": [1, 2], "set": [1, 2],
+        "when": "2024-01-02", "at": "2024-01-02T00:00:00", "day": "2024-01-02",
+        "cost": "1.10", "colour": "red", "id": "00000000-0000-0000-0000-000000000001",
+    }  # fmt: skip
+    assert main(["validate", "typed"]) == 0

@@ -489,7 +489,7 @@ def test_samples_that_fail_validate_are_an_error(tmp_path: Path) -> None:
 
         @pipe.execute
         def predict(records):
-            return [{"value": {1, 2}} for _ in records]
+            return [{"value": b"raw"} for _ in records]
         """,
     )
     errors = messages(validate_project(folder), "error")

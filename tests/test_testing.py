@@ -454,6 +454,31 @@ def test_the_docs_test_module_passes_under_pytest_with_the_plugin(
     result.assert_outcomes(passed=6)  # the page's five tests and test_readings_stay_in_range
 
 
+def test_strategy_errors_live_in_packflow_exceptions_and_are_re_exported() -> None:
+    import subprocess
+    import sys
+
+    from packflow import exceptions, testing
+    from packflow.testing import strategies
+
+    for name in ("NothingDeclaredError", "UndeclaredFieldError"):
+        error = getattr(exceptions, name)
+        assert name in exceptions.__all__
+        assert getattr(testing, name) is error is getattr(strategies, name)
+        assert issubclass(error, exceptions.PackflowError)
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, packflow.exceptions; print('hypothesis' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
+
+
 def test_packflow_build_refuses_fakes_for_a_class_backend_saying_what_to_do(
     packflow_build: Any,
 ) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "first_sources",
     "indent",
     "nested_literal",
+    "unknown_keys",
 ]
 
 
@@ -51,12 +52,21 @@ class _Source:
         return self.variables[path]
 
 
-def fast_body(plan: Plan, paths: Sequence[Path]) -> tuple[list[str], list[str]]:
+def fast_body(
+    plan: Plan, paths: Sequence[Path], *, gather_keys: bool = False
+) -> tuple[list[str], list[str]]:
     """Lines that check one row ``r`` and expressions that read each of ``paths``.
 
     Shared by the records and numpy loops. Everything the fast path cannot settle on
     its own raises (``Bail``, or whatever a lookup raises) so that the reference path
     takes the row.
+
+    With ``gather_keys`` the keys of the dicts that the collision check covers are
+    added to the set behind ``_see`` instead of being checked row by row: the caller
+    checks them once for the batch (:func:`unknown_keys`). ``set.update`` with a dict
+    reads the keys' stored hashes in C, where asking ``set.issuperset(dict)`` for each
+    row builds and frees a temporary set (Python 3.11), which cost more than reading
+    the features.
     """
     source = _Source()
     delimiter = plan.delimiter
@@ -67,7 +77,11 @@ def fast_body(plan: Plan, paths: Sequence[Path]) -> tuple[list[str], list[str]]:
             for path in map(plan.split, plan.checked_paths)
             for depth in range(len(path))
         )
-        clean_tests = [f"_clean({source.container(p)})" for p in parents]
+        containers = [source.container(p) for p in parents]
+        if gather_keys:
+            source.lines.append(f"_see({', '.join(containers)})")
+        else:
+            clean_tests = [f"_clean({c})" for c in containers]
     expressions = []
     for number, path in enumerate(paths):
         parent = source.container(path[:-1])
@@ -150,6 +164,24 @@ def fast_namespace(plan: Plan, clean: CleanKeys, slow: Callable[..., Any]) -> di
         "is_branch": lambda value: is_branch(value, lists),
         "_slow": slow,
     }
+
+
+def unknown_keys(clean: CleanKeys, seen: set[Any]) -> bool:
+    """Whether keys gathered by a loop built with ``gather_keys`` need the reference path.
+
+    Keys already known clean pass; new keys that cannot hold the delimiter are learnt;
+    any new key containing it sends the batch to the reference path, which names the
+    first record holding one.
+    """
+    if clean.keys.issuperset(seen):
+        return False
+    new = seen - clean.keys
+    delimiter = clean.plan.delimiter
+    if any(isinstance(key, str) and delimiter in key for key in new):
+        return True
+    if len(clean.keys) < clean.LIMIT:
+        clean.keys.update(new)
+    return False
 
 
 def indent(lines: Sequence[str], depth: int) -> str:

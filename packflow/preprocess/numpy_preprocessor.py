@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,6 +17,7 @@ from packflow.preprocess.compiled import (
     fast_namespace,
     first_sources,
     indent,
+    unknown_keys,
 )
 from packflow.preprocess.plan import MISSING, Format, Plan, describe_plan
 from packflow.preprocess.reference import CleanKeys, reference_values
@@ -110,17 +112,27 @@ class NumpyPreprocessor:
         assert self._stream is not None
         shape = (len(records), len(self.plan.features))
         count = shape[0] * shape[1]
+        values, seen = self._stream(records)
         try:
             if self._widest:
                 # No errstate here (entering it costs about a microsecond a call): a
                 # Python float cannot overflow a 64-bit float, and a None made NaN shows
                 # in the one isfinite below.
-                array = np.fromiter(self._stream(records), dtype=self.dtype, count=count)
+                array = np.fromiter(values, dtype=self.dtype, count=count)
             else:
                 with np.errstate(over="raise"):
-                    array = np.fromiter(self._stream(records), dtype=self.dtype, count=count)
+                    array = np.fromiter(values, dtype=self.dtype, count=count)
         except CAST_ERRORS as exc:
             raise self._bad_value(self._values(records), shape, str(exc)) from exc
+        except PreprocessorRuntimeError:
+            # A row the reference path refused; an earlier row may hold a key with the
+            # delimiter, which is then the first error of the batch.
+            if unknown_keys(self._clean, seen):
+                self._values(records)
+            raise
+        if unknown_keys(self._clean, seen):
+            # Raises for the first record holding a key with the delimiter.
+            self._values(records)
         if self._inexact and not np.isfinite(array).all():
             # A NaN may be a None that numpy cast (an overflow raised above, or cannot
             # happen for the widest dtypes); a NaN or infinity sent as a float stays.
@@ -170,26 +182,29 @@ class NumpyPreprocessor:
         )
         return compile_loop(source, "_columns", fast_namespace(plan, self._clean, self._row))
 
-    def _compile_stream(self) -> Callable[[Records], Iterator[Any]] | None:
+    def _compile_stream(self) -> Callable[[Records], tuple[Iterator[Any], set[Any]]] | None:
         plan = self.plan
         if plan.overlapping or not all(plan.candidates):
             return None
-        lines, expressions = fast_body(plan, first_sources(plan))
-        # Every lookup happens before the first yield, so a row the fast path gives up
-        # on half-way yields nothing of its own before the reference path's values.
-        reads = [f"x{n} = {e}" for n, e in enumerate(expressions) if not e.isidentifier()]
-        names = [e if e.isidentifier() else f"x{n}" for n, e in enumerate(expressions)]
+        lines, expressions = fast_body(plan, first_sources(plan), gather_keys=True)
+        # One call per row returning a tuple, chained in C, costs less than a generator
+        # resumed once per value. The keys the collision check covers are gathered for
+        # the batch and checked once at the end (see unknown_keys).
         source = (
             "def _stream(records):\n"
-            "    for index, r in enumerate(records):\n"
+            "    seen = set()\n"
+            "    _see = seen.update\n"
+            "    def row(index, r):\n"
             "        try:\n"
-            f"{indent([*lines, *reads], 3)}"
+            f"{indent(lines, 3)}"
+            f"            return ({', '.join(expressions)},)\n"
             "        except Exception:\n"
-            "            yield from _slow(index, r)\n"
-            "            continue\n"
-            f"{indent([f'yield {n}' for n in names], 2)}"
+            "            return _slow(index, r)\n"
+            "    return chain(map(row, count(), records)), seen\n"
         )
-        return compile_loop(source, "_stream", fast_namespace(plan, self._clean, self._row))
+        namespace = fast_namespace(plan, self._clean, self._row)
+        namespace.update(chain=itertools.chain.from_iterable, count=itertools.count)
+        return compile_loop(source, "_stream", namespace)
 
     def _to_array(self, records: Records, values: list[Any]) -> npt.NDArray[Any]:
         shape = (len(records), len(self.plan.features))
@@ -244,29 +259,37 @@ class NumpyPreprocessor:
         self, values: list[Any], shape: tuple[int, int], dtype: np.dtype[Any]
     ) -> None:
         """Refuse an array that numpy could only build by turning values into strings
-        or objects: mixed types must be cast on purpose, with ``numpy_dtype``."""
+        or objects: mixed types must be cast on purpose, with ``numpy_dtype``.
+
+        The value blamed is the wrong one wherever it falls in the batch: ``None`` is
+        always wrong (a missing value); otherwise the batch's kind is numbers if it holds
+        any, else strings, else bytes, and the first value of another kind is named.
+        """
         if dtype.kind not in "OUS":
             return
-        first = _kind_of(values[0])
-        for position, value in enumerate(values):
-            if _kind_of(value) == first:
+        kinds = [_kind_of(value) for value in values]
+        present = set(kinds)
+        expected = next((k for k in ("number", "str", "bytes") if k in present), None)
+        for position, (value, kind) in enumerate(zip(values, kinds, strict=True)):
+            if value is not None and kind == expected:
                 continue
             index, feature = self._where(position, shape)
+            if value is None:
+                reason = "is None, a missing value; give a value, or drop or fill the record"
+            elif expected is None:
+                reason = (
+                    f"{_described(value)}: numpy can only hold {kind} values in an object "
+                    f"array; set numpy_dtype='object' to accept that"
+                )
+            else:
+                plural = "numbers" if expected == "number" else f"{expected} values"
+                reason = (
+                    f"{_described(value)} in a batch of {plural}; numpy would silently "
+                    f"make a {dtype} array. Fix the data or set numpy_dtype to cast on "
+                    f"purpose (e.g. 'float64', or 'object' to keep the values as they are)"
+                )
             raise PreprocessorRuntimeError(
-                f"record {index}, feature {feature!r}: {_described(value)} in a batch that "
-                f"starts with {first} values; numpy would silently make a {dtype} array. "
-                f"Fix the data or set numpy_dtype to cast on purpose (e.g. 'float64', or "
-                f"'object' to keep the values as they are)",
-                index=index,
-                field=feature,
-            )
-        if first not in ("str", "bytes"):
-            raise PreprocessorRuntimeError(
-                f"record 0, feature {self.plan.features[0]!r}: {_described(values[0])}: "
-                f"numpy can only hold these {first} values in an object array; set "
-                f"numpy_dtype='object' to accept that",
-                index=0,
-                field=self.plan.features[0],
+                f"record {index}, feature {feature!r}: {reason}", index=index, field=feature
             )
 
 

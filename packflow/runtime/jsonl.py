@@ -41,6 +41,7 @@ from packflow.runtime.isolation import ErrorRow, Mark, OnError, check_on_error, 
 from packflow.runtime.streaming import Stream
 
 __all__ = [
+    "DEFAULT_MAX_LEADING_ERRORS",
     "BadLine",
     "Engine",
     "Interrupted",
@@ -55,6 +56,11 @@ __all__ = [
 
 #: How many failed line numbers a summary keeps (the count is always exact).
 KEPT_FAILED_LINES = 10
+
+#: The default of ``run_lines(max_leading_errors=...)``: when the first this many records
+#: all fail with the same error type at the same stage, the failure is systematic (a
+#: missing resource, a wrong config) and the run stops rather than pay for every record.
+DEFAULT_MAX_LEADING_ERRORS = 50
 
 
 @attrs.frozen
@@ -202,6 +208,10 @@ def parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
 def serialize(output: Any) -> str:
     """One output row as a line of JSON.
 
+    The rule of ``validate()`` (:func:`packflow.outputs.find_invalid_value`): values are
+    converted by :func:`~packflow.outputs.ensure_native_types` (numpy, datetimes,
+    ``Decimal``, ``Enum``, ``UUID``, tuples, sets...), then written as strict JSON.
+
     Raises
     ------
     TypeError, ValueError
@@ -210,11 +220,10 @@ def serialize(output: Any) -> str:
     """
     from packflow.outputs import ensure_native_types, find_invalid_value
 
-    native = ensure_native_types(output)
     try:
-        return json.dumps(native, ensure_ascii=False, allow_nan=False)
+        return json.dumps(ensure_native_types(output), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        found = find_invalid_value([native])
+        found = find_invalid_value([output])
         if found is None:
             raise
         _, path, reason = found
@@ -357,6 +366,7 @@ def run_lines(
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
     on_error: OnError = "row",
     max_errors: int | None = None,
+    max_leading_errors: int | None = DEFAULT_MAX_LEADING_ERRORS,
     flush: Callable[[], None] | None = None,
     report: Callable[[LineError], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -384,6 +394,12 @@ def run_lines(
     max_errors
         With ``on_error="row"``, stop after this many failed lines (their error rows
         written); ``None``: never stop.
+    max_leading_errors
+        Stop when the first this many records (lines that hold one) all failed with the
+        same error type at the same stage, their error rows written: a systematic
+        failure, which would otherwise cost a few pipeline calls per record for the whole
+        input. A record answered, or a failure of another type or stage, ends the rule
+        for the run; unreadable lines do not count. ``None``: never stop this way.
     flush
         Called after each batch's lines are written.
     report
@@ -407,6 +423,8 @@ def run_lines(
     on_error = check_on_error(on_error)
     if max_errors is not None:
         check_positive_int("max_errors", max_errors)
+    if max_leading_errors is not None:
+        check_positive_int("max_leading_errors", max_leading_errors)
     options = BatchOptions(max_batch_size, max_latency_ms, on_error)
     engine: Engine = LocalEngine(target) if isinstance(target, Runner) else target
     reader = _Lines(source)
@@ -415,6 +433,9 @@ def run_lines(
     written = failed = answered = 0
     failures: list[LineError] = []
     stopped: str | None = None
+    # The (type, stage) every record has failed with so far; None once one did not.
+    leading: tuple[str, str] | None = ("", "") if max_leading_errors is not None else None
+    leading_count = 0
 
     def blanks() -> int:
         """Write the blank lines due before the next event's line; how many."""
@@ -438,6 +459,12 @@ def run_lines(
                     except (TypeError, ValueError) as exc:
                         name, message = type(exc).__name__, str(exc)
                         problem = LineError(number, name, message, "output", answered - 1)
+                if leading is not None and (problem is None or problem.stage != "input"):
+                    kind = None if problem is None else (problem.type, problem.stage)
+                    if kind is not None and leading in (("", ""), kind):
+                        leading, leading_count = kind, leading_count + 1
+                    else:
+                        leading = None
                 if problem is not None:
                     failed += 1
                     if len(failures) < KEPT_FAILED_LINES:
@@ -454,6 +481,13 @@ def run_lines(
                 write(text)
                 if max_errors is not None and failed >= max_errors:
                     stopped = f"{failed} failed lines (max_errors={max_errors})"
+                    break
+                if leading is not None and leading_count == max_leading_errors:
+                    stopped = (
+                        f"the first {leading_count} records all failed with {leading[0]} "
+                        f"at stage {leading[1]!r}, a systematic failure "
+                        f"(max_leading_errors={max_leading_errors})"
+                    )
                     break
             if stopped is not None:
                 break

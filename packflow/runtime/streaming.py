@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from packflow.exceptions import InferenceBackendRuntimeError
 from packflow.metrics import QUEUE_WAITS, queue_waits_wanted, run_waited
 from packflow.runtime.contracts import AsyncRunner, BatchOptions, Runner, runner_name
-from packflow.runtime.isolation import OnError
+from packflow.runtime.isolation import OnError, error_row
 
 if TYPE_CHECKING:
     # asyncio (with ssl and selectors) costs a fifth of `import packflow`: imported by the
@@ -349,10 +349,17 @@ def _keep_error(exc: BaseException, index: int, attempted_index: int | None) -> 
     return _Failed(exc)
 
 
+def _own_row(exc: BaseException, index: int, attempted_index: int | None) -> Any:
+    # Each caller sent one event: its error row is the one a call with that event alone
+    # gives (index 0, the message counting the same way), not its position among other
+    # callers' events in a batch it never sees.
+    return error_row(exc, 0, attempted_index=index if attempted_index is None else attempted_index)
+
+
 def _run_for_callers(runner: Runner, events: list[Any], on_error: OnError) -> list[Any]:
     """One call for a batch of callers' events: an output, error row or _Failed each."""
     if on_error == "row":
-        return runner.run_rows(events)
+        return runner.run_rows(events, mark=_own_row)
     return runner.run_rows(events, mark=_keep_error)
 
 
@@ -609,7 +616,7 @@ class AsyncBatcher:
             QUEUE_WAITS.set(waits)  # this task's own context: the call below reads it
         try:
             if self._on_error == "row":
-                outputs = await runner.arun_rows(events)
+                outputs = await runner.arun_rows(events, mark=_own_row)
             else:
                 outputs = await runner.arun_rows(events, mark=_keep_error)
         except BaseException as exc:  # about the whole batch: every caller gets it

@@ -25,7 +25,7 @@ import attrs
 from typing_extensions import NotRequired, Required, get_type_hints, is_typeddict
 
 from packflow.config import BackendConfig, InputFormat
-from packflow.exceptions import PackflowError
+from packflow.exceptions import NothingDeclaredError, UndeclaredFieldError
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -38,35 +38,6 @@ __all__ = ["NothingDeclaredError", "UndeclaredFieldError", "batches", "records"]
 _Leaf = Any
 
 _BATCHES = ("list", "Sequence", "MutableSequence", "Collection", "Iterable")
-
-
-class NothingDeclaredError(PackflowError, ValueError):
-    """The pipeline does not declare enough about its inputs to generate them.
-
-    ``pipeline`` names the pipeline, ``fields`` the fields whose type is unknown (empty
-    when not even the fields are known).
-    """
-
-    def __init__(self, message: str, *, pipeline: str, fields: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.pipeline = pipeline
-        self.fields = fields
-
-
-class UndeclaredFieldError(PackflowError, ValueError):
-    """``records(pipe, fields=...)`` names a field the pipeline does not declare.
-
-    ``pipeline`` names the pipeline, ``field`` the field, ``declared`` the fields the
-    pipeline does declare (a strategy for any other would never reach its first stage).
-    """
-
-    def __init__(
-        self, message: str, *, pipeline: str, field: str, declared: tuple[str, ...]
-    ) -> None:
-        super().__init__(message)
-        self.pipeline = pipeline
-        self.field = field
-        self.declared = declared
 
 
 #: The options of ``hypothesis.strategies.floats`` that ``floats=`` may set.
