@@ -17,6 +17,7 @@ __all__ = [
     "InferenceBackendLoadError",
     "InferenceBackendRuntimeError",
     "InferenceBackendValidationError",
+    "MessageError",
     "MissingExtraError",
     "ModelFileError",
     "PackflowError",
@@ -28,7 +29,10 @@ __all__ = [
     "ProjectExistsError",
     "RecordFieldError",
     "RuntimeTypeError",
+    "SinkRefusedError",
     "StageError",
+    "StreamError",
+    "StreamUnavailableError",
     "UnknownPreprocessorError",
 ]
 
@@ -269,3 +273,45 @@ class ProjectError(PackflowError):
 class ProjectExistsError(ProjectError, FileExistsError):
     """``create`` was asked for a folder that already exists (pass ``force`` to write
     into it). A ``FileExistsError`` too, as the original Packflow raised."""
+
+
+class StreamError(PackflowError):
+    """A message stream cannot be used: a bad URL, a missing topic, a broker that refuses.
+
+    ``url`` is the stream's URL as given (``redis://host:6379/scores``), without its
+    password.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class StreamUnavailableError(StreamError):
+    """A broker could not be reached or did not answer in time.
+
+    A stream consumer retries what raised it, with backoff, and reports each outage; it
+    never acknowledges an input while its output is unwritten.
+    """
+
+
+class SinkRefusedError(StreamError):
+    """A sink (or dead-letter destination) answered a write with a refusal (a key of the
+    wrong type, no permission, a message too large): retrying would not help, so the
+    consumer stops without acknowledging the batch it could not write."""
+
+
+class MessageError(PackflowError):
+    """A stream message that holds no record (not JSON, not an object, too large), or an
+    output that cannot be written as JSON.
+
+    ``stage`` is ``"input"`` or ``"output"``; ``index`` is the message's position in the
+    run, from 0; ``message_id`` names the message (a Redis entry id, ``topic/partition/
+    offset`` on Kafka).
+    """
+
+    def __init__(self, message: str, *, stage: str, index: int, message_id: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.index = index
+        self.message_id = message_id
