@@ -440,15 +440,6 @@ def _run_stream(args: argparse.Namespace) -> int:
             except StreamError as exc:
                 raise UsageError(f"{option} {exc}") from exc
     on_error: OnError = "raise" if args.fail_fast else args.on_error
-    loader = _target(args.path)
-    with redirect_stdout(sys.stderr):
-        backend = loader.load()
-    consumer = args.consumer or default_consumer()
-    dead = f"; failures to {parse_url(args.dead_letter).shown}" if args.dead_letter else ""
-    _err(
-        f"packflow: consuming {parse_url(args.source).shown} as {consumer!r} of group "
-        f"{args.group!r}; outputs to {parse_url(args.sink).shown}{dead}"
-    )
     stop = threading.Event()
     received: list[str] = []
 
@@ -458,13 +449,23 @@ def _run_stream(args: argparse.Namespace) -> int:
         received.append(signal.Signals(number).name)
         stop.set()
 
+    # Installed before the pipeline loads, so that a SIGTERM while it loads is a clean stop.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    progress = _StreamProgress(sys.stderr)
-
-    def report(failure: DeadLetter) -> None:
-        _err(f"{failure} (dead-lettered)")
-
     try:
+        loader = _target(args.path)
+        with redirect_stdout(sys.stderr):
+            backend = loader.load()
+        consumer = args.consumer or default_consumer()
+        dead = f"; failures to {parse_url(args.dead_letter).shown}" if args.dead_letter else ""
+        _err(
+            f"packflow: consuming {parse_url(args.source).shown} as {consumer!r} of group "
+            f"{args.group!r}; outputs to {parse_url(args.sink).shown}{dead}"
+        )
+        progress = _StreamProgress(sys.stderr)
+
+        def report(failure: DeadLetter) -> None:
+            _err(f"{failure} (dead-lettered)")
+
         summary: StreamSummary = run_stream(
             backend,
             args.source,

@@ -201,10 +201,10 @@ class _Run:
                 return
             if not batch:
                 continue
-            idle_since = time.monotonic()
             self.count(read=len(batch))
             if self.handle(batch):
                 return
+            idle_since = time.monotonic()  # idle counts from the end of the last batch
 
     def handle(self, batch: list[Message]) -> bool:
         """Run, write and acknowledge one batch; whether the run must stop."""
