@@ -25,7 +25,7 @@ from packflow.exceptions import (
 from packflow.graph import STAGE_KINDS, CheckedPipeline, describe_function
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
-from packflow.surface import Runtime
+from packflow.runtime.surface import Runtime
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline

@@ -33,7 +33,7 @@ from packflow.log import get_logger
 from packflow.pickling import caller_modules, find_binding
 from packflow.records import Records, attrs_record_type
 from packflow.runtime import BuiltPipeline
-from packflow.surface import LazyDefault
+from packflow.runtime.surface import LazyDefault
 
 if TYPE_CHECKING:
     from packflow.backend import InferenceBackend
@@ -123,7 +123,7 @@ def compose(*parts: Any, name: str | None = None) -> ComposedPipeline:
     return ComposedPipeline(parts, name=name)
 
 
-class ComposedPipeline(LazyDefault):
+class ComposedPipeline(LazyDefault[BuiltPipeline]):
     """Parts run one after the other: each receives the records the previous returns.
 
     Made by ``a >> b`` (or :func:`compose`). See the module docstring.

@@ -30,7 +30,7 @@ from packflow.log import get_logger
 from packflow.pickling import caller_modules, find_binding
 from packflow.runtime import BuiltPipeline, run_initializers
 from packflow.runtime.resources import check_fakes
-from packflow.surface import LazyDefault
+from packflow.runtime.surface import LazyDefault
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline
@@ -40,7 +40,7 @@ __all__ = ["Pipeline"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Pipeline(LazyDefault):
+class Pipeline(LazyDefault[BuiltPipeline]):
     """An inference pipeline made of plain functions.
 
     Parameters

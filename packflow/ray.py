@@ -476,7 +476,7 @@ class PipelineActor:
         first = positions[0] if positions else 0
         contiguous = positions is None or positions == list(range(first, first + len(records)))
         if not bad and contiguous:
-            return self.built._run_rows(records, first_index=first)
+            return self.built.run_rows(records, first_index=first)
         where = positions if positions is not None else list(range(len(records)))
         failed = set(bad)
         keep = [i for i in range(len(records)) if i not in failed]
@@ -493,7 +493,7 @@ class PipelineActor:
                     exc, where[at], attempted_index=index if attempted is None else attempted
                 )
 
-            results = self.built._run_rows([records[i] for i in keep], mark=mark)
+            results = self.built.run_rows([records[i] for i in keep], mark=mark)
             for i, result in zip(keep, results, strict=True):
                 outputs[i] = result
         return outputs

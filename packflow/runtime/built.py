@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from packflow.exceptions import (
     InferenceBackendRuntimeError,
-    InferenceBackendValidationError,
     PackflowError,
     PreprocessorRuntimeError,
     RuntimeTypeError,
@@ -33,7 +32,6 @@ from packflow.exceptions import (
 from packflow.graph import CheckedPipeline, Stage, StageGraph
 from packflow.log import get_logger
 from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
-from packflow.outputs import find_invalid_value
 from packflow.records import attrs_record_type, structure_records, unstructure_records
 from packflow.runtime.isolation import (
     Mark,
@@ -43,10 +41,10 @@ from packflow.runtime.isolation import (
     is_record_error,
     isolate,
 )
+from packflow.runtime.surface import Runtime
 
 if TYPE_CHECKING:
     from packflow.compose import CheckedComposition
-    from packflow.runtime.streaming import AsyncBatcher, Batcher, Stream
 
 __all__ = ["BuiltPipeline"]
 
@@ -88,7 +86,7 @@ class _Segment:
         return f"{self.part}.{kind}" if self.part else kind
 
 
-class BuiltPipeline:
+class BuiltPipeline(Runtime):
     """A ready pipeline instance: call it with one record (a dict) or a list of them.
 
     Made by :meth:`packflow.Pipeline.build` (and by ``build()`` of a composition); not
@@ -198,6 +196,12 @@ class BuiltPipeline:
         """Whether the instance can serve calls (initialized; always true once built)."""
         return True
 
+    def _runtime(self) -> BuiltPipeline:
+        return self
+
+    def _built_runtime(self) -> BuiltPipeline:
+        return self
+
     # -- calls -------------------------------------------------------------------------
 
     def __call__(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
@@ -255,7 +259,8 @@ class BuiltPipeline:
             When ``on_error`` is neither ``"raise"`` nor ``"row"``.
         """
         if on_error != "raise":
-            return self._run_rows(records, check_on_error(on_error))
+            check_on_error(on_error)
+            return self.run_rows(records)
         start = perf_counter()
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
@@ -317,19 +322,31 @@ class BuiltPipeline:
                 _check_outputs(segment, data, size)
         return data  # type: ignore[no-any-return]
 
-    def _run_rows(
-        self,
-        records: list[Any],
-        on_error: OnError = "row",
-        *,
-        first_index: int = 0,
-        mark: Mark | None = None,
+    def run_rows(
+        self, records: list[Any], *, first_index: int = 0, mark: Mark | None = None
     ) -> list[Any]:
         """Run ``records`` isolating the ones that fail (``on_error="row"``).
 
-        ``first_index`` is the position of ``records[0]`` in the caller's input (a
-        stream's batches count from the start of the stream); ``mark`` makes what stands
-        for a failed record (an error row by default).
+        Part of the :class:`~packflow.runtime.contracts.Runner` contract that the
+        batchers and engines run over. A record that fails gets an error row in its
+        place (see :mod:`packflow.runtime.isolation`), every other record its output.
+
+        Parameters
+        ----------
+        records
+            The batch, a list (a record that is not a dict gets an error row).
+        first_index
+            The position of ``records[0]`` in the caller's numbering (a stream's batches
+            count from the start of the stream): what error rows report as ``index``.
+        mark
+            Makes what stands for a failed record from (error, index, attempted index);
+            an error row by default.
+
+        Raises
+        ------
+        InferenceBackendRuntimeError
+            When ``records`` is not a list, or an error is about the whole batch (an
+            output that does not line up with its input).
         """
         start = perf_counter()
         if type(records) is list and records and set(map(type, records)) <= _DICTS_ONLY:
@@ -401,101 +418,6 @@ class BuiltPipeline:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
         return outputs
 
-    # -- single events: streaming and batchers --------------------------------------------
-
-    def stream(
-        self,
-        events: Iterable[Any],
-        *,
-        max_batch_size: int = 64,
-        max_latency_ms: float = 10.0,
-        on_error: OnError = "raise",
-    ) -> Stream:
-        """Run single events in micro-batches; yield one output per event, in order.
-
-        A batch is run when it holds ``max_batch_size`` events or when its oldest event
-        has waited ``max_latency_ms``, so a slow source is never held back waiting for a
-        full batch. A source that may block (anything but a list or tuple) is read by a
-        background thread, at most a few batches ahead.
-
-        Parameters
-        ----------
-        events
-            Any iterable of dicts: a list, a generator, lines parsed from stdin.
-        max_batch_size
-            The most events per pipeline call.
-        max_latency_ms
-            The longest an event waits for its batch to fill.
-        on_error
-            ``"raise"``: the first failure ends the stream by raising. ``"row"``: an
-            event that fails gets an error row whose ``index`` is its position in the
-            stream.
-
-        Raises
-        ------
-        ValueError
-            For a batch size below 1, a negative latency, or an unknown ``on_error``.
-
-        Examples
-        --------
-        >>> for output in built.stream(events, max_batch_size=32):  # doctest: +SKIP
-        ...     print(output)
-        """
-        from packflow.runtime.streaming import Stream
-
-        return Stream(
-            self,
-            events,
-            max_batch_size=max_batch_size,
-            max_latency_ms=max_latency_ms,
-            on_error=on_error,
-        )
-
-    def batcher(
-        self,
-        *,
-        max_batch_size: int = 64,
-        max_latency_ms: float = 10.0,
-        on_error: OnError = "raise",
-    ) -> Batcher:
-        """A thread-safe batcher: ``submit(event)`` returns a future of its output.
-
-        Events submitted by many threads are run together, one pipeline call per batch
-        (flushed when full or after ``max_latency_ms``). Each caller gets its own output,
-        or its own exception (``on_error="raise"``) or error row (``"row"``). Use it in a
-        ``with`` block, or call ``close()``, so that pending events are run.
-        """
-        from packflow.runtime.streaming import Batcher
-
-        return Batcher(
-            self,
-            max_batch_size=max_batch_size,
-            max_latency_ms=max_latency_ms,
-            on_error=on_error,
-        )
-
-    def async_batcher(
-        self,
-        *,
-        max_batch_size: int = 64,
-        max_latency_ms: float = 10.0,
-        on_error: OnError = "raise",
-    ) -> AsyncBatcher:
-        """An asyncio batcher: ``await submit(event)`` returns the event's output.
-
-        Like :meth:`batcher`, for coroutines: the pipeline call runs in a worker thread,
-        off the event loop; cancelling one caller does not affect the others. Use it in
-        an ``async with`` block, or ``await aclose()``.
-        """
-        from packflow.runtime.streaming import AsyncBatcher
-
-        return AsyncBatcher(
-            self,
-            max_batch_size=max_batch_size,
-            max_latency_ms=max_latency_ms,
-            on_error=on_error,
-        )
-
     # -- metrics and validation ---------------------------------------------------------
 
     def get_metrics(self) -> Metrics:
@@ -511,36 +433,17 @@ class BuiltPipeline:
         """
         return self._metrics.last()
 
-    def _raw_metrics(self) -> RawMetrics | None:
+    def last_metrics(self) -> RawMetrics | None:
+        """The raw metrics of this thread's or task's last run, ``None`` before one.
+
+        Part of the :class:`~packflow.runtime.contracts.Runner` contract: a batcher reads
+        them in the thread that ran a batch and credits them to each of its callers.
+        """
         return self._metrics.raw()
 
-    def _credit_metrics(self, raw: RawMetrics) -> None:
+    def credit_metrics(self, raw: RawMetrics) -> None:
         """Make ``raw`` the current caller's last metrics (for batches run on its behalf)."""
         self._metrics.put(raw)
-
-    def validate(self, sample: Any, *, on_error: OnError = "raise") -> Any:
-        """Run ``sample`` and check that the outputs are JSON-ready records.
-
-        Returns the outputs, like a call.
-
-        Raises
-        ------
-        InferenceBackendValidationError
-            When an output row holds a value JSON cannot represent; the message names
-            the record index and the key path.
-        """
-        outputs = self(sample, on_error=on_error)
-        rows = [outputs] if isinstance(sample, dict) else outputs
-        problem = find_invalid_value(rows)
-        if problem is not None:
-            index, path, reason = problem
-            where = f" at {path}" if path else ""
-            raise InferenceBackendValidationError(
-                f"pipeline {self.name!r}: output record {index}{where}: {reason}",
-                index=index,
-                path=path,
-            )
-        return outputs
 
 
 #: Below this many rows a Python loop checks them fastest; above, a set of their types.

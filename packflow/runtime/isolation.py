@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import attrs
+
 from packflow.exceptions import (
     InferenceBackendRuntimeError,
     PreprocessorRuntimeError,
@@ -31,6 +33,7 @@ from packflow.exceptions import (
 __all__ = [
     "ERROR_KEY",
     "ON_ERROR_CHOICES",
+    "ErrorRow",
     "Mark",
     "OnError",
     "check_on_error",
@@ -67,12 +70,97 @@ def is_record_error(exc: BaseException) -> bool:
     return isinstance(exc, InferenceBackendRuntimeError) and exc.index is not None
 
 
+#: The keys of an error row's body, without and with the line number of ``packflow run``.
+_BODY_KEYS = frozenset({"type", "message", "stage", "index"})
+_LINE_BODY_KEYS = _BODY_KEYS | {"line"}
+
+
+@attrs.frozen
+class ErrorRow:
+    """What stands in the output for a record that failed: the one home of its shape.
+
+    As a row it is ``{"error": {"type", "message", "stage", "index"}}``, plus ``"line"``
+    where the record came from a numbered input line (``packflow run``, NDJSON over HTTP).
+    Everything that writes or reads error rows (``on_error="row"``, the batchers, the JSON
+    Lines protocol, the engines and servers) makes them and recognises them here.
+    """
+
+    #: The error's class name (the user's exception when a stage raised).
+    type: str
+    #: What went wrong, counting records in the caller's numbering.
+    message: str
+    #: The step that failed (``"execute"``, ``"b.preprocess"``), ``"input"`` for a
+    #: record that is not a dict or a line that holds none, ``"output"`` for an output
+    #: that cannot be written.
+    stage: str
+    #: The record's position in the caller's batch or stream; ``None`` when there is none.
+    index: int | None
+    #: The input line the record came from, from 1, where there are lines.
+    line: int | None = None
+
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, index: int | None, *, attempted_index: int | None = None
+    ) -> ErrorRow:
+        """The error row for record ``index`` that failed with ``exc``.
+
+        ``type`` and ``message`` are those of the user's exception when a stage raised
+        (the ``StageError``'s cause), else of the packflow error. ``attempted_index`` is
+        the record's position in the batch that was attempted, when the message counts
+        from there (it is rewritten to count from ``index``).
+        """
+        cause = exc.__cause__ if isinstance(exc, StageError) else None
+        reported = cause if cause is not None else exc
+        if cause is not None or index is None:
+            message = str(reported)
+        else:
+            message = _reindexed(str(exc), attempted_index, index)
+        stage = getattr(exc, "stage", None)
+        return cls(
+            type(reported).__name__,
+            message,
+            str(stage) if stage is not None else "preprocess",
+            index,
+        )
+
+    @classmethod
+    def recognize(cls, row: Any) -> ErrorRow | None:
+        """The error row that ``row`` is, or ``None`` when it is an ordinary output.
+
+        An output record may hold a key ``"error"`` of its own: only the exact shape
+        counts.
+        """
+        if type(row) is not dict or len(row) != 1:
+            return None
+        body = row.get(ERROR_KEY)
+        if type(body) is not dict:
+            return None
+        keys = body.keys()
+        if keys != _BODY_KEYS and keys != _LINE_BODY_KEYS:
+            return None
+        return cls(body["type"], body["message"], body["stage"], body["index"], body.get("line"))
+
+    def with_line(self, line: int) -> ErrorRow:
+        """The same error, for a record read from input line ``line``."""
+        return attrs.evolve(self, line=line)
+
+    def body(self) -> dict[str, Any]:
+        """The ``"error"`` object of the row."""
+        body: dict[str, Any] = {"type": self.type, "message": self.message}
+        body["stage"] = self.stage
+        body["index"] = self.index
+        if self.line is not None:
+            body["line"] = self.line
+        return body
+
+    def as_row(self) -> dict[str, Any]:
+        """The row: ``{"error": {...}}``."""
+        return {ERROR_KEY: self.body()}
+
+
 def is_error_row(row: Any) -> bool:
-    """Whether ``row`` is an error row made by ``on_error="row"``."""
-    if type(row) is not dict or len(row) != 1:
-        return False
-    body = row.get(ERROR_KEY)
-    return type(body) is dict and body.keys() == {"type", "message", "stage", "index"}
+    """Whether ``row`` is an error row (see :class:`ErrorRow`)."""
+    return ErrorRow.recognize(row) is not None
 
 
 def _reindexed(message: str, old: int | None, new: int) -> str:
@@ -86,27 +174,13 @@ def _reindexed(message: str, old: int | None, new: int) -> str:
 def error_row(
     exc: BaseException, index: int, *, attempted_index: int | None = None
 ) -> dict[str, Any]:
-    """The error row that stands for record ``index`` that failed with ``exc``.
+    """The error row (a dict) that stands for record ``index`` that failed with ``exc``.
 
-    ``type`` and ``message`` are those of the user's exception when a stage raised (the
-    ``StageError``'s cause), else of the packflow error; ``stage`` is the step label
-    (``"execute"``, ``"b.preprocess"``, ``"input"`` for a record that is not a dict);
-    ``index`` is the record's position in the caller's batch. ``attempted_index`` is the
-    record's position in the batch that was attempted, when the message counts from
-    there.
+    The row of :meth:`ErrorRow.from_exception`; ``stage`` is the step label
+    (``"execute"``, ``"b.preprocess"``, ``"input"`` for a record that is not a dict) and
+    ``index`` the record's position in the caller's batch.
     """
-    cause = exc.__cause__ if isinstance(exc, StageError) else None
-    reported = cause if cause is not None else exc
-    message = str(reported) if cause is not None else _reindexed(str(exc), attempted_index, index)
-    stage = getattr(exc, "stage", None)
-    return {
-        ERROR_KEY: {
-            "type": type(reported).__name__,
-            "message": message,
-            "stage": str(stage) if stage is not None else "preprocess",
-            "index": index,
-        }
-    }
+    return ErrorRow.from_exception(exc, index, attempted_index=attempted_index).as_row()
 
 
 def _named_index(exc: BaseException, size: int) -> int | None:

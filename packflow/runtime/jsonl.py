@@ -23,20 +23,36 @@ batch.
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from packflow.runtime.isolation import ERROR_KEY, OnError, check_on_error
+from packflow.runtime.contracts import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_LATENCY_MS,
+    BatchOptions,
+    Runner,
+    check_positive_int,
+    runner_name,
+)
+from packflow.runtime.isolation import ErrorRow, Mark, OnError, check_on_error, error_row
 from packflow.runtime.streaming import Stream
 
-if TYPE_CHECKING:
-    from packflow.runtime.built import BuiltPipeline
-    from packflow.surface import Runtime
-
-__all__ = ["Interrupted", "LineError", "RunSummary", "parse_line", "run_lines", "serialize"]
+__all__ = [
+    "BadLine",
+    "Engine",
+    "Interrupted",
+    "LineError",
+    "LocalEngine",
+    "RunSummary",
+    "parse_line",
+    "run_around",
+    "run_lines",
+    "serialize",
+]
 
 #: How many failed line numbers a summary keeps (the count is always exact).
 KEPT_FAILED_LINES = 10
@@ -56,10 +72,23 @@ class LineError:
     #: The line's position among the input's non-blank lines, from 0.
     index: int | None
 
-    def row(self) -> dict[str, Any]:
+    @classmethod
+    def of(cls, output: Any, number: int) -> LineError | None:
+        """The failure that ``output`` (an engine's answer for line ``number``) stands for."""
+        if type(output) is BadLine:
+            return cls(number, "InvalidLine", output.problem, "input", output.index)
+        found = ErrorRow.recognize(output)
+        if found is None:
+            return None
+        return cls(number, found.type, found.message, found.stage, found.index)
+
+    def error_row(self) -> ErrorRow:
         """The error row that stands for the line in the output."""
-        body = {"type": self.type, "message": self.message, "stage": self.stage}
-        return {ERROR_KEY: {**body, "index": self.index, "line": self.number}}
+        return ErrorRow(self.type, self.message, self.stage, self.index, self.number)
+
+    def row(self) -> dict[str, Any]:
+        """The error row that stands for the line in the output, as a dict."""
+        return self.error_row().as_row()
 
     def __str__(self) -> str:
         # A line that holds no record is named by its line alone.
@@ -95,27 +124,46 @@ class Interrupted(KeyboardInterrupt):
         self.summary = summary
 
 
-class _Line:
-    """Stands in the stream for an input line that holds no record."""
+@attrs.frozen
+class BadLine:
+    """Stands among an engine's events for an input line that holds no record.
 
-    __slots__ = ("index", "number", "problem")
+    An engine hands it back unchanged, in its place; it is small and picklable, so that
+    it can travel to a worker and back.
+    """
 
-    def __init__(self, number: int, problem: str, index: int) -> None:
-        self.number = number
-        self.problem = problem
-        self.index = index  # its position in the stream
+    #: The input line, from 1.
+    number: int
+    #: Why the line holds no record.
+    problem: str
+    #: Its position among the events (the non-blank lines).
+    index: int
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is too large")
+    return value
+
+
+_INF = float("inf")
+# Only a float with an exponent of three digits, or with 309 digits or more, can overflow
+# a double: lines without one are parsed by the C scanner's own float.
+_BIG_NUMBER = re.compile(r"[eE][+]?\d{3}|\d{309}")
+
+
 def parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
     """The record on input line ``number``, ``None`` for a blank line, or why it is bad.
 
     Bytes are decoded as UTF-8 (a byte order mark is allowed on line 1 only), so that a
-    line that is not UTF-8 fails alone. JSON is strict: ``NaN`` and ``Infinity`` are
-    refused.
+    line that is not UTF-8 fails alone. JSON is strict: ``NaN``, ``Infinity`` and a
+    number too large for a float (``1e400``) are refused, and so is a value nested too
+    deeply for the parser.
     """
     if isinstance(raw, bytes):
         try:
@@ -127,11 +175,16 @@ def parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
     # Without its line end, so that an error's column is on this line, not "line 2".
     raw = raw.rstrip("\r\n")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        if _BIG_NUMBER.search(raw) is None:
+            value = json.loads(raw, parse_constant=_reject_constant)
+        else:
+            value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         return f"not valid JSON: {exc.msg} (column {exc.colno})"
     except ValueError as exc:
         return f"not valid JSON: {exc}"
+    except RecursionError:
+        return "not valid JSON: nested too deeply"
     if not isinstance(value, dict):
         return f"expected a JSON object, got {type(value).__name__}"
     return value
@@ -161,13 +214,13 @@ def serialize(output: Any) -> str:
 
 
 class _Lines:
-    """The events of a stream over ``source``: records, or markers for bad lines.
+    """The events of a run over ``source``: records, or :class:`BadLine` markers.
 
     Blank lines are not events (they are written back in their place), so that an
-    event's position in the stream is its position among the non-blank lines, as on
-    Ray. ``numbers`` tells the consumer where each output goes: an event's line number,
-    and before it ``-n`` for the ``n`` blank lines that came first (a run of blank lines
-    is one entry, so memory stays bounded whatever the input). ``read`` counts the lines
+    event's position is its position among the non-blank lines, whatever the engine.
+    ``numbers`` tells the consumer where each output goes: an event's line number, and
+    before it ``-n`` for the ``n`` blank lines that came first (a run of blank lines is
+    one entry, so memory stays bounded whatever the input). ``read`` counts the lines
     read so far.
     """
 
@@ -190,32 +243,126 @@ class _Lines:
                     numbers.append(-blanks)
                     blanks = 0
                 numbers.append(number)
-                yield parsed if isinstance(parsed, dict) else _Line(number, parsed, events)
+                yield parsed if isinstance(parsed, dict) else BadLine(number, parsed, events)
                 events += 1
         finally:
             if blanks:
                 numbers.append(-blanks)  # the blank lines after the last event
 
 
+@runtime_checkable
+class Engine(Protocol):
+    """Where the records of a JSON Lines run are run: in process, on Ray, ...
+
+    ``batches(events, options)`` takes the events (a record ``dict``, or a
+    :class:`BadLine` to hand back unchanged in its place) and yields lists of outputs,
+    one per event, in order, a list per batch it ran (so that the run can flush after
+    each). A record that fails gets an error row (:class:`~packflow.runtime.isolation.
+    ErrorRow`) whose ``index`` is the record's position among the events; with
+    ``options.on_error == "row"`` nothing a record does may end the run. Closing the
+    iterator stops the engine.
+    """
+
+    def batches(self, events: Iterator[Any], options: BatchOptions) -> Iterator[list[Any]]:
+        """One list of outputs per batch run, in order."""
+        ...
+
+
+def run_around(
+    runner: Runner, batch: list[Any], *, first_index: int = 0, mark: Mark | None = None
+) -> list[Any]:
+    """Run the records of ``batch`` isolating failures; :class:`BadLine` s stay in place.
+
+    What every engine does with a batch of events: error rows count from
+    ``first_index``, bad lines included.
+    """
+    keep = [i for i, event in enumerate(batch) if type(event) is not BadLine]
+    if len(keep) == len(batch):
+        return runner.run_rows(batch, first_index=first_index, mark=mark)
+    outputs = list(batch)
+    if not keep:
+        return outputs
+    where = [first_index + i for i in keep]
+    make = mark
+
+    def placed(exc: BaseException, index: int, attempted: int | None) -> Any:
+        # ``index`` counts the records run; report the event's own position.
+        at = where[index]
+        if make is None:
+            return error_row(exc, at, attempted_index=index if attempted is None else attempted)
+        return make(exc, at, attempted)
+
+    results = runner.run_rows([batch[i] for i in keep], mark=placed)
+    for i, result in zip(keep, results, strict=True):
+        outputs[i] = result
+    return outputs
+
+
+class _AroundLines:
+    """A :class:`Runner` that hands :class:`BadLine` events back unrun."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self.name = runner_name(runner)
+
+    def run_batch(self, records: list[Any], *, on_error: OnError = "raise") -> list[Any]:
+        return self._runner.run_batch(records, on_error=on_error)
+
+    def run_rows(
+        self, records: list[Any], *, first_index: int = 0, mark: Mark | None = None
+    ) -> list[Any]:
+        return run_around(self._runner, records, first_index=first_index, mark=mark)
+
+    def last_metrics(self) -> Any:
+        return self._runner.last_metrics()
+
+    def credit_metrics(self, raw: Any) -> None:
+        self._runner.credit_metrics(raw)
+
+
+@attrs.frozen
+class LocalEngine:
+    """The in-process engine: a :class:`~packflow.runtime.streaming.Stream` over a runner.
+
+    The source is read a few batches ahead by the stream's reader thread, so a slow
+    source's records are answered within ``max_latency_ms``.
+    """
+
+    runner: Runner
+
+    def batches(self, events: Iterator[Any], options: BatchOptions) -> Iterator[list[Any]]:
+        """Run the events in micro-batches; one list of outputs per batch."""
+        stream = Stream(_AroundLines(self.runner), events, attrs.evolve(options, on_error="row"))
+        try:
+            yield from stream.batches()
+        finally:
+            stream.close()
+
+
 def run_lines(
-    built: BuiltPipeline | Runtime,
+    target: Runner | Engine,
     source: Iterable[str | bytes],
     write: Callable[[str], None],
     *,
-    max_batch_size: int = 64,
-    max_latency_ms: float = 10.0,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
     on_error: OnError = "row",
     max_errors: int | None = None,
     flush: Callable[[], None] | None = None,
     report: Callable[[LineError], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
-    """Run the JSON Lines of ``source`` through ``built``; ``write`` one line per line.
+    """Run the JSON Lines of ``source`` through a pipeline; ``write`` one line per line.
+
+    This is the JSON Lines protocol, written once: parsing (UTF-8, a byte order mark on
+    line 1, strict JSON), blank and bad lines, error rows with line numbers, the error
+    limit and the summary. Where the records run is the engine's business.
 
     Parameters
     ----------
-    built
-        The built pipeline (or anything whose ``_runtime()`` gives one).
+    target
+        A built pipeline (or any :class:`~packflow.runtime.contracts.Runner`: a
+        ``Pipeline``, a class backend), run in process; or an :class:`Engine`.
     source
         The input lines, ``str`` or ``bytes``, with or without their line ends.
     write
@@ -245,27 +392,18 @@ def run_lines(
     Interrupted
         On Ctrl-C (a ``KeyboardInterrupt``), after the lines answered so far are written
         and flushed; its ``summary`` says how many.
+    ValueError
+        For a bad option.
     """
     on_error = check_on_error(on_error)
-    if max_errors is not None and (
-        isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1
-    ):
-        raise ValueError(f"max_errors must be an integer >= 1 or None, got {max_errors!r}")
-    from packflow.surface import Runtime
-
-    if isinstance(built, Runtime):
-        built = built._runtime()
+    if max_errors is not None:
+        check_positive_int("max_errors", max_errors)
+    options = BatchOptions(max_batch_size, max_latency_ms, on_error)
+    engine: Engine = LocalEngine(target) if isinstance(target, Runner) else target
     reader = _Lines(source)
     lines = reader.numbers
-    stream = Stream(
-        built,
-        iter(reader),
-        max_batch_size=max_batch_size,
-        max_latency_ms=max_latency_ms,
-        on_error="row",
-        passthrough=_Line,
-    )
-    written = failed = 0
+    batches = engine.batches(iter(reader), options)
+    written = failed = answered = 0
     failures: list[LineError] = []
     stopped: str | None = None
 
@@ -279,59 +417,57 @@ def run_lines(
         return count
 
     try:
-        for output in stream:
-            written += blanks()
-            number = lines.popleft()
-            problem = _problem(output, number)
-            if problem is None:
-                try:
-                    text = serialize(output)
-                except (TypeError, ValueError) as exc:
-                    name, message = type(exc).__name__, str(exc)
-                    problem = LineError(number, name, message, "output", stream.answered - 1)
-            if problem is not None:
-                failed += 1
-                if len(failures) < KEPT_FAILED_LINES:
-                    failures.append(problem)
-                if report is not None:
-                    report(problem)
-                if on_error == "raise":
-                    stopped = f"line {number} failed (on_error='raise')"
+        for outputs in batches:
+            for output in outputs:
+                written += blanks()
+                number = lines.popleft()
+                answered += 1
+                problem = LineError.of(output, number)
+                if problem is None:
+                    try:
+                        text = serialize(output)
+                    except (TypeError, ValueError) as exc:
+                        name, message = type(exc).__name__, str(exc)
+                        problem = LineError(number, name, message, "output", answered - 1)
+                if problem is not None:
+                    failed += 1
+                    if len(failures) < KEPT_FAILED_LINES:
+                        failures.append(problem)
+                    if report is not None:
+                        report(problem)
+                    if on_error == "raise":
+                        stopped = f"line {number} failed (on_error='raise')"
+                        break
+                    text = json.dumps(problem.row(), ensure_ascii=False)
+                # Counted first: an interrupt is raised after the write it arrived in,
+                # which has reached the output by then (unbuffered output shows it).
+                written += 1
+                write(text)
+                if max_errors is not None and failed >= max_errors:
+                    stopped = f"{failed} failed lines (max_errors={max_errors})"
                     break
-                text = json.dumps(problem.row(), ensure_ascii=False)
-            # Counted first: an interrupt is raised after the write it arrived in, which
-            # has reached the output by then (unbuffered output shows it at once).
-            written += 1
-            write(text)
-            if max_errors is not None and failed >= max_errors:
-                stopped = f"{failed} failed lines (max_errors={max_errors})"
+            if stopped is not None:
                 break
-            if stream.answered == stream.received:  # the last line of a batch
-                if flush is not None:
-                    flush()
-                if progress is not None:
-                    progress(written, failed)
+            if flush is not None:
+                flush()
+            if progress is not None:
+                progress(written, failed)
         else:
             written += blanks()  # the blank lines after the last event
     except KeyboardInterrupt as exc:
-        stream.close()
+        _close(batches)
         if flush is not None:
             flush()
         summary = RunSummary(reader.read, written, failed, tuple(failures), "an interrupt")
         raise Interrupted(summary) from exc
     finally:
-        stream.close()
+        _close(batches)
         if flush is not None:
             flush()
     return RunSummary(reader.read, written, failed, tuple(failures), stopped)
 
 
-def _problem(output: Any, number: int) -> LineError | None:
-    """The failure that ``output`` (the stream's answer for line ``number``) stands for."""
-    if type(output) is _Line:
-        return LineError(number, "InvalidLine", output.problem, "input", output.index)
-    if type(output) is dict and len(output) == 1 and ERROR_KEY in output:
-        body = output[ERROR_KEY]
-        if type(body) is dict and body.keys() == {"type", "message", "stage", "index"}:
-            return LineError(number, body["type"], body["message"], body["stage"], body["index"])
-    return None
+def _close(batches: Iterator[list[Any]]) -> None:
+    close = getattr(batches, "close", None)
+    if close is not None:
+        close()

@@ -23,8 +23,9 @@ thread or task describes the batch that served it.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +33,8 @@ from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from packflow.runtime.isolation import OnError, check_on_error, error_row
+from packflow.runtime.contracts import BatchOptions, Runner, runner_name
+from packflow.runtime.isolation import OnError
 
 if TYPE_CHECKING:
     # asyncio (with ssl and selectors) costs a fifth of `import packflow`: imported by the
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
     import asyncio
 
     from packflow.metrics import RawMetrics
-    from packflow.runtime.built import BuiltPipeline
 
 __all__ = ["AsyncBatcher", "Batcher", "Stream", "check_batching"]
 
@@ -59,20 +60,8 @@ def check_batching(max_batch_size: Any, max_latency_ms: Any) -> tuple[int, float
         When ``max_batch_size`` is not an integer of at least 1 or ``max_latency_ms`` is
         not a finite number of at least 0.
     """
-    if (
-        isinstance(max_batch_size, bool)
-        or not isinstance(max_batch_size, int)
-        or max_batch_size < 1
-    ):
-        raise ValueError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
-    if (
-        isinstance(max_latency_ms, bool)
-        or not isinstance(max_latency_ms, (int, float))
-        or not math.isfinite(max_latency_ms)
-        or max_latency_ms < 0
-    ):
-        raise ValueError(f"max_latency_ms must be a number >= 0, got {max_latency_ms!r}")
-    return max_batch_size, float(max_latency_ms) / 1000.0
+    options = BatchOptions(max_batch_size, max_latency_ms)
+    return options.max_batch_size, options.latency_s
 
 
 class _BatchQueue:
@@ -158,144 +147,164 @@ class _BatchQueue:
             return batch
 
 
+class _Progress:
+    """What a stream's consumer and its generators share (never the stream itself).
+
+    The generators hold this, not the :class:`Stream`, so that a stream its consumer
+    drops is freed at once and its finalizer stops the reader.
+    """
+
+    __slots__ = ("answered", "received", "source_error")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.answered = 0
+        self.source_error: BaseException | None = None
+
+
+def _read(events: Iterator[Any], queue: _BatchQueue, progress: _Progress) -> None:
+    """The reader thread: events into ``queue`` until the source ends or the queue closes.
+
+    A source that is abandoned (the queue closed while it has more) is closed here, in
+    the thread that iterates it, so that a generator's ``finally`` and ``with`` blocks
+    run and its files are closed.
+    """
+    try:
+        put = queue.put_alone  # this thread is the only producer
+        for event in events:
+            if not put(event):
+                break
+    except BaseException as exc:  # reported to the consumer after what was read
+        progress.source_error = exc
+    finally:
+        queue.close()
+        close = getattr(events, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):  # closing loses nothing if it fails
+                close()
+
+
+def _run(runner: Runner, on_error: OnError, batch: list[Any], first: int) -> list[Any]:
+    if on_error == "row":
+        return runner.run_rows(batch, first_index=first)
+    return runner.run_batch(batch)
+
+
+def _batches_of_sequence(
+    runner: Runner, options: BatchOptions, events: list[Any] | tuple[Any, ...], progress: _Progress
+) -> Iterator[list[Any]]:
+    size, on_error = options.max_batch_size, options.on_error
+    for start in range(0, len(events), size):
+        batch = list(events[start : start + size])
+        progress.received += len(batch)
+        yield _run(runner, on_error, batch, start)
+
+
+def _batches_of_queue(
+    runner: Runner, options: BatchOptions, queue: _BatchQueue, progress: _Progress
+) -> Iterator[list[Any]]:
+    on_error = options.on_error
+    try:
+        while True:
+            batch = queue.take()
+            if batch is None:
+                break
+            first = progress.received
+            progress.received += len(batch)
+            yield _run(runner, on_error, batch, first)
+    finally:
+        queue.close()
+    if progress.source_error is not None:
+        error = progress.source_error
+        progress.source_error = None
+        if hasattr(error, "add_note"):
+            error.add_note(
+                f"packflow: the event source raised after {progress.received} event(s); "
+                "every one of them was answered"
+            )
+        raise error
+
+
+def _outputs_of(batches: Iterator[list[Any]], progress: _Progress) -> Iterator[Any]:
+    for outputs in batches:
+        for output in outputs:
+            progress.answered += 1
+            yield output
+
+
 class Stream(Iterator[Any]):
     """The outputs of ``built.stream(events)``, one per event, in order.
 
-    Iterate over it; ``received`` and ``answered`` count the events read from the source
-    and the outputs handed out so far (after an interruption they say what was lost).
-    ``close()`` (or leaving a ``with`` block) stops reading the source.
+    Iterate over it (one output at a time), or over :meth:`batches` (one list of outputs
+    per pipeline call); ``received`` and ``answered`` count the events read from the
+    source and the outputs handed out so far (after an interruption they say what was
+    lost). ``close()``, leaving a ``with`` block, or dropping the stream stops reading the
+    source and closes it.
 
     A source that raises ends the stream: the events read before are answered first,
     then the source's exception is raised.
     """
 
     def __init__(
-        self,
-        built: BuiltPipeline,
-        events: Iterable[Any],
-        *,
-        max_batch_size: int = 64,
-        max_latency_ms: float = 10.0,
-        on_error: OnError = "raise",
-        passthrough: type | None = None,
+        self, runner: Runner, events: Iterable[Any], options: BatchOptions | None = None
     ) -> None:
-        size, latency = check_batching(max_batch_size, max_latency_ms)
-        self._on_error = check_on_error(on_error)
-        self._built = built
-        # Events of this type are handed back unchanged, in their place, without running
-        # (``packflow run`` passes blank and bad lines through so that lines stay aligned);
-        # error rows still count their position from the start of the stream.
-        self._passthrough = passthrough
-        self.received = 0
-        self.answered = 0
-        self._source_error: BaseException | None = None
+        options = BatchOptions() if options is None else options
+        self._progress = progress = _Progress()
         self._queue: _BatchQueue | None = None
-        self._outputs: Iterator[Any]
+        self._batches: Iterator[list[Any]]
         if isinstance(events, (list, tuple)):
             # In memory already: nothing can block, so no reader thread is needed.
-            self._outputs = self._from_sequence(events, size)
+            self._batches = _batches_of_sequence(runner, options, events, progress)
         else:
-            self._queue = _BatchQueue(size, latency, capacity=size * _READ_AHEAD)
+            size = options.max_batch_size
+            self._queue = queue = _BatchQueue(size, options.latency_s, capacity=size * _READ_AHEAD)
             reader = threading.Thread(
-                target=self._read, args=(iter(events), self._queue), daemon=True
+                target=_read, args=(iter(events), queue, progress), daemon=True
             )
-            reader.name = f"packflow-stream-{built.name}"
+            reader.name = f"packflow-stream-{runner_name(runner)}"
             reader.start()
-            self._outputs = self._from_queue(self._queue)
+            # A stream its consumer drops (``break``, ``islice``) stops its reader.
+            weakref.finalize(self, queue.close)
+            self._batches = _batches_of_queue(runner, options, queue, progress)
+        self._outputs: Iterator[Any] | None = None
 
-    def _run(self, batch: list[Any], first: int) -> list[Any]:
-        if self._passthrough is not None:
-            return self._run_around(batch, first)
-        return self._run_records(batch, first)
+    @property
+    def received(self) -> int:
+        """Events read from the source and handed to the pipeline so far."""
+        return self._progress.received
 
-    def _run_around(self, batch: list[Any], first: int) -> list[Any]:
-        """Run the events that are not passed through; the others stay as they are.
+    @property
+    def answered(self) -> int:
+        """Outputs handed out so far (by :meth:`batches`, every output of a batch)."""
+        return self._progress.answered
 
-        Error rows keep counting from the start of the stream, passed events included.
+    def batches(self) -> Iterator[list[Any]]:
+        """The outputs one batch (one pipeline call) at a time, in order.
+
+        Use either this or iteration over the stream, not both.
         """
-        kind = self._passthrough
-        keep = [i for i, event in enumerate(batch) if type(event) is not kind]
-        if len(keep) == len(batch):
-            return self._run_records(batch, first)
-        outputs = list(batch)
-        if not keep:
-            return outputs
-        records = [batch[i] for i in keep]
-        if self._on_error == "row":
-            where = [first + i for i in keep]
-
-            def mark(exc: BaseException, index: int, attempted: int | None) -> Any:
-                # ``index`` counts within ``records``; report the stream position.
-                return error_row(exc, where[index], attempted_index=attempted)
-
-            results = self._built._run_rows(records, mark=mark)
-        else:
-            results = self._built.run_batch(records)
-        for i, result in zip(keep, results, strict=True):
-            outputs[i] = result
-        return outputs
-
-    def _run_records(self, batch: list[Any], first: int) -> list[Any]:
-        if self._on_error == "row":
-            return self._built._run_rows(batch, first_index=first)
-        return self._built.run_batch(batch)
-
-    def _from_sequence(self, events: list[Any] | tuple[Any, ...], size: int) -> Iterator[Any]:
-        for start in range(0, len(events), size):
-            batch = list(events[start : start + size])
-            self.received += len(batch)
-            yield from self._hand_out(self._run(batch, start))
-
-    def _read(self, events: Iterator[Any], queue: _BatchQueue) -> None:
-        try:
-            put = queue.put_alone  # this thread is the only producer
-            for event in events:
-                if not put(event):
-                    return
-        except BaseException as exc:  # reported to the consumer after what was read
-            self._source_error = exc
-        finally:
-            queue.close()
-
-    def _from_queue(self, queue: _BatchQueue) -> Iterator[Any]:
-        try:
-            while True:
-                batch = queue.take()
-                if batch is None:
-                    break
-                first = self.received
-                self.received += len(batch)
-                yield from self._hand_out(self._run(batch, first))
-        finally:
-            queue.close()
-        if self._source_error is not None:
-            error = self._source_error
-            self._source_error = None
-            if hasattr(error, "add_note"):
-                error.add_note(
-                    f"packflow: the event source raised after {self.received} event(s); "
-                    "every one of them was answered"
-                )
-            raise error
-
-    def _hand_out(self, outputs: list[Any]) -> Iterator[Any]:
-        for output in outputs:
-            self.answered += 1
-            yield output
+        progress = self._progress
+        for outputs in self._batches:
+            progress.answered += len(outputs)
+            yield outputs
 
     def __iter__(self) -> Stream:
         return self
 
     def __next__(self) -> Any:
-        return next(self._outputs)
+        outputs = self._outputs
+        if outputs is None:
+            outputs = self._outputs = _outputs_of(self._batches, self._progress)
+        return next(outputs)
 
     def close(self) -> None:
-        """Stop reading the source (events still in the buffer are dropped)."""
+        """Stop reading the source and close it (events still buffered are dropped)."""
         if self._queue is not None:
             self._queue.close()
-        close = getattr(self._outputs, "close", None)
-        if close is not None:
-            close()
+        for generator in (self._outputs, self._batches):
+            close = getattr(generator, "close", None)
+            if close is not None:
+                close()
 
     def __enter__(self) -> Stream:
         return self
@@ -322,17 +331,17 @@ def _keep_error(exc: BaseException, index: int, attempted_index: int | None) -> 
     return _Failed(exc)
 
 
-def _run_for_callers(built: BuiltPipeline, events: list[Any], on_error: OnError) -> list[Any]:
+def _run_for_callers(runner: Runner, events: list[Any], on_error: OnError) -> list[Any]:
     """One call for a batch of callers' events: an output, error row or _Failed each."""
     if on_error == "row":
-        return built._run_rows(events)
-    return built._run_rows(events, mark=_keep_error)
+        return runner.run_rows(events)
+    return runner.run_rows(events, mark=_keep_error)
 
 
 class _Answer(Future[Any]):
     """A caller's future: its ``result()`` also credits the batch's metrics to the caller."""
 
-    _built: BuiltPipeline
+    _runner: Runner
     _raw: RawMetrics | None = None
 
     def result(self, timeout: float | None = None) -> Any:
@@ -341,7 +350,7 @@ class _Answer(Future[Any]):
         finally:
             raw = self._raw
             if raw is not None and self.done():
-                self._built._credit_metrics(raw)
+                self._runner.credit_metrics(raw)
 
 
 class Batcher:
@@ -354,21 +363,15 @@ class Batcher:
     run; the other events of its batch are not affected.
     """
 
-    def __init__(
-        self,
-        built: BuiltPipeline,
-        *,
-        max_batch_size: int = 64,
-        max_latency_ms: float = 10.0,
-        on_error: OnError = "raise",
-    ) -> None:
-        size, latency = check_batching(max_batch_size, max_latency_ms)
-        self._on_error = check_on_error(on_error)
-        self._built = built
-        self._queue = _BatchQueue(size, latency)
+    def __init__(self, runner: Runner, options: BatchOptions | None = None) -> None:
+        options = BatchOptions() if options is None else options
+        self._on_error = options.on_error
+        self._runner = runner
+        self._name = runner_name(runner)
+        self._queue = _BatchQueue(options.max_batch_size, options.latency_s)
         self._closed = False
         self._worker = threading.Thread(target=self._work, daemon=True)
-        self._worker.name = f"packflow-batcher-{built.name}"
+        self._worker.name = f"packflow-batcher-{runner_name(runner)}"
         self._worker.start()
 
     def submit(self, event: Any) -> Future[Any]:
@@ -380,9 +383,9 @@ class Batcher:
             When the batcher is closed.
         """
         answer = _Answer()
-        answer._built = self._built
+        answer._runner = self._runner
         if not self._queue.put((event, answer)):
-            raise RuntimeError(f"batcher of pipeline {self._built.name!r} is closed")
+            raise RuntimeError(f"batcher of pipeline {self._name!r} is closed")
         return answer
 
     def _work(self) -> None:
@@ -396,12 +399,12 @@ class Batcher:
 
     def _serve(self, live: list[tuple[Any, _Answer]]) -> None:
         try:
-            outputs = _run_for_callers(self._built, [event for event, _ in live], self._on_error)
+            outputs = _run_for_callers(self._runner, [event for event, _ in live], self._on_error)
         except BaseException as exc:  # about the whole batch: every caller gets it
             for _, answer in live:
                 answer.set_exception(exc)
             return
-        raw = self._built._raw_metrics()
+        raw = self._runner.last_metrics()
         for (_, answer), output in zip(live, outputs, strict=True):
             answer._raw = raw
             if type(output) is _Failed:
@@ -437,17 +440,12 @@ class AsyncBatcher:
     ``await aclose()``, or leaving an ``async with`` block, runs what is pending.
     """
 
-    def __init__(
-        self,
-        built: BuiltPipeline,
-        *,
-        max_batch_size: int = 64,
-        max_latency_ms: float = 10.0,
-        on_error: OnError = "raise",
-    ) -> None:
-        self._size, self._latency = check_batching(max_batch_size, max_latency_ms)
-        self._on_error = check_on_error(on_error)
-        self._built = built
+    def __init__(self, runner: Runner, options: BatchOptions | None = None) -> None:
+        options = BatchOptions() if options is None else options
+        self._size, self._latency = options.max_batch_size, options.latency_s
+        self._on_error = options.on_error
+        self._runner = runner
+        self._name = runner_name(runner)
         self._pending: deque[tuple[float, Any, asyncio.Future[Any]]] = deque()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -463,12 +461,12 @@ class AsyncBatcher:
             self._loop = loop
             self._wake = asyncio.Event()
             self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"packflow-async-{self._built.name}"
+                max_workers=1, thread_name_prefix=f"packflow-async-{self._name}"
             )
             self._task = loop.create_task(self._collect())
         elif self._loop is not loop:
             raise RuntimeError(
-                f"async batcher of pipeline {self._built.name!r} is bound to another event "
+                f"async batcher of pipeline {self._name!r} is bound to another event "
                 "loop; make one batcher per loop"
             )
         return loop
@@ -484,7 +482,7 @@ class AsyncBatcher:
             The event's own error, with ``on_error="raise"``.
         """
         if self._closed:
-            raise RuntimeError(f"async batcher of pipeline {self._built.name!r} is closed")
+            raise RuntimeError(f"async batcher of pipeline {self._name!r} is closed")
         loop = self._start()
         answer: asyncio.Future[Any] = loop.create_future()
         pending = self._pending
@@ -494,7 +492,7 @@ class AsyncBatcher:
             self._wake.set()
         output, raw = await answer
         if raw is not None:
-            self._built._credit_metrics(raw)
+            self._runner.credit_metrics(raw)
         if type(output) is _Failed:
             raise output.error
         return output
@@ -543,8 +541,8 @@ class AsyncBatcher:
         events = [event for event, _ in live]
 
         def run() -> tuple[list[Any], RawMetrics | None]:
-            outputs = _run_for_callers(self._built, events, self._on_error)
-            return outputs, self._built._raw_metrics()
+            outputs = _run_for_callers(self._runner, events, self._on_error)
+            return outputs, self._runner.last_metrics()
 
         try:
             outputs, raw = await loop.run_in_executor(self._executor, run)
