@@ -576,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", default="-", help="JSON Lines file, or - for stdout")
     run.add_argument(
         "--batch-size",
+        "--max-batch-size",
         "-b",
         type=int,
         default=None,

@@ -17,7 +17,6 @@ __all__ = [
     "InferenceBackendLoadError",
     "InferenceBackendRuntimeError",
     "InferenceBackendValidationError",
-    "MessageError",
     "MissingExtraError",
     "ModelFileError",
     "PackflowError",
@@ -299,19 +298,3 @@ class SinkRefusedError(StreamError):
     """A sink (or dead-letter destination) answered a write with a refusal (a key of the
     wrong type, no permission, a message too large): retrying would not help, so the
     consumer stops without acknowledging the batch it could not write."""
-
-
-class MessageError(PackflowError):
-    """A stream message that holds no record (not JSON, not an object, too large), or an
-    output that cannot be written as JSON.
-
-    ``stage`` is ``"input"`` or ``"output"``; ``index`` is the message's position in the
-    run, from 0; ``message_id`` names the message (a Redis entry id, ``topic/partition/
-    offset`` on Kafka).
-    """
-
-    def __init__(self, message: str, *, stage: str, index: int, message_id: str) -> None:
-        super().__init__(message)
-        self.stage = stage
-        self.index = index
-        self.message_id = message_id

@@ -27,19 +27,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
-from packflow.exceptions import MessageError, StreamError, StreamUnavailableError
-from packflow.runtime.isolation import ERROR_KEY, OnError, check_on_error, error_row, is_error_row
+from packflow.exceptions import StreamError, StreamUnavailableError
+from packflow.runtime.contracts import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_LATENCY_MS,
+    BatchOptions,
+    Runner,
+    check_positive_int,
+)
+from packflow.runtime.isolation import ErrorRow, OnError
 from packflow.runtime.jsonl import parse_line, serialize
-from packflow.runtime.streaming import check_batching
 from packflow.streams.messages import DEFAULT_MAX_MESSAGE_BYTES, Message, Outgoing, Sink, Source
-
-if TYPE_CHECKING:
-    from packflow.runtime.built import BuiltPipeline
-    from packflow.surface import Runtime
 
 __all__ = ["DeadLetter", "StreamSummary", "run_stream"]
 
@@ -60,12 +62,12 @@ class DeadLetter:
     """A message that was dead-lettered: its id and the error row written for it."""
 
     message_id: str
-    row: dict[str, Any]
+    error: ErrorRow
 
     def __str__(self) -> str:
-        body = self.row[ERROR_KEY]
-        first = str(body["message"]).strip().split("\n", 1)[0]
-        return f"message {self.message_id}: {body['stage']}: {body['type']}: {first}"
+        error = self.error
+        first = error.message.strip().split("\n", 1)[0]
+        return f"message {self.message_id}: {error.stage}: {error.type}: {first}"
 
 
 @attrs.frozen
@@ -114,7 +116,7 @@ class _Run:
 
     def __init__(
         self,
-        built: BuiltPipeline,
+        runner: Runner,
         source: Source,
         sink: Sink,
         dead_letter: Sink,
@@ -130,7 +132,7 @@ class _Run:
         progress: Callable[[StreamSummary], None] | None,
         notify: Callable[[str], None],
     ) -> None:
-        self.built = built
+        self.runner = runner
         self.source = source
         self.sink = sink
         self.dead_letter = dead_letter
@@ -224,8 +226,8 @@ class _Run:
                 stopped = (
                     f"{self.max_errors} dead-lettered messages (max_errors={self.max_errors})"
                 )
-        for at, row in failed:
-            self.note_failure(batch[at].id, row)
+        for at, error in failed:
+            self.note_failure(batch[at].id, error)
         items = items[:keep]
         done = batch[:keep]
         try:
@@ -249,48 +251,39 @@ class _Run:
 
     def run(
         self, batch: list[Message], first: int
-    ) -> tuple[list[Outgoing], list[tuple[int, dict[str, Any]]]]:
+    ) -> tuple[list[Outgoing], list[tuple[int, ErrorRow]]]:
         """One outgoing item per message, in order, and the failures by position."""
         items: list[Outgoing | None] = [None] * len(batch)
-        failed: list[tuple[int, dict[str, Any]]] = []
+        failed: list[tuple[int, ErrorRow]] = []
         records: list[dict[str, Any]] = []
         where: list[int] = []
 
-        def dead(i: int, row: dict[str, Any]) -> None:
-            items[i] = Outgoing(serialize(row), batch[i], dead=True)
-            failed.append((i, row))
+        def dead(i: int, error: ErrorRow) -> None:
+            items[i] = Outgoing(serialize(error.as_row()), batch[i], dead=True)
+            failed.append((i, error))
 
         for i, message in enumerate(batch):
             decoded = _decode(message, self.max_message_bytes)
             if isinstance(decoded, str):
-                problem = MessageError(
-                    decoded, stage="input", index=first + i, message_id=message.id
-                )
-                dead(i, error_row(problem, first + i))
+                dead(i, ErrorRow("InvalidMessage", decoded, "input", first + i))
             else:
                 records.append(decoded)
                 where.append(i)
-        outputs = self.built.run_batch(records, on_error="row") if records else []
+        outputs = self.runner.run_rows(records) if records else []
         for i, output in zip(where, outputs, strict=True):
-            if is_error_row(output):
-                output[ERROR_KEY]["index"] = first + i  # counted in the run, not the batch
-                dead(i, output)
+            error = ErrorRow.recognize(output)
+            if error is not None:
+                dead(i, attrs.evolve(error, index=first + i))  # counted in the run
                 continue
             try:
                 items[i] = Outgoing(serialize(output), batch[i])
             except (TypeError, ValueError) as exc:
-                problem = MessageError(
-                    f"the output is not JSON: {exc}",
-                    stage="output",
-                    index=first + i,
-                    message_id=batch[i].id,
-                )
-                dead(i, error_row(problem, first + i))
+                dead(i, ErrorRow(type(exc).__name__, str(exc), "output", first + i))
         failed.sort(key=lambda failure: failure[0])
         return [item for item in items if item is not None], failed
 
-    def note_failure(self, message_id: str, row: dict[str, Any]) -> None:
-        failure = DeadLetter(message_id, row)
+    def note_failure(self, message_id: str, error: ErrorRow) -> None:
+        failure = DeadLetter(message_id, error)
         if len(self.failures) < KEPT_FAILURES:
             self.failures.append(failure)
         if self.report is not None:
@@ -316,15 +309,15 @@ class _Run:
 
 
 def run_stream(
-    built: BuiltPipeline | Runtime,
+    runner: Runner,
     source: Source | str,
     sink: Sink | str,
     *,
     dead_letter: Sink | str | None = None,
     group: str = "packflow",
     consumer: str | None = None,
-    max_batch_size: int = 64,
-    max_latency_ms: float = 10.0,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
     on_error: OnError = "row",
     max_errors: int | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -338,8 +331,9 @@ def run_stream(
 
     Parameters
     ----------
-    built
-        The built pipeline (or anything whose ``_runtime()`` gives one).
+    runner
+        A built pipeline, or any :class:`~packflow.runtime.contracts.Runner` (a
+        ``Pipeline``, a class backend).
     source, sink, dead_letter
         URLs (``redis://host:port/STREAM``, ``kafka://host:port[,host:port]/TOPIC``) or
         :class:`~packflow.streams.messages.Source` / ``Sink`` objects. Failures go to
@@ -390,23 +384,20 @@ def run_stream(
         When the pipeline fails for a whole batch (an output that does not line up with
         its input), the batch unacknowledged.
     """
-    on_error = check_on_error(on_error)
-    size, latency = check_batching(max_batch_size, max_latency_ms)
-    if max_errors is not None and (
-        isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1
+    options = BatchOptions(max_batch_size, max_latency_ms, on_error)
+    if max_errors is not None:
+        check_positive_int("max_errors", max_errors)
+    check_positive_int("max_message_bytes", max_message_bytes)
+    if idle_timeout is not None and not (
+        isinstance(idle_timeout, (int, float)) and 0 <= idle_timeout < float("inf")
     ):
-        raise ValueError(f"max_errors must be an integer >= 1 or None, got {max_errors!r}")
-    if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
-        raise ValueError(f"max_message_bytes must be an integer, got {max_message_bytes!r}")
-    if max_message_bytes < 1:
-        raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes!r}")
-    if idle_timeout is not None and not idle_timeout >= 0:
         raise ValueError(f"idle_timeout must be a number >= 0 or None, got {idle_timeout!r}")
+    if not isinstance(runner, Runner):
+        raise TypeError(
+            f"run_stream runs a built pipeline (or a Runner), got {type(runner).__name__}"
+        )
     from packflow.streams.urls import open_sink, open_source
-    from packflow.surface import Runtime
 
-    if isinstance(built, Runtime):
-        built = built._runtime()
     opened: list[Source | Sink] = []
     try:
         if isinstance(source, str):
@@ -421,13 +412,13 @@ def run_stream(
             dead_letter = open_sink(dead_letter)
             opened.append(dead_letter)
         run = _Run(
-            built,
+            runner,
             source,
             sink,
             dead_letter,
-            size=size,
-            latency=latency,
-            on_error=on_error,
+            size=options.max_batch_size,
+            latency=options.latency_s,
+            on_error=options.on_error,
             max_errors=max_errors,
             max_message_bytes=max_message_bytes,
             idle_timeout=idle_timeout,
