@@ -78,7 +78,9 @@ def _call(url: StreamURL, what: str, operation: Callable[[], _T], *, sink: bool 
         ) from exc
     except redis.RedisError as exc:
         kind = SinkRefusedError if sink else StreamError
-        raise kind(f"{url.shown}: {what} refused: {exc}", url=url.shown) from exc
+        # A pipeline's error quotes the command, outputs included: keep the server's words.
+        reason = str(exc).rsplit(" caused error: ", 1)[-1]
+        raise kind(f"{url.shown}: {what} refused: {reason}", url=url.shown) from exc
 
 
 def _text(value: Any) -> str:
