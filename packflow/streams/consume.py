@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from json import dumps as _dumps
 from typing import Any, TypeVar
 
 import attrs
@@ -109,6 +110,20 @@ def _decode(message: Message, max_bytes: int) -> dict[str, Any] | str:
     if parsed is None:
         return "payload is empty (expected a JSON object)"
     return parsed
+
+
+def _to_json(output: Any) -> str:
+    """:func:`~packflow.runtime.jsonl.serialize`, with a fast path for native values.
+
+    ``json.dumps`` succeeds only on values that ``serialize`` would hand it unchanged
+    (builtins, and subclasses that JSON writes as their base), so the text is the same;
+    anything else (numpy values, NaN, ...) goes through ``serialize``, which converts it
+    or names the key path that cannot be written.
+    """
+    try:
+        return _dumps(output, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return serialize(output)
 
 
 class _Run:
@@ -276,7 +291,7 @@ class _Run:
                 dead(i, attrs.evolve(error, index=first + i))  # counted in the run
                 continue
             try:
-                items[i] = Outgoing(serialize(output), batch[i])
+                items[i] = Outgoing(_to_json(output), batch[i])
             except (TypeError, ValueError) as exc:
                 dead(i, ErrorRow(type(exc).__name__, str(exc), "output", first + i))
         failed.sort(key=lambda failure: failure[0])
