@@ -2,8 +2,9 @@
 
 Run: ``python benchmarks/bench_check.py``. The third graph exercises the rules of issue
 14 (a generic protocol with a settable attribute, a TypedDict, an old-style recursive
-alias); to compare with another version of packflow, run the same script with that
-version first on ``PYTHONPATH``. Prints the median time of one check (the
+alias), the fourth those of issue 26 (a ``ParamSpec`` solved and carried on, a type
+guard, an unpacked tuple); to compare with another version of packflow, run the same
+script with that version first on ``PYTHONPATH``. Prints the median time of one check (the
 first, cold run is reported separately: it fills the normalization cache), and, for the
 whole ``Pipeline.check()`` (config resolution, preprocessor, graph, types), the ratio to
 a hand-written baseline that only reads the same functions' annotations with
@@ -21,7 +22,7 @@ from typing import Any, Optional, Protocol, TypeVar, Union, get_type_hints
 import attrs
 import numpy as np
 from numpy.typing import NDArray
-from typing_extensions import TypedDict
+from typing_extensions import ParamSpec, TypedDict, TypeIs, Unpack
 
 from packflow import Pipeline
 from packflow.checker import check_graph
@@ -105,6 +106,22 @@ def summarize(rows: Sequence[Mapping[str, Json]]) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def make_scorer(records: Records) -> Callable[[int, str], TypeIs[int]]:
+    return lambda n, s: True
+
+
+def batched(score: Callable[P, R]) -> Callable[P, tuple[R, Unpack[tuple[R, ...]]]]:
+    return lambda *args, **kwargs: (score(*args, **kwargs),)
+
+
+def use_batched(score: Callable[[int, str], Sequence[bool]]) -> Records:
+    return []
+
+
 def build_graph(name: str, *funcs: Any, initializer: Any = model) -> StageGraph:
     """The graph Pipeline.check() builds: the ``model`` initializer and three stages."""
     kinds = (StageKind.TRANSFORM_INPUTS, StageKind.EXECUTE, StageKind.TRANSFORM_OUTPUTS)
@@ -163,6 +180,7 @@ def main() -> None:
         build_graph("nested generics", extract, predict, describe),
         build_graph("TypeVar carried", extract, normalize, to_records),
         build_graph("protocol, TypedDict, alias", parse, score, summarize, initializer=linear),
+        build_graph("ParamSpec, TypeIs, Unpack", make_scorer, batched, use_batched),
     )
     for graph in graphs:
         report = check_graph(graph, input_type=Records, strict=True)

@@ -13,22 +13,30 @@ from __future__ import annotations
 
 import abc
 import contextvars
+import inspect
 import logging
+from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from packflow.config import BackendConfig, check_config_model
+import attrs
+
+from packflow._text import closest
+from packflow.config import BackendConfig, OverrideFile, check_config_model
 from packflow.exceptions import (
     InferenceBackendInitializationError,
     PipelineDefinitionError,
 )
-from packflow.graph import STAGE_KINDS, CheckedPipeline, describe_function
+from packflow.graph import STAGE_KINDS, CheckedPipeline, FunctionInfo, Upstream, describe_function
+from packflow.log import get_logger
+from packflow.parts import as_parts
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
 from packflow.runtime.surface import Runtime
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline
+    from packflow.parts import Part
     from packflow.runtime.isolation import OnError
 
 __all__ = ["BackendLogger", "InferenceBackend", "backend_pipeline", "built_pipeline"]
@@ -51,7 +59,7 @@ class BackendLogger(_LoggerAdapter):
 
 
 class _BackendMeta(abc.ABCMeta):
-    """Lets backend classes be composed: ``Backend >> pipe``, ``BackendA >> BackendB``."""
+    """Lets backend classes be composed (``Backend >> pipe``) and run as definitions."""
 
     def __rshift__(cls, other: Any) -> ComposedPipeline:
         from packflow.compose import compose
@@ -63,11 +71,26 @@ class _BackendMeta(abc.ABCMeta):
 
         return compose(other, cls)
 
+    # -- the part protocol (see packflow.parts): hooks of the class itself ---------------
 
-#: The override-file section a class backend resolves its config from while it is built
-#: as a part of a composition (the part's name); ``None`` otherwise.
-config_section: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "packflow_config_section", default=None
+    def __packflow_parts__(cls) -> tuple[Part, ...]:
+        return (_BackendPart(cls),)  # type: ignore[arg-type]  # the metaclass of backends
+
+    def __packflow_check__(cls, **config: Any) -> CheckedPipeline:
+        return check_backend(cls, **config)  # type: ignore[arg-type]
+
+    def __packflow_build__(cls, **config: Any) -> InferenceBackend:
+        missing = missing_execute(cls)
+        if missing:
+            raise TypeError(missing)
+        instance: InferenceBackend = cls(**config)
+        return instance
+
+
+#: The checked graph a composition hands to the class part it constructs, so that the
+#: instance neither resolves its config nor checks its methods a second time.
+_handed: contextvars.ContextVar[CheckedPipeline | None] = contextvars.ContextVar(
+    "packflow_handed_check", default=None
 )
 
 
@@ -123,18 +146,19 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
 
     def __init__(self, **config: Any) -> None:
         cls = type(self)
+        check_stage_names(cls)  # first: `def excute` explains a missing execute best
         missing = missing_execute(cls)
         if missing:
             raise TypeError(missing)
         self._packflow_overrides = dict(config)
-        pipeline = backend_pipeline(self)
-        section = config_section.get()
-        resolved = (
-            pipeline._resolve_section(section, config)
-            if section is not None
-            else pipeline.resolve_config(**config)
-        )
-        built = pipeline._build(pipeline._check(resolved), None)
+        handed = _handed.get()
+        if handed is not None:
+            _handed.set(None)  # for this instance only, not for one its __init__ makes
+            checked = _bound_to(handed, self)
+        else:
+            pipeline = backend_pipeline(self)
+            checked = pipeline.check(config=pipeline.resolve_config(**config))
+        built = BuiltPipeline(checked, {}, logger=get_logger(checked.graph.name))
         self.config = built.config
         self.logger = BackendLogger(built.logger, None)
         self._packflow_runtime = built
@@ -153,6 +177,26 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         if type(self).initialize is not InferenceBackend.initialize:
             elapsed = (perf_counter() - start) * 1000.0
             self.logger.debug("%s initialized in %.1f ms", type(self).__name__, elapsed)
+
+    # -- the part protocol (see packflow.parts): hooks of an instance --------------------
+
+    def __packflow_parts__(self) -> tuple[Part, ...]:
+        name = type(self).__name__
+        raise PipelineDefinitionError(
+            f"cannot compose an InferenceBackend instance ({name}); compose the class "
+            f"itself, `{name}`, so that each built composition constructs its own"
+        )
+
+    def __packflow_check__(self, **config: Any) -> CheckedPipeline:
+        checked = self.__packflow_build__(**config)._runtime().checked
+        assert isinstance(checked, CheckedPipeline)
+        return checked
+
+    def __packflow_build__(self, **config: Any) -> InferenceBackend:
+        if not config:
+            return self
+        # An instance remembers the config it was made with; new values go on top.
+        return type(self)(**{**self._packflow_overrides, **config})
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by reference to the class plus the config it was made with, so that a
@@ -199,6 +243,14 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         runtime = self._packflow_runtime
         if runtime is None:  # the hot path stays one attribute read and one call
             runtime = self._runtime()
+        # Straight to run_batch for the common calls: as many frames as a call of the
+        # built pipeline itself (whose __call__ does this dispatch).
+        if on_error == "raise":
+            kind = type(inputs)
+            if kind is dict:
+                return runtime.run_batch([inputs])[0]
+            if kind is list:
+                return runtime.run_batch(inputs)
         return runtime(inputs, on_error=on_error)
 
     def ready(self) -> bool:
@@ -220,6 +272,62 @@ def missing_execute(cls: type) -> str:
         "an InferenceBackend must define `def execute(self, inputs): ...` (a base class "
         "without one is for subclasses to complete)"
     )
+
+
+#: How close a method name must be to a stage name to be taken for a misspelling of it
+#: (``transfrom_outputs``, ``transform_input``, ``initialise``, ``excute``; not a helper
+#: such as ``transform_output_batch``).
+_MISSPELLING_CUTOFF = 0.85
+
+
+def misspelt_stage_methods(cls: type) -> list[str]:
+    """A message for each public method of ``cls`` whose name is a near miss of a stage.
+
+    Such a method never runs (only the exact names are stages), so a typo would silently
+    drop a stage. A near miss of a stage the class does define is taken for a helper.
+    """
+    stage_names = [kind.value for kind in STAGE_KINDS] + ["initialize"]
+    defined = {
+        name
+        for name in stage_names
+        if callable(getattr(cls, name, None))
+        and getattr(cls, name) is not getattr(InferenceBackend, name, None)
+    }
+    ours = set(dir(InferenceBackend))
+    problems: list[str] = []
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is InferenceBackend or klass in InferenceBackend.__mro__:
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in seen or name in ours or name in stage_names:
+                continue
+            seen.add(name)
+            if not inspect.isfunction(value):
+                continue
+            target = closest(name, stage_names, cutoff=_MISSPELLING_CUTOFF)
+            if target is None or target in defined:
+                continue
+            where = describe_function(value).location
+            problems.append(
+                f"{klass.__name__}.{name} ({where}) is not a stage method, so it would never "
+                f"run; did you mean {target!r}? (rename it; a helper method whose name starts "
+                "with _ is left alone)"
+            )
+    return problems
+
+
+def check_stage_names(cls: type) -> None:
+    """Refuse a backend class with a misspelt stage method (see :func:`misspelt_stage_methods`).
+
+    Raises
+    ------
+    PipelineDefinitionError
+        Listing every near miss, each with its ``file:line`` and the stage it resembles.
+    """
+    problems = misspelt_stage_methods(cls)
+    if problems:
+        raise PipelineDefinitionError("\n".join(problems), problems)
 
 
 def _rebuild(cls: type[InferenceBackend], config: dict[str, Any]) -> InferenceBackend:
@@ -251,6 +359,90 @@ def backend_pipeline(backend: InferenceBackend | type[InferenceBackend]) -> Pipe
     return pipeline
 
 
+class _BackendPart:
+    """A backend class as a part of a composition (the :class:`~packflow.parts.Part` protocol).
+
+    Its config and check are those of the pipeline of its methods; building constructs
+    the class with that check handed over, so nothing is resolved or checked twice.
+    """
+
+    __slots__ = ("_cls", "_methods")
+
+    def __init__(self, cls: type[InferenceBackend]) -> None:
+        self._cls = cls
+        (self._methods,) = as_parts(backend_pipeline(cls))
+
+    @property
+    def name(self) -> str:
+        return self._cls.__name__
+
+    @property
+    def definition(self) -> type[InferenceBackend]:
+        return self._cls
+
+    @property
+    def resource_names(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def fakes_refused(self) -> str | None:
+        return (
+            "it is a class backend: it has no initializers (its initialize() runs at "
+            "construction); compose a Pipeline, or replace the class with a subclass for "
+            "the test"
+        )
+
+    def resolve_config(
+        self,
+        overrides: Mapping[str, Any],
+        *,
+        section: str | None = None,
+        file: OverrideFile | None = None,
+    ) -> BackendConfig:
+        return self._methods.resolve_config(overrides, section=section, file=file)
+
+    def inspect(
+        self, config: BackendConfig, *, part: str | None = None, upstream: Upstream | None = None
+    ) -> tuple[CheckedPipeline, list[str]]:
+        return self._methods.inspect(config, part=part, upstream=upstream)
+
+    def build(
+        self,
+        checked: CheckedPipeline,
+        resources: Mapping[str, Any] | None = None,
+        *,
+        part: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> BuiltPipeline:
+        token = _handed.set(checked)
+        try:
+            instance = self._cls(**dict(overrides or {}))
+        finally:
+            _handed.reset(token)
+        return built_pipeline(instance)
+
+    def replace(self, **stages: Any) -> Any:
+        raise PipelineDefinitionError(
+            f"part {self.name!r} is a class backend; replace the whole part "
+            f"(replace({self.name}=...)) rather than its stages"
+        )
+
+
+def _rebound(info: FunctionInfo, method: Any) -> FunctionInfo:
+    return attrs.evolve(info, func=method)
+
+
+def _bound_to(checked: CheckedPipeline, instance: InferenceBackend) -> CheckedPipeline:
+    """``checked`` (made over a bare instance) with its stages bound to ``instance``."""
+    stages = tuple(
+        attrs.evolve(
+            stage, info=attrs.evolve(stage.info, func=getattr(instance, stage.kind.value))
+        )
+        for stage in checked.graph.stages
+    )
+    return attrs.evolve(checked, graph=attrs.evolve(checked.graph, stages=stages))
+
+
 def built_pipeline(backend: InferenceBackend | BuiltPipeline) -> BuiltPipeline:
     """The built instance that serves a backend's calls (the backend itself if built)."""
     if isinstance(backend, BuiltPipeline):
@@ -268,6 +460,7 @@ def check_backend(backend: type[InferenceBackend], **config: Any) -> CheckedPipe
     ConfigError, PipelineDefinitionError, PipelineTypeError
         As :meth:`Pipeline.check`.
     """
+    check_stage_names(backend)
     missing = missing_execute(backend)
     if missing:
         # Said in the class's terms: the pipeline's "register one with @pipe.execute"

@@ -21,10 +21,11 @@ from packflow.exceptions import PackflowError, PipelineDefinitionError
 from packflow.log import LOGGER_NAME
 
 if TYPE_CHECKING:
+    from packflow.config import ConfigLayer
     from packflow.runtime.isolation import OnError
     from packflow.runtime.jsonl import LineError, RunSummary
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "add_config_options", "build_parser", "main"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -86,17 +87,158 @@ def _project_root(path: str) -> Path | None:
     return given if given.is_dir() else None
 
 
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--set KEY=VALUE``: config for a command that builds or checks
+    a pipeline (``check``, ``validate``, ``run``; ``serve`` too). :func:`main` applies them
+    around the command with :func:`packflow.config.applied_layers`."""
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        default=None,
+        help='JSON config in the override file\'s format ({"configs": {...}}), applied over '
+        "BACKEND_CONFIG_FILE_PATH",
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        metavar="KEY=VALUE",
+        action="append",
+        type=_setting,
+        default=[],
+        help="one config value, read as JSON when it is (verbose=true, "
+        "feature_names='[\"a\"]'), else as text (repeatable; applied last)",
+    )
+
+
+def _setting(text: str) -> str:
+    from packflow.config import parse_setting
+    from packflow.exceptions import ConfigError
+
+    try:
+        parse_setting(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--set ")) from None
+    return text
+
+
+def _config_layers(args: argparse.Namespace) -> tuple[ConfigLayer, ...]:
+    """The config layers the command line gives (none for a command without the options)."""
+    config_file = getattr(args, "config_file", None)
+    settings = getattr(args, "settings", None) or ()
+    if config_file is None and not settings:
+        return ()
+    from packflow.config import command_line_layers
+
+    return command_line_layers(config_file, settings)
+
+
+def _show_verbose_metrics(backend: Any) -> Callable[[], None]:
+    """With ``verbose: true``, let the pipeline's per-batch metrics (INFO) through to
+    stderr whatever the log level; return the undo."""
+    from collections.abc import Mapping
+
+    from packflow.backend import built_pipeline
+
+    built = built_pipeline(backend)
+    config = built.config
+    configs = list(config.values()) if isinstance(config, Mapping) else [config]
+    logger = built.logger
+    if not any(getattr(c, "verbose", False) for c in configs) or logger.isEnabledFor(logging.INFO):
+        return lambda: None
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    return lambda: logger.setLevel(previous)
+
+
 # --------------------------------------------------------------------------- commands
+
+
+def _interactive() -> bool:
+    """Whether a person can answer questions: stdin and stdout are terminals."""
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced by a test, or closed
+        return False
+
+
+def _git_email() -> str | None:
+    """``git config user.email``, or ``None`` when git or the setting is missing."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "config", "user.email"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    email = done.stdout.strip()
+    return email if done.returncode == 0 and email else None
+
+
+def _ask(question: str, default: str | None, check: Callable[[str], object] | None = None) -> str:
+    """Ask until the answer passes ``check``; an empty answer takes ``default``."""
+    shown = f" [{default}]" if default else ""
+    while True:
+        try:
+            answer = input(f"{question}{shown}: ").strip()
+        except EOFError:
+            raise UserError(f"no answer for {question!r}; nothing was created") from None
+        if not answer:
+            if default is not None:
+                return default
+            _err(f"  {question} is required")
+            continue
+        if check is None:
+            return answer
+        try:
+            check(answer)
+        except (PackflowError, UserError) as exc:
+            _err(f"  {exc}")
+            continue
+        return answer
+
+
+def _ask_project_details(args: argparse.Namespace) -> None:
+    """The ``create`` wizard (as in packflow 0.4.1): ask for what the command line left
+    out. Only the standard library's ``input()``."""
+    from packflow.projects.manifest import VERSION_CHARS, check_project_name
+
+    def check_version(text: str) -> None:
+        if not VERSION_CHARS.match(text):
+            raise UserError(f"invalid version {text!r}: use letters, digits and . + ! - _")
+
+    _out("Creating a packflow project (Enter keeps the [default]; Ctrl-C stops).")
+    args.name = _ask("project name", None, check_project_name)
+    if args.description is None:
+        args.description = _ask("description", f"Inference code for {args.name}.")
+    if args.project_version is None:
+        args.project_version = _ask("version", "0.1.0", check_version)
+    if not args.maintainer:
+        email = _ask("maintainer e-mail", _git_email() or "")
+        args.maintainer = [email] if email else []
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
     from packflow.projects import create_project
 
+    if args.name is None:
+        if args.no_input or not _interactive():
+            _err(args.create_usage.rstrip())
+            raise UsageError(
+                "give the project NAME (packflow create NAME); it is asked for only in an "
+                "interactive terminal without --no-input"
+            )
+        _ask_project_details(args)
     target = create_project(
         args.name,
         args.directory,
-        description=args.description,
-        version=args.project_version,
+        description=args.description or "",
+        version=args.project_version or "0.1.0",
         maintainers=args.maintainer,
         force=args.force,
         template=args.template,
@@ -130,20 +272,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _notes(checked: Any) -> tuple[str, ...]:
-    from packflow.compose import CheckedComposition
-
-    # A composition gathers its parts' notes (each naming its part); a pipeline has one report.
-    if isinstance(checked, CheckedComposition):
-        return checked.notes
-    return tuple(getattr(checked.report, "notes", ()) or ())
+    # A composition gathers its parts' notes, each naming its part.
+    return tuple(checked.notes)
 
 
 def _check_summary(checked: Any) -> str:
     """``"2 parts, 3 stages, 1 initializer"``: what ``packflow check`` checked."""
-    from packflow.compose import CheckedComposition
-
-    composed = isinstance(checked, CheckedComposition)
-    parts = [part for _, part in checked.parts] if composed else [checked]
+    parts = [part for _, part in checked.parts]
+    composed = len(parts) > 1
     stages = _count(sum(len(part.graph.stages) for part in parts), "stage")
     initializers = _count(sum(len(part.graph.initializers) for part in parts), "initializer")
     if composed:
@@ -271,6 +407,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
     if args.engine == "ray" and args.input == "-":
         raise UsageError("--engine ray reads a file: give --input FILE, not stdin")
+    if args.engine == "ray" and (args.config_file is not None or args.settings):
+        # The actors resolve their config in their own processes, which never see these.
+        raise UsageError(
+            "--config and --set are not supported with --engine ray; put the values in "
+            "packflow.yaml's backend_config"
+        )
     if not args.max_latency_ms >= 0 or args.max_latency_ms == float("inf"):
         raise UsageError(f"--max-latency-ms must be a number >= 0, got {args.max_latency_ms}")
     if args.max_errors is not None and args.max_errors < 1:
@@ -308,6 +450,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.engine == "ray":
             return _run_on_ray(args, loader, path, sink, stack, on_error, report)
         backend = loader.load()
+        stack.callback(_show_verbose_metrics(backend))
         if args.output != "-":
             # Opened only now, so that a backend that fails to load leaves the file alone.
             sink = stack.enter_context(_open(Path(args.output), "w", "--output"))
@@ -451,10 +594,12 @@ def _run_stream(args: argparse.Namespace) -> int:
 
     # Installed before the pipeline loads, so that a SIGTERM while it loads is a clean stop.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    quiet_again: Callable[[], None] = lambda: None  # noqa: E731
     try:
         loader = _target(args.path)
         with redirect_stdout(sys.stderr):
             backend = loader.load()
+        quiet_again = _show_verbose_metrics(backend)
         consumer = args.consumer or default_consumer()
         dead = f"; failures to {parse_url(args.dead_letter).shown}" if args.dead_letter else ""
         _err(
@@ -485,6 +630,7 @@ def _run_stream(args: argparse.Namespace) -> int:
             notify=_err,
         )
     finally:
+        quiet_again()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     why = received[0] if received else summary.stopped
@@ -518,6 +664,45 @@ class _StreamProgress:
         self.stream.flush()
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from packflow.prebuilt.extras import require_extra
+
+    require_extra("uvicorn", "serve", "packflow serve")
+    require_extra("starlette", "serve", "packflow serve")
+    from packflow.serve import ServeOptions
+    from packflow.serve.server import serve
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    try:
+        options = ServeOptions(
+            max_batch_size=args.max_batch_size,
+            max_latency_ms=args.max_latency_ms,
+            max_queue=args.max_queue,
+            max_body_bytes=args.max_body_bytes,
+            on_error=args.on_error,
+        )
+    except ValueError as exc:
+        name, _, rest = str(exc).partition(" ")
+        raise UsageError(f"--{name.replace('_', '-')} {rest}") from exc
+    if Path(args.path).is_file():
+        raise UserError(
+            f"{args.path} is a file; give the project folder that holds packflow.yaml, or "
+            "module:attribute"
+        )
+    _target(args.path)  # a missing folder or module is one line, before uvicorn starts
+    try:
+        serve(args.path, host=args.host, port=args.port, workers=args.workers, options=options)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            return EXIT_OK
+        _err("packflow serve: error: the server did not start (see the log above)")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -542,10 +727,16 @@ def build_parser() -> argparse.ArgumentParser:
     path_help = "project folder (default: the working directory) or module:attribute"
 
     create = commands.add_parser("create", help="scaffold a new project folder")
-    create.add_argument("name", help="letters, digits, - and _, starting with a letter")
+    create.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="letters, digits, - and _, starting with a letter (asked for in a terminal "
+        "when left out)",
+    )
     create.add_argument("--directory", "-d", default=None, help="where to create it")
-    create.add_argument("--description", default="", help="one line about the project")
-    create.add_argument("--project-version", default="0.1.0", help="default: 0.1.0")
+    create.add_argument("--description", default=None, help="one line about the project")
+    create.add_argument("--project-version", default=None, help="default: 0.1.0")
     create.add_argument(
         "--maintainer", action="append", default=[], help="e-mail of a maintainer (repeatable)"
     )
@@ -557,17 +748,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="blank: a pipeline to edit (default); onnx or sklearn: a prebuilt model pipeline",
     )
     create.add_argument(
-        "--no-input", action="store_true", help="accepted for compatibility; create never asks"
+        "--no-input",
+        action="store_true",
+        help="never ask (without NAME, create asks for the details in a terminal)",
     )
-    create.set_defaults(handler=_cmd_create)
+    create.set_defaults(handler=_cmd_create, create_usage=create.format_usage())
 
     check = commands.add_parser("check", help="type-check the stages and print the graph")
     check.add_argument("path", nargs="?", default=".", help=path_help)
+    add_config_options(check)
     check.set_defaults(handler=_cmd_check)
 
     validate = commands.add_parser("validate", help="check files, metadata and the backend")
     validate.add_argument("path", nargs="?", default=".", help="project folder")
     validate.add_argument("--strict", action="store_true", help="fail on warnings too")
+    add_config_options(validate)
     validate.set_defaults(handler=_cmd_validate)
 
     run = commands.add_parser("run", help="run JSON Lines through the pipeline")
@@ -654,7 +849,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="a larger payload is dead-lettered unread (default: 1048576)",
     )
+
+    add_config_options(run)
     run.set_defaults(handler=_cmd_run)
+
+    serve = commands.add_parser("serve", help="serve the pipeline over HTTP (uvicorn)")
+    serve.add_argument("path", nargs="?", default=".", help=path_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes, each building the pipeline once"
+    )
+    serve.add_argument(
+        "--max-batch-size", type=int, default=64, help="most records per call (default: 64)"
+    )
+    serve.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=5.0,
+        help="longest a record waits for its batch to fill (default: 5)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most records waiting; more is 503 (default: 16 x --max-batch-size)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="N",
+        help="largest JSON body, longest NDJSON line; more is 413 (default: 16 MiB)",
+    )
+    serve.add_argument(
+        "--on-error",
+        choices=("row", "raise"),
+        default="row",
+        help="row: an error row per failed record (default); raise: 422 for the request",
+    )
+    serve.set_defaults(handler=_cmd_serve)
 
     export = commands.add_parser("export", help="zip the project for distribution")
     export.add_argument("path", nargs="?", default=".", help="project folder")
@@ -702,7 +937,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     restore_logging = _configure_logging(args.debug)
     try:
-        return int(args.handler(args))
+        from packflow.config import applied_layers
+
+        with applied_layers(_config_layers(args)):
+            return int(args.handler(args))
     except UsageError as exc:
         _err(f"packflow {args.command}: error: {exc}")
         return EXIT_USAGE

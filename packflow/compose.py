@@ -20,92 +20,30 @@ alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from packflow._text import closest, describe
-from packflow.config import BackendConfig, read_override_sections
+from packflow.config import BackendConfig, OverrideFile
 from packflow.exceptions import ConfigError, PipelineDefinitionError, PipelineTypeError
-from packflow.graph import CheckedPipeline
+from packflow.graph import CheckedComposition, CheckedPipeline, Upstream
 from packflow.log import get_logger
-from packflow.pickling import caller_modules, find_binding
+from packflow.parts import as_parts
+from packflow.pickling import caller_modules, find_binding, import_definition
 from packflow.records import Records, attrs_record_type
 from packflow.runtime import BuiltPipeline
 from packflow.runtime.surface import LazyDefault
 
 if TYPE_CHECKING:
-    from packflow.backend import InferenceBackend
-    from packflow.pipeline import Pipeline
+    from packflow.parts import Part
 
 __all__ = ["CheckedComposition", "ComposedPipeline", "compose"]
 
 
-@attrs.frozen
-class CheckedComposition:
-    """A composition that passed ``check()``: each part's checked pipeline, in order.
-
-    ``parts`` pairs each part's name with its :class:`~packflow.graph.CheckedPipeline`
-    (config, graph, preprocessor, type report).
-    """
-
-    name: str
-    parts: tuple[tuple[str, CheckedPipeline], ...]
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return tuple(
-            f"part {name!r}: {note}"
-            for name, checked in self.parts
-            for note in checked.report.notes
-        )
-
-    def part(self, name: str) -> CheckedPipeline:
-        """The checked pipeline of the part called ``name``.
-
-        Raises
-        ------
-        KeyError
-            When no part has that name.
-        """
-        for part_name, checked in self.parts:
-            if part_name == name:
-                return checked
-        raise KeyError(name)
-
-
-def _is_backend_class(part: Any) -> bool:
-    from packflow.backend import InferenceBackend
-
-    return isinstance(part, type) and issubclass(part, InferenceBackend)
-
-
-def _part_name(part: Any) -> str:
-    return part.__name__ if _is_backend_class(part) else str(part.name)
-
-
-def _flatten(parts: Sequence[Any]) -> list[Pipeline | type[InferenceBackend]]:
-    from packflow.backend import InferenceBackend
-    from packflow.pipeline import Pipeline
-
-    flat: list[Pipeline | type[InferenceBackend]] = []
+def _flatten(parts: Sequence[Any]) -> list[Part]:
+    flat: list[Part] = []
     for part in parts:
-        if isinstance(part, ComposedPipeline):
-            flat.extend(part.parts)
-        elif isinstance(part, Pipeline) or _is_backend_class(part):
-            flat.append(part)
-        elif isinstance(part, InferenceBackend):
-            raise PipelineDefinitionError(
-                f"cannot compose an InferenceBackend instance ({type(part).__name__}); "
-                f"compose the class itself, `{type(part).__name__}`, so that each built "
-                "composition constructs its own"
-            )
-        else:
-            raise PipelineDefinitionError(
-                f"cannot compose {describe(part)}: the parts of `a >> b` are Pipelines, "
-                "composed pipelines or InferenceBackend subclasses"
-            )
+        flat.extend(as_parts(part))
     return flat
 
 
@@ -148,10 +86,10 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
             raise PipelineDefinitionError("a composition needs at least two parts")
         seen: dict[str, Any] = {}
         for part in flat:
-            part_name = _part_name(part)
+            part_name = part.name
             if part_name in seen:
                 first = seen[part_name]
-                same = " (the same pipeline twice)" if first is part else ""
+                same = " (the same pipeline twice)" if first is part.definition else ""
                 raise PipelineDefinitionError(
                     f"two parts of the composition are named {part_name!r}{same}; part names "
                     "must be unique, since configs, resources and metrics are named by part: "
@@ -163,21 +101,21 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
                     f"part name {part_name!r} contains '.', which separates a part from its "
                     'stage or resource in a composition ("a.execute"); rename the pipeline'
                 )
-            seen[part_name] = part
-        self._parts: tuple[Pipeline | type[InferenceBackend], ...] = tuple(flat)
+            seen[part_name] = part.definition
+        self._parts: tuple[Part, ...] = tuple(flat)
         self.name: str = name if name is not None else " >> ".join(seen)
         self._origins = caller_modules()
         self._init_default()
 
     @property
-    def parts(self) -> tuple[Pipeline | type[InferenceBackend], ...]:
-        """The parts, in the order they run."""
-        return self._parts
+    def parts(self) -> tuple[Any, ...]:
+        """The parts (each a ``Pipeline`` or an ``InferenceBackend`` subclass), in order."""
+        return tuple(part.definition for part in self._parts)
 
     @property
     def part_names(self) -> tuple[str, ...]:
         """The parts' names, in order."""
-        return tuple(_part_name(part) for part in self._parts)
+        return tuple(part.name for part in self._parts)
 
     def __repr__(self) -> str:
         return f"<ComposedPipeline {self.name!r}: {' >> '.join(self.part_names)}>"
@@ -187,16 +125,25 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
         # each pickled by reference or by value in turn).
         reference = find_binding(self, self._origins)
         if reference is not None:
-            from packflow.pipeline import _import_pipeline
-
-            return (_import_pipeline, reference)
-        return (_rebuild_composed, (self._parts, self.name))
+            return (import_definition, reference)
+        return (_rebuild_composed, (self.parts, self.name))
 
     def __rshift__(self, other: Any) -> ComposedPipeline:
         return compose(self, other)
 
     def __rrshift__(self, other: Any) -> ComposedPipeline:
         return compose(other, self)
+
+    # -- the part protocol (see packflow.parts) -------------------------------------------
+
+    def __packflow_parts__(self) -> tuple[Part, ...]:
+        return self._parts
+
+    def __packflow_check__(self, **per_part: Mapping[str, Any]) -> CheckedComposition:
+        return self.check(configs=self.resolve_configs(**per_part))
+
+    def __packflow_build__(self, **per_part: Mapping[str, Any]) -> BuiltPipeline:
+        return self.build(**per_part)
 
     # -- per-part settings -------------------------------------------------------------
 
@@ -214,12 +161,12 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
                 )
         return dict(given)
 
-    def _check_override_file(self) -> None:
-        path, sections = read_override_sections()
+    def _check_override_file(self, file: OverrideFile) -> None:
+        path = file.origin
         if not path:
             return
         names = self.part_names
-        unknown = [key for key in sections if key not in names]
+        unknown = [key for key in file.part_names() if key not in names]
         if unknown:
             problems = []
             for key in unknown:
@@ -245,9 +192,11 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
             invalid, or the override file names something that is not a part.
         """
         overrides = self._split(per_part, "the config overrides")
-        self._check_override_file()
+        file = OverrideFile.read()
+        self._check_override_file(file)
         configs: dict[str, BackendConfig] = {}
-        for name, pipeline in self._pipelines():
+        for part in self._parts:
+            name = part.name
             given = overrides.get(name, {})
             if not isinstance(given, Mapping):
                 raise ConfigError(
@@ -256,7 +205,7 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
                     field=name,
                 )
             try:
-                configs[name] = pipeline._resolve_section(name, given)
+                configs[name] = part.resolve_config(given, section=name, file=file)
             except ConfigError as exc:
                 # The config model's message does not know which part it belongs to.
                 raise ConfigError(
@@ -266,17 +215,6 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
                     problems=exc.problems,
                 ) from exc
         return configs
-
-    def _pipelines(self) -> Iterator[tuple[str, Pipeline]]:
-        """Each part as a Pipeline (a backend class's methods, bound for checking)."""
-        from packflow.backend import backend_pipeline
-        from packflow.pipeline import Pipeline
-
-        for part in self._parts:
-            if isinstance(part, Pipeline):
-                yield part.name, part
-            else:
-                yield part.__name__, backend_pipeline(part)
 
     # -- checking ----------------------------------------------------------------------
 
@@ -296,9 +234,10 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
         checked: list[tuple[str, CheckedPipeline]] = []
         type_problems: list[Any] = []
         definition_problems: list[str] = []
-        upstream = None
-        for name, pipeline in self._pipelines():
-            part_checked, problems = pipeline._inspect(configs[name], part=name, upstream=upstream)
+        upstream: Upstream | None = None
+        for part in self._parts:
+            name = part.name
+            part_checked, problems = part.inspect(configs[name], part=name, upstream=upstream)
             definition_problems += [f"part {name!r}: {p}" for p in problems]
             report = part_checked.report
             definition_problems += [f"part {name!r}: {p}" for p in report.unresolved]
@@ -349,13 +288,11 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
         fakes = self._fakes_by_part(resources or {})
         built: list[tuple[str, BuiltPipeline]] = []
         for part, (name, part_checked) in zip(self._parts, checked.parts, strict=True):
-            if _is_backend_class(part):
-                built.append((name, _build_backend_part(part, name, per_part.get(name, {}))))  # type: ignore[arg-type]
-            else:
-                built.append(
-                    (name, part._build(part_checked, fakes.get(name), prefix=f"{name}."))  # type: ignore[union-attr]
-                )
-        return BuiltPipeline._composed(self.name, built, checked=checked)
+            instance = part.build(
+                part_checked, fakes.get(name), part=name, overrides=per_part.get(name, {})
+            )
+            built.append((name, instance))
+        return BuiltPipeline.composed(self.name, built, checked=checked)
 
     def _fakes_by_part(self, resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         names = self.part_names
@@ -364,9 +301,7 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
             part, dot, resource = str(key).partition(".")
             if not dot or part not in names:
                 qualified = [
-                    f"{name}.{resource}"
-                    for name, pipeline in self._pipelines()
-                    for resource in pipeline._initializers
+                    f"{p.name}.{resource}" for p in self._parts for resource in p.resource_names
                 ]
                 match = closest(str(key), qualified)
                 suggestion = f" (did you mean {match!r}?)" if match else ""
@@ -375,13 +310,11 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
                     f"composition a resource is named by part, as '<part>.<resource>'"
                     f"{suggestion}; resources: {', '.join(qualified) or 'none'}"
                 )
-            index = names.index(part)
-            if _is_backend_class(self._parts[index]):
+            refused = self._parts[names.index(part)].fakes_refused
+            if refused is not None:
                 raise PipelineDefinitionError(
                     f"composition {self.name!r}: build(resources=...) names {key!r}, but "
-                    f"part {part!r} is a class backend: it has no initializers (its "
-                    "initialize() runs at construction); compose a Pipeline, or replace "
-                    "the class with a subclass for the test"
+                    f"part {part!r} cannot have its resources faked: {refused}"
                 )
             by_part.setdefault(part, {})[resource] = fake
         return by_part
@@ -400,7 +333,7 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
         PipelineDefinitionError
             When a key names no part, or a stage of a class part.
         """
-        parts = list(self._parts)
+        parts: list[Any] = list(self.parts)
         names = self.part_names
         stage_changes: dict[str, dict[str, Any]] = {}
         for key, value in changes.items():
@@ -418,13 +351,16 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
                 parts[names.index(part)] = value
         for part, stages in stage_changes.items():
             index = names.index(part)
-            current = parts[index]
-            if _is_backend_class(current):
+            current = as_parts(parts[index])
+            if len(current) != 1:
                 raise PipelineDefinitionError(
-                    f"composition {self.name!r}: part {part!r} is a class backend; replace "
-                    f"the whole part (replace({part}=...)) rather than its stages"
+                    f"composition {self.name!r}: part {part!r} was replaced by a composition; "
+                    "replace its stages before composing it"
                 )
-            parts[index] = current.replace(**stages)  # type: ignore[union-attr]
+            try:
+                parts[index] = current[0].replace(**stages)
+            except PipelineDefinitionError as exc:
+                raise PipelineDefinitionError(f"composition {self.name!r}: {exc}") from exc
         copy = ComposedPipeline(parts, name=self.name if self._custom_name() else None)
         copy._origins = caller_modules()
         return copy
@@ -433,7 +369,7 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
         return self.name != " >> ".join(self.part_names)
 
 
-def _upstream_of(checked: CheckedPipeline, name: str) -> tuple[Any, Any, str] | None:
+def _upstream_of(checked: CheckedPipeline, name: str) -> Upstream | None:
     stages = checked.graph.stages
     if not stages:
         return None
@@ -442,17 +378,6 @@ def _upstream_of(checked: CheckedPipeline, name: str) -> tuple[Any, Any, str] | 
     if attrs_record_type(returned) is not None:
         returned = Records  # attrs outputs become dicts before they leave the part
     return returned, last, name
-
-
-def _build_backend_part(cls: type[InferenceBackend], name: str, config: Any) -> BuiltPipeline:
-    from packflow.backend import built_pipeline, config_section
-
-    token = config_section.set(name)
-    try:
-        instance = cls(**dict(config))
-    finally:
-        config_section.reset(token)
-    return built_pipeline(instance)
 
 
 def _rebuild_composed(parts: tuple[Any, ...], name: str) -> ComposedPipeline:

@@ -10,12 +10,14 @@ Every problem is collected and raised at once as one ``ConfigError``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
@@ -32,7 +34,16 @@ else:  # cattrs is imported by the first structuring or error, not by `import pa
     cattrs = LazyModule("cattrs", globals(), "cattrs")
     cattrs_errors = LazyModule("cattrs.errors", globals(), "cattrs_errors")
 
-__all__ = ["CONFIG_FILE_ENV_VAR", "BackendConfig", "InputFormat", "resolve_config"]
+__all__ = [
+    "CONFIG_FILE_ENV_VAR",
+    "BackendConfig",
+    "ConfigLayer",
+    "InputFormat",
+    "OverrideFile",
+    "applied_layers",
+    "command_line_layers",
+    "resolve_config",
+]
 
 #: The environment variable naming the JSON override file.
 CONFIG_FILE_ENV_VAR = "BACKEND_CONFIG_FILE_PATH"
@@ -100,6 +111,11 @@ class BackendConfig:
     numpy_dtype
         The dtype of the ``numpy`` preprocessor's array (e.g. ``"float64"``); values are
         cast to it. ``None`` infers the dtype and refuses mixed types.
+    output_keys
+        Keys every output record should have (as in packflow 0.4.1): a call whose
+        outputs lack one logs a warning on the ``packflow`` logger, once per key per
+        call; ``packflow validate`` reports it on the project's samples. Nothing is
+        refused or changed.
     """
 
     verbose: bool = False
@@ -113,6 +129,7 @@ class BackendConfig:
     nested_field_delimiter: str = "."
     ignore_delimiter_collisions: bool = False
     numpy_dtype: str | None = None
+    output_keys: list[str] = attrs.field(factory=list)
 
 
 on_first_use(
@@ -154,12 +171,58 @@ def check_config_model(model: Any, what: str) -> None:
     )
 
 
+@attrs.frozen
+class OverrideFile:
+    """The config layers above the keyword arguments, read once: the override file named
+    by ``BACKEND_CONFIG_FILE_PATH``, then the command line's (:func:`applied_layers`).
+
+    A composition reads them once per build and hands them to each part, so that every
+    part sees the same values and the file is parsed once.
+    """
+
+    #: The file's path, ``None`` when no override file is set.
+    path: str | None
+    #: Its ``"configs"`` object (empty without a file).
+    configs: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The layers given on the command line (``--config``, ``--set``), above the file.
+    layers: tuple[ConfigLayer, ...] = ()
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> OverrideFile:
+        """The override file the environment names (``os.environ`` by default).
+
+        Raises
+        ------
+        ConfigError
+            For a file that is missing, unreadable, not valid JSON or without a
+            ``"configs"`` object.
+        """
+        env = os.environ if environ is None else environ
+        path = env.get(CONFIG_FILE_ENV_VAR) or None
+        configs = _read_override_file(path) if path is not None else {}
+        return cls(path, configs, _layers.get())
+
+    @property
+    def origin(self) -> str:
+        """Where the values come from, for messages: the file and the command line."""
+        sources = [self.path] if self.path is not None else []
+        return ", ".join([*sources, *(layer.source for layer in self.layers)])
+
+    def part_names(self) -> list[str]:
+        """The keys of ``"configs"`` of the file and every layer: a composition's parts."""
+        keys = list(self.configs)
+        for layer in self.layers:
+            keys.extend(key for key in layer.configs if key not in keys)
+        return keys
+
+
 def resolve_config(
     model: type[C],
     overrides: Mapping[str, Any],
     *,
     environ: Mapping[str, str] | None = None,
     section: str | None = None,
+    file: OverrideFile | None = None,
 ) -> C:
     """Resolve a config of class ``model`` from defaults, ``overrides`` and the file.
 
@@ -180,6 +243,9 @@ def resolve_config(
     section
         For a part of a composition: the override file's ``"configs"`` holds one object
         per part, and ``configs[section]`` is the one for this config (none is fine).
+    file
+        The override file, already read (see :class:`OverrideFile`); read from
+        ``environ`` when not given.
 
     Returns
     -------
@@ -202,21 +268,26 @@ def resolve_config(
     """
     if not (isinstance(model, type) and attrs.has(model)):
         raise ConfigError(f"config model {model!r} is not an attrs class")
-    env = os.environ if environ is None else environ
-    path = env.get(CONFIG_FILE_ENV_VAR) or None
+    if file is None:
+        file = OverrideFile.read(environ)
+    path = file.path
     values: dict[str, Any] = {key: _plain(value) for key, value in overrides.items()}
-    from_file: set[str] = set()
+    # Each key given by a file or the command line -> where its value was last given.
+    origins: dict[str, str] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
-        file_configs = _read_override_file(path)
+        layers.append((path, dict(file.configs)))
+    layers.extend((layer.source, dict(layer.configs)) for layer in file.layers)
+    for origin, configs in layers:
         if section is not None:
-            file_configs = _section(file_configs, section, path)
-        from_file = set(file_configs)
-        for key, value in file_configs.items():
+            configs = _section(configs, section, origin)
+        for key, value in configs.items():
             base = values[key] if key in values else _default_of(model, key)
             values[key] = _deep_merge(base, value)
+            origins[key] = origin
 
     def source(name: str) -> str:
-        return f" (from {path})" if name in from_file else ""
+        return f" (from {origins[name]})" if name in origins else ""
 
     fields = {a.name: a for a in attrs.fields(model) if a.init}
     problems: list[tuple[str, str]] = []
@@ -245,37 +316,116 @@ def resolve_config(
     else:
         if not problems:
             return config
-    raise _config_error(model, problems, path if from_file else None)
+    from_path = path is not None and path in origins.values()
+    raise _config_error(model, problems, path if from_path else None)
 
 
-def _section(configs: dict[str, Any], section: str, path: str) -> dict[str, Any]:
+def _section(configs: dict[str, Any], section: str, origin: str) -> dict[str, Any]:
     value = configs.get(section, {})
     if not isinstance(value, dict):
+        where = (
+            f"config override file {origin!r} (named by {CONFIG_FILE_ENV_VAR})"
+            if not origin.startswith("-")
+            else origin
+        )
         raise ConfigError(
-            f"config override file {path!r} (named by {CONFIG_FILE_ENV_VAR}): "
-            f'"configs"."{section}" must be a JSON object (the config of part {section!r}), '
-            f"found {_json_type(value)}",
-            path=path,
+            f'{where}: "configs"."{section}" must be a JSON object (the config of part '
+            f"{section!r}), found {_json_type(value)}",
+            path=None if origin.startswith("-") else origin,
             field=section,
         )
     return value
 
 
-def read_override_sections(environ: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
-    """The override file's path and the keys of its ``"configs"``, or ``("", [])``.
+# --- config given on the command line (--config FILE, --set key=value) ---------------
 
-    Used by compositions, whose ``"configs"`` holds one object per part name.
+
+@attrs.frozen
+class ConfigLayer:
+    """Config values given on the command line: a layer above the override file.
+
+    ``source`` says where the values come from, for messages (``"--config cfg.json"``,
+    ``"--set"``); ``configs`` has the shape of the override file's ``"configs"`` object
+    (one object per part name for a composition). A layer is a plain, picklable value, so
+    that a command that starts worker processes can hand its layers on.
+    """
+
+    source: str
+    configs: dict[str, Any]
+
+
+_layers: contextvars.ContextVar[tuple[ConfigLayer, ...]] = contextvars.ContextVar(
+    "packflow_config_layers", default=()
+)
+
+
+def command_line_layers(
+    config_file: str | None = None, settings: Sequence[str] = ()
+) -> tuple[ConfigLayer, ...]:
+    """The layers that ``--config FILE`` and ``--set key=value`` (repeatable) give.
+
+    The file has the override file's format (``{"configs": {...}}``) and is checked the
+    same way. A setting's value is read as JSON when it is JSON (``true``, ``3``,
+    ``["a", "b"]``, ``{"x": "y"}``, ``"007"``) and as a string otherwise (``numpy``); a
+    dotted key sets a nested value (``rename_fields.old=new``; ``part.key=value`` for a
+    part of a composition). Later settings win over earlier ones. The values themselves
+    are validated when a config is resolved, exactly as the override file's are.
 
     Raises
     ------
     ConfigError
-        As :func:`resolve_config`, for a file that is missing or malformed.
+        For a file that is missing, unreadable or not a valid override file, and for a
+        setting without ``=`` or with an empty key.
     """
-    env = os.environ if environ is None else environ
-    path = env.get(CONFIG_FILE_ENV_VAR) or None
-    if path is None:
-        return "", []
-    return path, list(_read_override_file(path))
+    layers: list[ConfigLayer] = []
+    if config_file is not None:
+        origin = f"config file {config_file!r} (given by --config)"
+        layers.append(
+            ConfigLayer(f"--config {config_file}", _read_override_file(config_file, origin))
+        )
+    if settings:
+        merged: Any = {}
+        for setting in settings:
+            merged = _deep_merge(merged, parse_setting(setting))
+        layers.append(ConfigLayer("--set", merged))
+    return tuple(layers)
+
+
+def parse_setting(setting: str) -> dict[str, Any]:
+    """``"a.b=1"`` -> ``{"a": {"b": 1}}``: one ``--set`` (the value read as JSON if it is).
+
+    Raises
+    ------
+    ConfigError
+        When there is no ``=`` or the key (or a part of a dotted key) is empty.
+    """
+    key, sep, text = setting.partition("=")
+    key = key.strip()
+    if not sep or not key or not all(part.strip() for part in key.split(".")):
+        raise ConfigError(
+            f"--set {setting!r}: expected key=value, e.g. --set verbose=true or "
+            '--set feature_names=\'["a", "b"]\'',
+            field=key or None,
+        )
+    try:
+        value: Any = json.loads(text, object_pairs_hook=_unique_keys)
+    except (json.JSONDecodeError, _DuplicateKeyError):
+        value = text
+    for part in reversed(key.split(".")):
+        value = {part.strip(): value}
+    return cast(dict[str, Any], value)
+
+
+@contextlib.contextmanager
+def applied_layers(layers: Sequence[ConfigLayer]) -> Iterator[None]:
+    """Within the ``with`` block, every config resolved in this context gets ``layers``
+    over the override file (lowest to highest: defaults, keyword arguments, the file
+    named by ``BACKEND_CONFIG_FILE_PATH``, then each layer in order)."""
+    token = _layers.set((*_layers.get(), *layers))
+    try:
+        yield
+    finally:
+        _layers.reset(token)
 
 
 def _config_error(
@@ -322,8 +472,9 @@ def _deep_merge(base: Any, top: Any) -> Any:
     return merged
 
 
-def _read_override_file(path: str) -> dict[str, Any]:
-    origin = f"config override file {path!r} (named by {CONFIG_FILE_ENV_VAR})"
+def _read_override_file(path: str, origin: str | None = None) -> dict[str, Any]:
+    if origin is None:
+        origin = f"config override file {path!r} (named by {CONFIG_FILE_ENV_VAR})"
     try:
         # utf-8-sig: editors on Windows start UTF-8 files with a byte order mark.
         with open(path, encoding="utf-8-sig") as handle:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
+from packflow._text import closest
+
 __all__ = [
     "INJECTABLE_BUILTINS",
     "STAGE_KINDS",
+    "CheckedComposition",
     "CheckedPipeline",
     "FunctionInfo",
     "Initializer",
@@ -24,6 +27,8 @@ __all__ = [
     "StageGraph",
     "StageId",
     "StageKind",
+    "Upstream",
+    "build_graph",
     "describe_function",
 ]
 
@@ -217,3 +222,174 @@ class CheckedPipeline:
     @property
     def name(self) -> str:
         return self.graph.name
+
+    @property
+    def parts(self) -> tuple[tuple[str, CheckedPipeline], ...]:
+        """``((name, self),)``: a single pipeline is a composition of one part."""
+        return ((self.graph.name, self),)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The type checker's notes (verdicts it could not reach, and why)."""
+        return tuple(self.report.notes) if self.report is not None else ()
+
+
+@attrs.frozen
+class CheckedComposition:
+    """A composition that passed ``check()``: each part's checked pipeline, in order.
+
+    ``parts`` pairs each part's name with its :class:`CheckedPipeline` (config, graph,
+    preprocessor, type report), as a single pipeline's ``parts`` does.
+    """
+
+    name: str
+    parts: tuple[tuple[str, CheckedPipeline], ...]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Every part's notes, each naming its part."""
+        return tuple(
+            f"part {name!r}: {note}" for name, checked in self.parts for note in checked.notes
+        )
+
+    def part(self, name: str) -> CheckedPipeline:
+        """The checked pipeline of the part called ``name``.
+
+        Raises
+        ------
+        KeyError
+            When no part has that name.
+        """
+        for part_name, checked in self.parts:
+            if part_name == name:
+                return checked
+        raise KeyError(name)
+
+
+#: What a composition's upstream part hands to the next: the type its last stage
+#: returns, that stage, and the part's name.
+Upstream = tuple[Any, Stage, str]
+
+
+# -- construction ---------------------------------------------------------------------------
+
+
+def build_graph(
+    name: str,
+    config_model: type[Any],
+    stages: Mapping[StageKind, FunctionInfo],
+    initializers: Mapping[str, FunctionInfo],
+) -> tuple[StageGraph, list[str]]:
+    """The stage graph of a definition, and every definition problem found on the way.
+
+    Stages are put in run order and their injected parameters resolved by name;
+    initializers are put in dependency order. Nothing is called. The problems (a missing
+    ``execute``, a stage without a data parameter, an unknown or positional-only injected
+    name, an initializer that needs itself, a cycle) are all collected, for the caller
+    to report together with the type problems.
+    """
+    problems: list[str] = []
+    resource_names = tuple(initializers)
+    available = INJECTABLE_BUILTINS + resource_names
+    if StageKind.EXECUTE not in stages:
+        problems.append(f"pipeline {name!r} has no execute stage; register one with @pipe.execute")
+    ordered_stages: list[Stage] = []
+    for kind in STAGE_KINDS:
+        info = stages.get(kind)
+        if info is None:
+            continue
+        role = f"{kind.value} {info}"
+        problems.extend(_odd_parameter_problems(role, info))
+        if not info.params:
+            problems.append(
+                f"{role} takes no parameter to receive the data; a stage's first "
+                "parameter receives the data"
+            )
+            continue
+        injected = _injectable(info, info.params[1:], available)
+        problems.extend(_unknown_name_problems(role, injected, available))
+        ordered_stages.append(
+            Stage(kind=kind, info=info, data_param=info.params[0], injected=injected)
+        )
+    nodes: dict[str, Initializer] = {}
+    for resource, info in initializers.items():
+        role = f"initializer {info}"
+        problems.extend(_odd_parameter_problems(role, info))
+        others = tuple(n for n in available if n != resource)
+        requires = _injectable(info, info.params, available)
+        problems.extend(_unknown_name_problems(role, requires, others))
+        if resource in requires:
+            problems.append(f"{role} asks for its own resource {resource!r}")
+        nodes[resource] = Initializer(info=info, requires=requires)
+    ordered, cycle_problems = _dependency_order(nodes)
+    problems.extend(cycle_problems)
+    graph = StageGraph(
+        name=name,
+        config_model=config_model,
+        initializers=tuple(ordered),
+        stages=tuple(ordered_stages),
+    )
+    return graph, problems
+
+
+def _odd_parameter_problems(role: str, info: FunctionInfo) -> list[str]:
+    problems: list[str] = []
+    try:
+        signature = inspect.signature(info.func)
+    except (TypeError, ValueError):
+        return problems
+    for name in info.odd_params:
+        param = signature.parameters[name]
+        if param.kind is param.POSITIONAL_ONLY:
+            problems.append(
+                f"{role}: parameter {name!r} is positional-only, so it cannot be injected by name"
+            )
+    return problems
+
+
+def _injectable(
+    info: FunctionInfo, names: tuple[str, ...], available: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The parameters to inject: all but those with a default and nothing to inject."""
+    return tuple(n for n in names if n in available or n not in info.defaults)
+
+
+def _unknown_name_problems(
+    role: str, names: tuple[str, ...], available: tuple[str, ...]
+) -> list[str]:
+    problems = []
+    for name in names:
+        if name in available:
+            continue
+        match = closest(name, available)
+        suggestion = f" (did you mean {match!r}?)" if match else ""
+        problems.append(f"{role} asks for `{name}`{suggestion}; available: {', '.join(available)}")
+    return problems
+
+
+def _dependency_order(
+    initializers: Mapping[str, Initializer],
+) -> tuple[list[Initializer], list[str]]:
+    """Initializers in an order where each comes after what it needs; and the cycles."""
+    ordered: list[Initializer] = []
+    state: dict[str, int] = {}  # 1 = being visited, 2 = done
+    problems: list[str] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        mark = state.get(name)
+        if mark == 2:
+            return
+        if mark == 1:
+            cycle = [*path[path.index(name) :], name]
+            problems.append("initializers depend on each other in a cycle: " + " -> ".join(cycle))
+            return
+        state[name] = 1
+        for dep in initializers[name].requires:
+            if dep in initializers and dep != name:
+                visit(dep, [*path, name])
+        state[name] = 2
+        ordered.append(initializers[name])
+
+    for name in initializers:
+        visit(name, [])
+    return ordered, problems

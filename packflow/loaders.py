@@ -27,10 +27,11 @@ from types import ModuleType
 from typing import Any, TypeAlias
 
 from packflow._text import closest
-from packflow.backend import InferenceBackend, built_pipeline, check_backend, missing_execute
-from packflow.compose import CheckedComposition, ComposedPipeline
+from packflow.backend import InferenceBackend, missing_execute
+from packflow.compose import ComposedPipeline
 from packflow.exceptions import ConfigError, InferenceBackendLoadError
-from packflow.graph import CheckedPipeline
+from packflow.graph import CheckedComposition, CheckedPipeline
+from packflow.parts import build_definition, check_definition, is_definition
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
 
@@ -216,15 +217,10 @@ class InferenceBackendLoader:
             As :meth:`load`.
         """
         target = self.resolve()
-        if isinstance(target, Pipeline):
-            return target.check(config=target.resolve_config(**config))
-        if isinstance(target, type):
-            return check_backend(target, **config)
-        if isinstance(target, ComposedPipeline):
-            return target.check(configs=target.resolve_configs(**config))
-        # A built instance was checked when it was built; new config means a rebuild.
-        built = built_pipeline(_build(target, config, self.spec) if config else target)
-        return built.checked
+        try:
+            return check_definition(target, **config)
+        except TypeError as exc:
+            raise InferenceBackendLoadError(f"cannot load {self.spec!r}: {exc}") from None
 
     @classmethod
     def for_project(cls, path: str | os.PathLike[str] = ".") -> ProjectLoader:
@@ -256,7 +252,9 @@ class InferenceBackendLoader:
         loader._spec_hint = (
             f"; the name comes from runtime.inference_backend in {root / 'packflow.yaml'}"
         )
-        return ProjectLoader(loader, project.backend_config, source=find_project_file(root))
+        return ProjectLoader(
+            loader, project.backend_config, source=find_project_file(root), env=project.env
+        )
 
     @classmethod
     def from_project(cls, path: str | os.PathLike[str] = ".", **config: Any) -> LoadedBackend:
@@ -281,7 +279,8 @@ class ProjectLoader:
     """A project's loader together with the ``backend_config`` of its ``packflow.yaml``.
 
     ``source`` is that ``packflow.yaml``: a config error caused by a value of
-    ``backend_config`` names it.
+    ``backend_config`` names it. ``env`` (its ``env:`` section) is written into the
+    environment before the backend's module is imported.
     """
 
     def __init__(
@@ -290,10 +289,18 @@ class ProjectLoader:
         backend_config: dict[str, Any],
         *,
         source: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.loader = loader
         self.backend_config = dict(backend_config)
         self.source = source
+        self.env = dict(env or {})
+
+    def _apply_env(self) -> None:
+        if self.env:
+            from packflow.projects.manifest import PROJECT_FILE, apply_project_env
+
+            apply_project_env(self.env, self.source or PROJECT_FILE)
 
     def __repr__(self) -> str:
         return f"ProjectLoader({self.loader!r})"
@@ -304,15 +311,18 @@ class ProjectLoader:
 
     def resolve(self) -> _Target:
         """As :meth:`InferenceBackendLoader.resolve`."""
+        self._apply_env()
         return self.loader.resolve()
 
     def load(self, **config: Any) -> LoadedBackend:
         """As :meth:`InferenceBackendLoader.load`, over the project's ``backend_config``."""
+        self._apply_env()
         with self._blaming_backend_config(config):
             return _build(self.loader.resolve(), {**self.backend_config, **config}, self.spec)
 
     def check(self, **config: Any) -> CheckedPipeline | CheckedComposition:
         """As :meth:`InferenceBackendLoader.check`, over the project's ``backend_config``."""
+        self._apply_env()
         with self._blaming_backend_config(config):
             return self.loader.check(**{**self.backend_config, **config})
 
@@ -418,10 +428,7 @@ def _import_installed(spec: str, module_name: str, hint: str) -> ModuleType:
         ) from exc
 
 
-def _is_loadable(target: Any) -> bool:
-    if isinstance(target, (Pipeline, ComposedPipeline, BuiltPipeline, InferenceBackend)):
-        return True
-    return isinstance(target, type) and issubclass(target, InferenceBackend)
+_is_loadable = is_definition
 
 
 def _kind(target: Any) -> str:
@@ -468,25 +475,15 @@ def _nearby_python_files(folder: Path) -> str:
 
 
 def _build(target: _Target, config: dict[str, Any], spec: str) -> LoadedBackend:
-    if isinstance(target, (Pipeline, ComposedPipeline)):
-        return target.build(**config)
-    if isinstance(target, type):
-        missing = missing_execute(target)
-        if missing:
-            raise InferenceBackendLoadError(f"cannot load {spec!r}: {missing}")
-        return target(**config)
-    if isinstance(target, InferenceBackend):
-        if not config:
-            return target
-        # An instance remembers the config it was made with; new values go on top.
-        merged = {**target._packflow_overrides, **config}
-        return type(target)(**merged)
-    if config:
-        raise InferenceBackendLoadError(
-            f"cannot apply config {sorted(config)} to {spec!r}: it is an instance that is "
-            "already built; point the spec at the Pipeline instead"
-        )
-    return target
+    try:
+        built: LoadedBackend = build_definition(target, **config)  # type: ignore[assignment]
+    except TypeError as exc:
+        if isinstance(target, type) and missing_execute(target):
+            raise InferenceBackendLoadError(f"cannot load {spec!r}: {exc}") from None
+        raise
+    except InferenceBackendLoadError as exc:
+        raise InferenceBackendLoadError(f"{spec!r}: {exc}") from None
+    return built
 
 
 def load(spec: str, **config: Any) -> LoadedBackend:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 __all__ = ["LOGGER_NAME", "configure_from_env", "get_logger"]
 
@@ -28,8 +29,10 @@ def _parse_level(value: str) -> int | None:
 def configure_from_env(environ: os._Environ[str] | dict[str, str] | None = None) -> None:
     """Set the ``packflow`` logger's level from ``PACKFLOW_LOG_LEVEL``, if set.
 
-    An unknown level name is reported through the logger itself and otherwise ignored,
-    so that a typo in an environment variable never stops a service from starting.
+    An unknown level name is reported with a ``RuntimeWarning`` (shown on stderr by
+    default, even before any logging is configured; a warning through the ``packflow``
+    logger would reach no handler at import time) and otherwise ignored, so that a typo
+    in an environment variable never stops a service from starting.
     """
     env = os.environ if environ is None else environ
     raw = env.get("PACKFLOW_LOG_LEVEL")
@@ -38,9 +41,22 @@ def configure_from_env(environ: os._Environ[str] | dict[str, str] | None = None)
         return
     level = _parse_level(raw)
     if level is None:
-        logger.warning("PACKFLOW_LOG_LEVEL=%r is not a logging level; left unchanged", raw)
+        from packflow._text import closest
+
+        match = closest(raw.strip().upper(), _LEVELS)
+        hint = f"; did you mean {match!r}?" if match else ""
+        warnings.warn(
+            f"PACKFLOW_LOG_LEVEL={raw!r} is not a logging level (use one of "
+            f"{', '.join(_LEVELS)} or a number){hint}; the packflow logger's level is left "
+            "unchanged",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return
     logger.setLevel(level)
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

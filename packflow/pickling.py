@@ -15,11 +15,32 @@ function then needs a pickler that pickles code, such as cloudpickle).
 
 from __future__ import annotations
 
+import importlib
+import pickle
 import sys
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["caller_modules", "find_binding"]
+from packflow.parts import is_definition
+
+__all__ = ["caller_modules", "find_binding", "import_definition"]
+
+
+def import_definition(module_name: str, attribute: str) -> Any:
+    """The pipeline bound to ``attribute`` of ``module_name``: how a reference unpickles.
+
+    Raises
+    ------
+    pickle.UnpicklingError
+        When the attribute is not a pipeline (the module changed since it was pickled).
+    """
+    module = importlib.import_module(module_name)
+    definition = getattr(module, attribute)
+    if not is_definition(definition):
+        raise pickle.UnpicklingError(
+            f"{module_name}.{attribute} is {type(definition).__name__}, not a pipeline"
+        )
+    return definition
 
 
 def caller_modules(limit: int = 3) -> tuple[str, ...]:

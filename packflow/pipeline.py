@@ -6,34 +6,33 @@ Data moves one way: definition (``Pipeline`` + decorators) -> checked graph
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pickle
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from packflow._text import closest
-from packflow.config import BackendConfig, check_config_model, resolve_config
+from packflow.config import BackendConfig, OverrideFile, check_config_model, resolve_config
 from packflow.exceptions import PipelineDefinitionError
 from packflow.graph import (
     INJECTABLE_BUILTINS,
     STAGE_KINDS,
     CheckedPipeline,
     FunctionInfo,
-    Initializer,
     Stage,
     StageGraph,
     StageKind,
+    Upstream,
+    build_graph,
     describe_function,
 )
 from packflow.log import get_logger
-from packflow.pickling import caller_modules, find_binding
+from packflow.pickling import caller_modules, find_binding, import_definition
 from packflow.runtime import BuiltPipeline, run_initializers
 from packflow.runtime.resources import check_fakes
 from packflow.runtime.surface import LazyDefault
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline
+    from packflow.parts import Part
 
 __all__ = ["Pipeline"]
 
@@ -302,9 +301,16 @@ class Pipeline(LazyDefault[BuiltPipeline]):
         """
         return resolve_config(self.config_model, {**self._config, **overrides})
 
-    def _resolve_section(self, section: str, overrides: Mapping[str, Any]) -> BackendConfig:
-        """As :meth:`resolve_config`, reading the override file's ``configs[section]``."""
-        return resolve_config(self.config_model, {**self._config, **overrides}, section=section)
+    # -- the part protocol (see packflow.parts) -------------------------------------------
+
+    def __packflow_parts__(self) -> tuple[Part, ...]:
+        return (_PipelinePart(self),)
+
+    def __packflow_check__(self, **config: Any) -> CheckedPipeline:
+        return self.check(config=self.resolve_config(**config))
+
+    def __packflow_build__(self, **config: Any) -> BuiltPipeline:
+        return self.build(**config)
 
     def check(self, *, config: BackendConfig | None = None) -> CheckedPipeline:
         """Build and check the stage graph without running any user code.
@@ -400,48 +406,7 @@ class Pipeline(LazyDefault[BuiltPipeline]):
 
     def _graph(self) -> tuple[StageGraph, list[str]]:
         """The stage graph, and every definition problem found on the way."""
-        problems: list[str] = []
-        resource_names = tuple(self._initializers)
-        available = INJECTABLE_BUILTINS + resource_names
-        if StageKind.EXECUTE not in self._stages:
-            problems.append(
-                f"pipeline {self.name!r} has no execute stage; register one with @pipe.execute"
-            )
-        stages: list[Stage] = []
-        for kind in self._ordered_kinds():
-            info = self._stages[kind]
-            role = f"{kind.value} {info}"
-            problems.extend(_odd_parameter_problems(role, info))
-            if not info.params:
-                problems.append(
-                    f"{role} takes no parameter to receive the data; a stage's first "
-                    "parameter receives the data"
-                )
-                continue
-            injected = _injectable(info, info.params[1:], available)
-            problems.extend(_unknown_name_problems(role, injected, available))
-            stages.append(
-                Stage(kind=kind, info=info, data_param=info.params[0], injected=injected)
-            )
-        initializers: dict[str, Initializer] = {}
-        for name, info in self._initializers.items():
-            role = f"initializer {info}"
-            problems.extend(_odd_parameter_problems(role, info))
-            others = tuple(n for n in available if n != name)
-            requires = _injectable(info, info.params, available)
-            problems.extend(_unknown_name_problems(role, requires, others))
-            if name in requires:
-                problems.append(f"{role} asks for its own resource {name!r}")
-            initializers[name] = Initializer(info=info, requires=requires)
-        ordered, cycle_problems = _dependency_order(initializers)
-        problems.extend(cycle_problems)
-        graph = StageGraph(
-            name=self.name,
-            config_model=self.config_model,
-            initializers=tuple(ordered),
-            stages=tuple(stages),
-        )
-        return graph, problems
+        return build_graph(self.name, self.config_model, self._stages, self._initializers)
 
     # -- building and calling ----------------------------------------------------------
 
@@ -505,19 +470,63 @@ class Pipeline(LazyDefault[BuiltPipeline]):
         return instance
 
 
-#: What a composition's upstream part hands to the next: the type its last stage
-#: returns, that stage, and the part's name.
-Upstream = tuple[Any, Stage, str]
+class _PipelinePart:
+    """A ``Pipeline`` as a part of a composition (the :class:`~packflow.parts.Part` protocol)."""
+
+    __slots__ = ("_pipeline",)
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    @property
+    def name(self) -> str:
+        return self._pipeline.name
+
+    @property
+    def definition(self) -> Pipeline:
+        return self._pipeline
+
+    @property
+    def resource_names(self) -> tuple[str, ...]:
+        return tuple(self._pipeline._initializers)
+
+    @property
+    def fakes_refused(self) -> str | None:
+        return None
+
+    def resolve_config(
+        self,
+        overrides: Mapping[str, Any],
+        *,
+        section: str | None = None,
+        file: OverrideFile | None = None,
+    ) -> BackendConfig:
+        pipeline = self._pipeline
+        values = {**pipeline._config, **overrides}
+        return resolve_config(pipeline.config_model, values, section=section, file=file)
+
+    def inspect(
+        self, config: BackendConfig, *, part: str | None = None, upstream: Upstream | None = None
+    ) -> tuple[CheckedPipeline, list[str]]:
+        return self._pipeline._inspect(config, part=part, upstream=upstream)
+
+    def build(
+        self,
+        checked: CheckedPipeline,
+        resources: Mapping[str, Any] | None = None,
+        *,
+        part: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> BuiltPipeline:
+        prefix = f"{part}." if part else ""
+        return self._pipeline._build(checked, resources, prefix=prefix)
+
+    def replace(self, **stages: Any) -> Pipeline:
+        return self._pipeline.replace(**stages)
 
 
-def _import_pipeline(module_name: str, attribute: str) -> Any:
-    module = importlib.import_module(module_name)
-    pipeline = getattr(module, attribute)
-    if not isinstance(pipeline, LazyDefault):
-        raise pickle.UnpicklingError(
-            f"{module_name}.{attribute} is {type(pipeline).__name__}, not a pipeline"
-        )
-    return pipeline
+#: How a pipeline pickled by reference is unpickled (the name Ray's pickler checks for).
+_import_pipeline = import_definition
 
 
 def _rebuild_pipeline(definition: tuple[Any, ...]) -> Pipeline:
@@ -528,66 +537,3 @@ def _rebuild_pipeline(definition: tuple[Any, ...]) -> Pipeline:
     for kind, func in stages.items():
         pipeline.add_stage(kind, func)
     return pipeline
-
-
-def _odd_parameter_problems(role: str, info: FunctionInfo) -> list[str]:
-    problems: list[str] = []
-    try:
-        signature = inspect.signature(info.func)
-    except (TypeError, ValueError):
-        return problems
-    for name in info.odd_params:
-        param = signature.parameters[name]
-        if param.kind is param.POSITIONAL_ONLY:
-            problems.append(
-                f"{role}: parameter {name!r} is positional-only, so it cannot be injected by name"
-            )
-    return problems
-
-
-def _injectable(
-    info: FunctionInfo, names: tuple[str, ...], available: tuple[str, ...]
-) -> tuple[str, ...]:
-    """The parameters to inject: all but those with a default and nothing to inject."""
-    return tuple(n for n in names if n in available or n not in info.defaults)
-
-
-def _unknown_name_problems(
-    role: str, names: tuple[str, ...], available: tuple[str, ...]
-) -> list[str]:
-    problems = []
-    for name in names:
-        if name in available:
-            continue
-        match = closest(name, available)
-        suggestion = f" (did you mean {match!r}?)" if match else ""
-        problems.append(f"{role} asks for `{name}`{suggestion}; available: {', '.join(available)}")
-    return problems
-
-
-def _dependency_order(
-    initializers: Mapping[str, Initializer],
-) -> tuple[list[Initializer], list[str]]:
-    """Initializers in an order where each comes after what it needs; and the cycles."""
-    ordered: list[Initializer] = []
-    state: dict[str, int] = {}  # 1 = being visited, 2 = done
-    problems: list[str] = []
-
-    def visit(name: str, path: list[str]) -> None:
-        mark = state.get(name)
-        if mark == 2:
-            return
-        if mark == 1:
-            cycle = [*path[path.index(name) :], name]
-            problems.append("initializers depend on each other in a cycle: " + " -> ".join(cycle))
-            return
-        state[name] = 1
-        for dep in initializers[name].requires:
-            if dep in initializers and dep != name:
-                visit(dep, [*path, name])
-        state[name] = 2
-        ordered.append(initializers[name])
-
-    for name in initializers:
-        visit(name, [])
-    return ordered, problems

@@ -17,9 +17,8 @@ from typing import Any
 import attrs
 
 from packflow.checker import resolve_hints
-from packflow.compose import CheckedComposition
 from packflow.exceptions import PackflowError
-from packflow.graph import CheckedPipeline, FunctionInfo, Stage
+from packflow.graph import CheckedComposition, CheckedPipeline, FunctionInfo, Stage
 from packflow.records import Records
 from packflow.typecheck import format_type
 
@@ -133,10 +132,15 @@ def _part_nodes(checked: CheckedPipeline) -> list[Node]:
     return nodes
 
 
+def _composed(checked: Checked) -> bool:
+    # A composition has two parts at least; a single pipeline is one part.
+    return len(checked.parts) > 1
+
+
 def _parts(checked: Checked) -> tuple[tuple[str | None, CheckedPipeline], ...]:
-    if isinstance(checked, CheckedComposition):
+    if _composed(checked):
         return checked.parts
-    return ((None, checked),)
+    return ((None, checked.parts[0][1]),)
 
 
 def _qualified(part: str | None, key: str) -> str:
@@ -245,11 +249,11 @@ def render_text(checked: Checked) -> str:
     """
     nodes = graph_nodes(checked)
     edges = {(edge.source, edge.target): edge for edge in graph_edges(checked)}
-    if isinstance(checked, CheckedComposition):
+    if _composed(checked):
         names = ", ".join(name for name, _ in checked.parts)
         lines = [f"composition {checked.name!r}: {len(checked.parts)} parts ({names})"]
     else:
-        lines = [f"pipeline {checked.graph.name!r}"]
+        lines = [f"pipeline {checked.name!r}"]
     part: str | None = None
     for index, node in enumerate(nodes):
         if node.part != part:
@@ -285,7 +289,7 @@ def _mermaid_text(text: str) -> str:
 
 def _mermaid_ids(checked: Checked) -> dict[str, str]:
     """Node keys as Mermaid ids: part names may hold characters Mermaid refuses."""
-    if not isinstance(checked, CheckedComposition):
+    if not _composed(checked):
         return {}
     index = {part: position for position, (part, _) in enumerate(checked.parts)}
     return {
@@ -324,7 +328,7 @@ def render_mermaid(checked: Checked) -> str:
             lines.append(f'{indent}{prefix}res_{init.name}[/"{text}"/]')
         if part is not None:
             lines.append("    end")
-    if isinstance(checked, CheckedComposition):
+    if _composed(checked):
         for node in nodes:
             if node.key in ("inputs", "outputs"):
                 lines.append("    " + _mermaid_node(node.key, node))

@@ -36,22 +36,24 @@ from typing import Any
 import typing_extensions as te
 
 # The normalized type nodes are shared with the static engine so that both read an
-# annotation the same way; they are internal to packflow.
-from packflow.typecheck import (
-    _AliasT,
-    _AnyT,
-    _CallableT,
-    _ClsT,
-    _LiteralT,
-    _NeverT,
-    _NewTypeT,
-    _Node,
-    _normalize,
-    _TupleT,
-    _TypedDictT,
-    _TypeVarT,
-    _UnionT,
-    _UnknownT,
+# annotation the same way (packflow._types.model, a private module of public names).
+from packflow._types.model import (
+    AliasT,
+    AnyT,
+    CallableT,
+    ClsT,
+    LiteralT,
+    NeverT,
+    NewTypeT,
+    Node,
+    TupleT,
+    TypedDictT,
+    TypeGuardT,
+    TypeVarT,
+    TypeVarTupleT,
+    UnionT,
+    UnknownT,
+    normalize,
 )
 
 __all__ = ["Checker", "compile_checker", "mismatch"]
@@ -106,7 +108,7 @@ def _compile_cached(annotation: Any) -> Checker:
 
 
 def _compile_top(annotation: Any) -> Checker:
-    compiled = _compile(_normalize(annotation))
+    compiled = _compile(normalize(annotation))
     return compiled if compiled is not None else _accept
 
 
@@ -136,24 +138,24 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} ({text})" if value is not None else "None"
 
 
-def _expected(node: _Node, value: Any) -> str:
+def _expected(node: Node, value: Any) -> str:
     return f"expected {node}, got {_show(value)}"
 
 
-def _compile(node: _Node) -> _Compiled:
-    if isinstance(node, _AnyT | _UnknownT):
+def _compile(node: Node) -> _Compiled:
+    if isinstance(node, AnyT | UnknownT):
         return None
-    if isinstance(node, _TypeVarT):
+    if isinstance(node, TypeVarT):
         return _compile_typevar(node)
-    if isinstance(node, _NeverT):
+    if isinstance(node, NeverT):
         return lambda value: f"expected no value (Never), got {_show(value)}"
-    if isinstance(node, _NewTypeT):
+    if isinstance(node, NewTypeT):
         return _compile(node.supertype)
-    if isinstance(node, _AliasT):
+    if isinstance(node, AliasT):
         return _compile_alias(node)
-    if isinstance(node, _UnionT):
+    if isinstance(node, UnionT):
         return _compile_union(node)
-    if isinstance(node, _LiteralT):
+    if isinstance(node, LiteralT):
         kind, literal = node.kind, node.value
 
         def check_literal(value: Any) -> str | None:
@@ -162,18 +164,20 @@ def _compile(node: _Node) -> _Compiled:
             return _expected(node, value)
 
         return check_literal
-    if isinstance(node, _TupleT):
+    if isinstance(node, TupleT):
         return _compile_tuple(node)
-    if isinstance(node, _TypedDictT):
+    if isinstance(node, TypeGuardT):
+        return _compile(ClsT(bool))  # at run time a type guard returns a bool
+    if isinstance(node, TypedDictT):
         return _compile_typeddict(node)
-    if isinstance(node, _CallableT):
+    if isinstance(node, CallableT):
         return lambda value: None if callable(value) else _expected(node, value)
-    if isinstance(node, _ClsT):
+    if isinstance(node, ClsT):
         return _compile_class(node)
     return None
 
 
-def _compile_alias(node: _AliasT) -> _Compiled:
+def _compile_alias(node: AliasT) -> _Compiled:
     try:
         return _compile_alias_cached(node)
     except TypeError:  # unhashable annotation metadata
@@ -181,11 +185,11 @@ def _compile_alias(node: _AliasT) -> _Compiled:
 
 
 @functools.lru_cache(maxsize=256)
-def _compile_alias_cached(node: _AliasT) -> _Compiled:
+def _compile_alias_cached(node: AliasT) -> _Compiled:
     return _lazy_alias(node)
 
 
-def _lazy_alias(node: _AliasT) -> _Compiled:
+def _lazy_alias(node: AliasT) -> _Compiled:
     # A recursive alias names itself: compiling its value eagerly would never end, so
     # the value is compiled on first use, and the cache hands the inner reference this
     # same checker.
@@ -200,15 +204,15 @@ def _lazy_alias(node: _AliasT) -> _Compiled:
     return check_alias
 
 
-def _compile_typevar(node: _TypeVarT) -> _Compiled:
+def _compile_typevar(node: TypeVarT) -> _Compiled:
     constraints = getattr(node.var, "__constraints__", ())
     if constraints:
-        return _compile(_normalize(typing.Union[constraints]))  # noqa: UP007
+        return _compile(normalize(typing.Union[constraints]))  # noqa: UP007
     bound = getattr(node.var, "__bound__", None)
-    return _compile(_normalize(bound)) if bound is not None else None
+    return _compile(normalize(bound)) if bound is not None else None
 
 
-def _compile_union(node: _UnionT) -> _Compiled:
+def _compile_union(node: UnionT) -> _Compiled:
     members = [_compile(m) for m in node.members]
     if any(m is None for m in members):
         return None
@@ -229,7 +233,7 @@ def _compile_union(node: _UnionT) -> _Compiled:
     return check_union
 
 
-def _compile_tuple(node: _TupleT) -> _Compiled:
+def _compile_tuple(node: TupleT) -> _Compiled:
     if node.variadic:
         item = _compile(node.items[0])
 
@@ -244,6 +248,8 @@ def _compile_tuple(node: _TupleT) -> _Compiled:
             return None
 
         return check_variadic
+    if node.star is not None:
+        return _compile_unbounded_tuple(node, node.star)
     items = [_compile(i) for i in node.items]
     size = len(items)
 
@@ -262,7 +268,33 @@ def _compile_tuple(node: _TupleT) -> _Compiled:
     return check_fixed
 
 
-def _compile_typeddict(node: _TypedDictT) -> _Compiled:
+def _compile_unbounded_tuple(node: TupleT, star: int) -> _Compiled:
+    # ``tuple[int, *tuple[str, ...], float]``: the items around the unpacked part are
+    # checked in place, those in between against its type (any number of them).
+    spread = node.items[star]
+    middle = None if isinstance(spread, TypeVarTupleT) else _compile(spread)
+    before = [_compile(i) for i in node.items[:star]]
+    after = [_compile(i) for i in node.items[star + 1 :]]
+    fewest = len(before) + len(after)
+
+    def check_unbounded(value: Any) -> str | None:
+        if not isinstance(value, tuple):
+            return _expected(node, value)
+        if len(value) < fewest:
+            return f"expected {node} (at least {fewest} items), got a tuple of {len(value)} items"
+        tail = len(value) - len(after)
+        checks = [*before, *([middle] * (tail - len(before))), *after]
+        for index, (check, element) in enumerate(zip(checks, value, strict=True)):
+            if check is not None:
+                problem = check(element)
+                if problem is not None:
+                    return f"item {index} of tuple: {problem}"
+        return None
+
+    return check_unbounded
+
+
+def _compile_typeddict(node: TypedDictT) -> _Compiled:
     fields = [(key, _compile(tp), required) for key, tp, required in node.fields]
 
     def check_typeddict(value: Any) -> str | None:
@@ -282,7 +314,7 @@ def _compile_typeddict(node: _TypedDictT) -> _Compiled:
     return check_typeddict
 
 
-def _compile_class(node: _ClsT) -> _Compiled:
+def _compile_class(node: ClsT) -> _Compiled:
     origin = node.origin
     if origin is object:
         return None
@@ -293,7 +325,7 @@ def _compile_class(node: _ClsT) -> _Compiled:
     if accepted is None:
         return _compile_protocol(node)
     args = node.args
-    if origin is type and args and isinstance(args[0], _ClsT) and args[0].origin is not object:
+    if origin is type and args and isinstance(args[0], ClsT) and args[0].origin is not object:
         return _compile_class_object(node, args[0].origin)
     if args and isinstance(origin, type) and issubclass(origin, cabc.Mapping):
         return _compile_mapping(node, accepted)
@@ -317,7 +349,7 @@ def _compile_class(node: _ClsT) -> _Compiled:
     return check_instance
 
 
-def _compile_class_object(node: _ClsT, base: Any) -> _Compiled:
+def _compile_class_object(node: ClsT, base: Any) -> _Compiled:
     if not isinstance(base, type):
         return None
 
@@ -341,7 +373,7 @@ def _accepted_classes(origin: Any) -> tuple[type, ...] | None:
     return (origin, *_PROMOTED.get(origin, ()))
 
 
-def _compile_protocol(node: _ClsT) -> _Compiled:
+def _compile_protocol(node: ClsT) -> _Compiled:
     try:
         members = sorted(te.get_protocol_members(node.origin))
     except TypeError:
@@ -356,7 +388,7 @@ def _compile_protocol(node: _ClsT) -> _Compiled:
     return check_protocol
 
 
-def _element_checker(origin: Any, args: tuple[_Node, ...]) -> _Compiled:
+def _element_checker(origin: Any, args: tuple[Node, ...]) -> _Compiled:
     if not args or not isinstance(origin, type) or not issubclass(origin, cabc.Iterable):
         return None
     if issubclass(origin, cabc.Iterator):
@@ -364,7 +396,7 @@ def _element_checker(origin: Any, args: tuple[_Node, ...]) -> _Compiled:
     return _compile(args[0])
 
 
-def _compile_mapping(node: _ClsT, accepted: tuple[type, ...]) -> _Compiled:
+def _compile_mapping(node: ClsT, accepted: tuple[type, ...]) -> _Compiled:
     key_check = _compile(node.args[0])
     value_check = _compile(node.args[1]) if len(node.args) > 1 else None
     if key_check is None and value_check is None:
@@ -387,13 +419,13 @@ def _compile_mapping(node: _ClsT, accepted: tuple[type, ...]) -> _Compiled:
     return check_mapping
 
 
-def _compile_array(node: _ClsT, np: Any) -> _Compiled:
-    dtype_node = node.args[0] if node.args else _AnyT()
-    if isinstance(dtype_node, _TypeVarT):
+def _compile_array(node: ClsT, np: Any) -> _Compiled:
+    dtype_node = node.args[0] if node.args else AnyT()
+    if isinstance(dtype_node, TypeVarT):
         bound = getattr(dtype_node.var, "__bound__", None)
-        dtype_node = _normalize(bound) if bound is not None else _AnyT()
-    options = dtype_node.members if isinstance(dtype_node, _UnionT) else (dtype_node,)
-    scalars = tuple(o.origin for o in options if isinstance(o, _ClsT))
+        dtype_node = normalize(bound) if bound is not None else AnyT()
+    options = dtype_node.members if isinstance(dtype_node, UnionT) else (dtype_node,)
+    scalars = tuple(o.origin for o in options if isinstance(o, ClsT))
     if len(scalars) != len(options):
         scalars = ()  # Any or a dtype the engine cannot read: every dtype fits
     ndim = _fixed_ndim(node.raw, np)

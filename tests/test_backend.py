@@ -464,3 +464,90 @@ def test_a_mixin_without_execute_defines_no_stage_until_a_subclass_completes_it(
         Scaled()
     assert check_backend(Mixed).graph.stages
     assert Mixed()({"x": 2}) == {"y": 20}
+
+
+# -- misspelt stage methods -----------------------------------------------------------------
+
+
+class Misspelt(InferenceBackend):
+    def execute(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return inputs
+
+    def transfrom_outputs(self, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"never": "runs"} for _ in outputs]
+
+
+@pytest.mark.parametrize(
+    ("name", "stage"),
+    [
+        ("transfrom_outputs", "transform_outputs"),
+        ("transform_input", "transform_inputs"),
+        ("transform_output", "transform_outputs"),
+        ("initialise", "initialize"),
+        ("exceute", "execute"),
+    ],
+)
+def test_a_misspelt_stage_method_is_refused_at_instantiation_with_did_you_mean(
+    name: str, stage: str
+) -> None:
+    def method(self: Any, data: Any = None) -> Any:
+        return data
+
+    def execute(self: Any, inputs: Any) -> Any:
+        return inputs
+
+    body: dict[str, Any] = {name: method}
+    if stage != "execute":
+        body["execute"] = execute
+    cls = type("Typo", (InferenceBackend,), body)
+    with pytest.raises(PipelineDefinitionError) as info:
+        cls()
+    assert f"Typo.{name}" in str(info.value)
+    assert f"did you mean {stage!r}?" in str(info.value)
+    assert len(info.value.problems) == 1
+
+
+def test_a_misspelt_stage_method_fails_check_without_running_code() -> None:
+    with pytest.raises(
+        PipelineDefinitionError, match=r"Misspelt\.transfrom_outputs \(.*\.py:\d+\)"
+    ):
+        check_backend(Misspelt)
+
+
+def test_a_misspelt_stage_method_in_a_base_class_is_found() -> None:
+    class Child(Misspelt):
+        pass
+
+    with pytest.raises(PipelineDefinitionError, match=r"Misspelt\.transfrom_outputs"):
+        Child()
+
+
+def test_helpers_that_only_resemble_a_stage_are_left_alone() -> None:
+    class Helpers(InferenceBackend):
+        def execute(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return self.transform_output_batch(inputs)
+
+        def transform_output_batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return rows
+
+        def _transfrom_outputs(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return rows
+
+        def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return rows
+
+    assert Helpers()({"x": 1}) == {"x": 1}
+
+
+def test_a_near_miss_of_a_stage_the_class_defines_is_a_helper() -> None:
+    class Both(InferenceBackend):
+        def execute(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return inputs
+
+        def transform_outputs(self, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [self.transform_output(row) for row in outputs]
+
+        def transform_output(self, row: dict[str, Any]) -> dict[str, Any]:
+            return {"y": row["x"]}
+
+    assert Both()({"x": 1}) == {"y": 1}

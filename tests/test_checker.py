@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from typing_extensions import TypeAliasType
+from typing_extensions import TypeAliasType, TypeVarTuple, Unpack
 
 from packflow.checker import Edge, TypeProblem, TypeReport, check_graph, raise_for_problems
 from packflow.config import BackendConfig
@@ -392,6 +392,66 @@ def test_typevar_bound_is_enforced_per_stage() -> None:
     problem = report.problems[0]
     assert problem.function == "bounded"
     assert "outside the bound of Num" in problem.explanation
+
+
+Result = TypeVar("Result")
+Items = TypeVarTuple("Items")
+
+
+def make_scorer(records: Records) -> Callable[[int, str], float]:
+    return lambda n, s: 0.0
+
+
+def batched(score: Callable[Params, Result]) -> Callable[Params, list[Result]]:
+    return lambda *args, **kwargs: [score(*args, **kwargs)]
+
+
+def use_batched(score: Callable[[int, str], list[float]]) -> Records:
+    return []
+
+
+def use_batched_wrongly(score: Callable[[int], list[float]]) -> Records:
+    return []
+
+
+def make_row(records: Records) -> tuple[int, str, bytes]:
+    return (1, "a", b"b")
+
+
+def drop_first(row: tuple[int, Unpack[Items]]) -> tuple[Unpack[Items]]:
+    return row[1:]
+
+
+def use_rest(rest: tuple[str, str]) -> Records:
+    return []
+
+
+def test_a_paramspec_solved_in_one_stage_carries_its_parameters_to_the_next() -> None:
+    report = run(
+        ("transform_inputs", make_scorer),
+        ("execute", batched),
+        ("transform_outputs", use_batched),
+    )
+    assert report.ok and not report.notes
+    assert report.return_types["execute"] == Callable[[int, str], list[float]]
+    report = run(
+        ("transform_inputs", make_scorer),
+        ("execute", batched),
+        ("transform_outputs", use_batched_wrongly),
+    )
+    (problem,) = report.problems
+    assert problem.function == "use_batched_wrongly"
+    assert "takes 2 arguments" in problem.explanation
+
+
+def test_a_typevartuple_solved_in_one_stage_carries_its_items_to_the_next() -> None:
+    report = run(
+        ("transform_inputs", make_row), ("execute", drop_first), ("transform_outputs", use_rest)
+    )
+    (problem,) = report.problems
+    assert problem.function == "use_rest"
+    assert problem.actual == "tuple[str, bytes]"
+    assert problem.explanation == "item 1 of tuple: bytes is not str"
 
 
 # --- attrs records --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def test_the_scaffolded_tests_pass(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout
-    assert "6 passed" in done.stdout
+    assert "7 passed" in done.stdout
 
 
 def test_the_scaffolded_validate_script_passes(tmp_path: Path) -> None:
@@ -639,7 +640,10 @@ def test_run_prints_progress_on_stderr_for_long_inputs(
     assert main(["run", "demo", "--input", "in.jsonl", "--batch-size", "500"]) == 0
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1500
-    assert "packflow: 1000 lines written" in captured.err
+    # Progress is shown after a batch once 1000 lines are written; where the batches end
+    # depends on how fast the source is read (a slow read flushes a batch early).
+    shown = re.findall(r"packflow: (\d+) lines written \(\d+/s\)", captured.err)
+    assert shown and all(1000 <= int(done) <= 1500 for done in shown)
     assert "packflow: done, 1500 lines" in captured.err
 
 

@@ -905,3 +905,43 @@ def test_render_shows_each_parts_own_input_format() -> None:
     mermaid = render_mermaid((doubling() >> matrix).check())
     assert 'p1_preprocess["preprocess (numpy)"]' in mermaid
     assert "matrix-part_" not in mermaid  # ids are made from positions, not names
+
+
+class ScaledLabeller(InferenceBackend):
+    backend_config_model = FactorConfig
+
+    def execute(self, records: Records) -> Records:
+        return [{"x": r["x"] * self.config.factor} for r in records]
+
+
+def test_a_three_part_build_reads_the_override_file_once_and_checks_each_part_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import packflow.checker
+    import packflow.config
+
+    overrides = tmp_path / "overrides.json"
+    overrides.write_text(json.dumps({"configs": {"ScaledLabeller": {"factor": 10}}}))
+    monkeypatch.setenv("BACKEND_CONFIG_FILE_PATH", str(overrides))
+    reads: list[str] = []
+    checks: list[str] = []
+    read = packflow.config._read_override_file
+    check_graph = packflow.checker.check_graph
+
+    def counting_read(path: str) -> Any:
+        reads.append(path)
+        return read(path)
+
+    def counting_check(graph: Any, **options: Any) -> Any:
+        checks.append(graph.name)
+        return check_graph(graph, **options)
+
+    monkeypatch.setattr(packflow.config, "_read_override_file", counting_read)
+    monkeypatch.setattr(packflow.checker, "check_graph", counting_check)
+
+    built = (scaling("a") >> ScaledLabeller >> scaling("c")).build()
+
+    assert built({"x": 1}) == {"x": 2 * 10 * 2}
+    assert built.config["ScaledLabeller"].factor == 10
+    assert reads == [str(overrides)]
+    assert sorted(checks) == ["ScaledLabeller", "a", "c"]

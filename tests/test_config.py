@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packflow.config import BackendConfig, InputFormat, resolve_config
+from packflow.config import (
+    BackendConfig,
+    InputFormat,
+    applied_layers,
+    command_line_layers,
+    parse_setting,
+    resolve_config,
+)
 from packflow.exceptions import ConfigError
 
 NO_FILE: dict[str, str] = {}
@@ -376,3 +383,86 @@ def test_top_level_keys_beside_configs_are_named_in_a_warning(
     assert config.verbose is False
     assert "'verbose'" in caplog.text
     assert "ignored" in caplog.text
+
+
+# -- config layers from the command line (--config FILE, --set key=value) --------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+KEYS = st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=3)
+
+
+@given(KEYS, JSON_VALUES)
+def test_a_setting_s_json_value_survives_at_its_dotted_key(keys: list[str], value: Any) -> None:
+    expected: Any = value
+    for key in reversed(keys):
+        expected = {key: expected}
+    assert parse_setting(f"{'.'.join(keys)}={json.dumps(value)}") == expected
+
+
+@given(st.text().filter(lambda text: not _is_json(text)))
+def test_a_setting_that_is_not_json_is_text(text: str) -> None:
+    assert parse_setting(f"key={text}") == {"key": text}
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("setting", ["verbose", "=true", "a..b=1", ".a=1", " =1"])
+def test_a_malformed_setting_is_a_config_error(setting: str) -> None:
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_setting(setting)
+
+
+def test_layers_go_over_the_override_file_and_later_settings_win(tmp_path: Path) -> None:
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"configs": {"feature_names": ["a"], "verbose": True}}))
+    cli_file = tmp_path / "cli.json"
+    cli_file.write_text(json.dumps({"configs": {"rename_fields": {"x": "y"}}}))
+    layers = command_line_layers(
+        str(cli_file), ["rename_fields.p=q", 'feature_names=["b"]', 'feature_names=["c"]']
+    )
+    with applied_layers(layers):
+        config = resolve_config(
+            BackendConfig,
+            {"verbose": False},
+            environ={"BACKEND_CONFIG_FILE_PATH": str(env_file)},
+        )
+    assert config.verbose is True
+    assert config.rename_fields == {"x": "y", "p": "q"}
+    assert config.feature_names == ["c"]
+    # Outside the block, nothing of the layers is left.
+    assert resolve_config(BackendConfig, {}, environ={}).rename_fields == {}
+
+
+def test_a_bad_value_from_a_layer_names_the_layer_and_not_the_environment_s_file(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"configs": {"verbose": True}}))
+    with (
+        applied_layers(command_line_layers(settings=["feature_names=3"])),
+        pytest.raises(ConfigError) as info,
+    ):
+        resolve_config(BackendConfig, {}, environ={"BACKEND_CONFIG_FILE_PATH": str(env_file)})
+    assert "(from --set)" in str(info.value)
+    assert info.value.field == "feature_names"
+
+
+def test_layers_are_plain_picklable_values(tmp_path: Path) -> None:
+    import pickle
+
+    layers = command_line_layers(settings=["verbose=true"])
+    assert pickle.loads(pickle.dumps(layers)) == layers

@@ -78,14 +78,42 @@ def test_without_packflow_log_level_the_level_is_left_alone(
     assert packflow_logger.level == logging.ERROR
 
 
-def test_an_unknown_level_is_reported_and_ignored(
-    packflow_logger: logging.Logger, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_an_unknown_level_is_reported_and_ignored(packflow_logger: logging.Logger) -> None:
     packflow_logger.setLevel(logging.INFO)
-    with caplog.at_level(logging.WARNING, logger="packflow"):
+    with pytest.warns(RuntimeWarning, match="PACKFLOW_LOG_LEVEL='LOUD' is not a logging level"):
         configure_from_env({"PACKFLOW_LOG_LEVEL": "LOUD"})
     assert packflow_logger.level == logging.INFO
-    assert any("LOUD" in record.getMessage() for record in caplog.records)
+
+
+def test_a_misspelt_level_gets_a_suggestion(packflow_logger: logging.Logger) -> None:
+    with pytest.warns(RuntimeWarning, match="did you mean 'DEBUG'"):
+        configure_from_env({"PACKFLOW_LOG_LEVEL": "debgu"})
+
+
+def test_an_unknown_level_is_shown_on_stderr_when_packflow_is_imported() -> None:
+    environ = {**os.environ, "PACKFLOW_LOG_LEVEL": "LOUD"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import packflow"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "PACKFLOW_LOG_LEVEL='LOUD' is not a logging level" in result.stderr
+
+
+def test_the_cli_warns_about_an_unknown_level() -> None:
+    environ = {**os.environ, "PACKFLOW_LOG_LEVEL": "LOUD"}
+    result = subprocess.run(
+        [sys.executable, "-m", "packflow", "--version"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "PACKFLOW_LOG_LEVEL='LOUD' is not a logging level" in result.stderr
 
 
 def test_packflow_log_level_is_honoured_at_import() -> None:

@@ -81,6 +81,10 @@ def test_names_that_do_not_start_with_a_letter_or_hold_other_characters_are_refu
         st.one_of(st.integers(), TEXT, st.lists(st.integers(), max_size=3)),
         max_size=3,
     ),
+    env=st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), TEXT, max_size=3),
+    extra=st.dictionaries(
+        TEXT, st.one_of(st.integers(), TEXT, st.lists(TEXT, max_size=2)), max_size=3
+    ),
 )
 @settings(max_examples=40, deadline=None)
 def test_a_dumped_project_config_reads_back_equal(
@@ -90,6 +94,8 @@ def test_a_dumped_project_config_reads_back_equal(
     description: str,
     maintainers: list[str],
     custom: dict[str, object],
+    env: dict[str, str],
+    extra: dict[str, object],
 ) -> None:
     config = ProjectConfig(
         name=name,
@@ -98,6 +104,8 @@ def test_a_dumped_project_config_reads_back_equal(
         maintainers=maintainers,
         runtime=RuntimeSettings(python_version="3.11"),
         backend_config={"feature_names": ["a", "b"]},
+        env=env,
+        extra=extra,
         custom=custom,
     )
     folder = tmp_path_factory.mktemp("project")
@@ -118,6 +126,163 @@ def test_unknown_keys_are_kept_as_custom_metadata(tmp_path: Path) -> None:
     config = read_project_config(tmp_path)
     assert config.custom == {"team": "fraud", "deploy": {"replicas": 3}}
     assert "team: fraud" in dump_project_config(config)
+
+
+# --------------------------------------------------------------------------- 0.4.1 sections
+
+
+def test_env_and_extra_sections_are_read(tmp_path: Path) -> None:
+    write_yaml(
+        tmp_path,
+        """
+        name: scorer
+        inference_backend: inference:pipe
+        env:
+          MODEL_DIR: /models
+          THREADS: "4"
+        extra:
+          owner: {team: fraud}
+          tags: [a, b]
+        """,
+    )
+    config = read_project_config(tmp_path)
+    assert config.env == {"MODEL_DIR": "/models", "THREADS": "4"}
+    assert config.extra == {"owner": {"team": "fraud"}, "tags": ["a", "b"]}
+    assert config.custom == {}
+
+
+def test_an_env_value_yaml_reads_as_a_number_asks_to_be_quoted_without_quoting_it(
+    tmp_path: Path,
+) -> None:
+    write_yaml(tmp_path, "name: x\ninference_backend: a:b\nenv:\n  PIN: 987654\n")
+    with pytest.raises(ConfigError, match=r'`env\.PIN` must be a string.*quote it: PIN: "..."'):
+        read_project_config(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        read_project_config(tmp_path)
+    assert "987654" not in str(info.value)
+    assert info.value.field == "env.PIN"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("env: [A, B]", "`env` must be a mapping"),
+        ("env:\n  1BAD: x", "'1BAD' is not an environment variable name"),
+        ("env:\n  EMPTY:", 'write EMPTY: "" for an empty value'),
+        ("extra: just text", "`extra` must be a mapping"),
+    ],
+)
+def test_malformed_env_and_extra_sections_are_config_errors(
+    tmp_path: Path, section: str, message: str
+) -> None:
+    write_yaml(tmp_path, f"name: x\ninference_backend: a:b\n{section}\n")
+    with pytest.raises(ConfigError, match=message):
+        read_project_config(tmp_path)
+
+
+def test_env_is_set_before_the_backend_module_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packflow.loaders import InferenceBackendLoader
+
+    monkeypatch.delenv("PACKFLOW_TEST_GREETING", raising=False)
+    write_yaml(
+        tmp_path,
+        """
+        name: greeter
+        inference_backend: inference:pipe
+        env:
+          PACKFLOW_TEST_GREETING: hello
+        """,
+    )
+    (tmp_path / "inference.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from packflow import Pipeline
+
+            GREETING = os.environ["PACKFLOW_TEST_GREETING"]
+            pipe = Pipeline("greeter")
+
+            @pipe.execute
+            def greet(records):
+                return [{"greeting": GREETING} for _ in records]
+            """
+        )
+    )
+    backend = InferenceBackendLoader.from_project(tmp_path)
+    assert backend({"x": 1}) == {"greeting": "hello"}
+
+
+def test_env_overwriting_a_different_value_warns_naming_the_variable_not_the_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from packflow.projects.manifest import apply_project_env
+
+    monkeypatch.setenv("PACKFLOW_TEST_TOKEN", "old-secret")
+    monkeypatch.setenv("PACKFLOW_TEST_SAME", "same")
+    with caplog.at_level("WARNING", logger="packflow"):
+        apply_project_env(
+            {"PACKFLOW_TEST_TOKEN": "new-secret", "PACKFLOW_TEST_SAME": "same"},
+            tmp_path / "packflow.yaml",
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'packflow.yaml'}: env: PACKFLOW_TEST_TOKEN overwrites the value "
+        "already set in the environment"
+    ]
+    assert "secret" not in caplog.text
+    import os
+
+    assert os.environ["PACKFLOW_TEST_TOKEN"] == "new-secret"
+
+
+# --------------------------------------------------------------------------- duplicate keys
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        (
+            "name: a\nruntime:\n  inference_backend: m:p\nversion: 1.0.0\nruntime:\n"
+            "  loader: local\n",
+            "runtime",
+            (2, 5),
+        ),
+        ("name: a\ninference_backend: m:p\nname: b\n", "name", (1, 3)),
+        (
+            "name: a\nruntime:\n  inference_backend: m:p\n  inference_backend: m:q\n",
+            "inference_backend",
+            (3, 4),
+        ),
+    ],
+)
+def test_a_key_given_twice_in_packflow_yaml_is_refused_naming_it_and_both_lines(
+    tmp_path: Path, text: str, key: str, lines: tuple[int, int]
+) -> None:
+    write_yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        read_project_config(tmp_path)
+    message = str(info.value)
+    assert f"`{key}` is given twice" in message
+    assert f"lines {lines[0]} and {lines[1]}" in message
+    assert str(tmp_path / "packflow.yaml") in message
+    assert info.value.field == key
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    write_yaml(
+        tmp_path,
+        """
+        name: a
+        inference_backend: m:p
+        extra:
+          base: &base {x: 1}
+          one:
+            <<: *base
+            y: 2
+        """,
+    )
+    assert read_project_config(tmp_path).extra["one"] == {"x": 1, "y": 2}
 
 
 def test_runtime_keys_at_the_top_level_are_read_as_in_the_original_layout(
@@ -340,6 +505,21 @@ def test_validate_names_the_sample_line_that_fails(tmp_path: Path) -> None:
     assert error.startswith("error: sample.jsonl:3: validate() failed: stage execute `score`")
 
 
+def test_validate_warns_when_sample_outputs_lack_a_declared_output_key(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    text = (folder / "packflow.yaml").read_text()
+    text = text.replace("backend_config: {}", "backend_config:\n  output_keys: [label]")
+    (folder / "packflow.yaml").write_text(text)
+    report = validate_project(folder)
+    assert report.ok
+    assert report.samples_validated == 3
+    (warning,) = messages(report, "warning")
+    assert warning == (
+        "warning: sample.jsonl: output_keys: 'label' is missing from the output of 3 of 3 "
+        "sample(s) (lines 1, 2, 3)"
+    )
+
+
 def test_a_project_without_samples_gets_a_warning(tmp_path: Path) -> None:
     folder = project(tmp_path)
     (folder / "sample.jsonl").unlink()
@@ -547,36 +727,8 @@ def test_gitignore_handling_agrees_with_git(
     assert list_project_files(folder) == expected
 
 
-# --------------------------------------------------------------------------- layering
-
-PACKAGE = Path(__file__).resolve().parent.parent / "packflow"
-
-
-def _imports_of(module_file: Path) -> set[str]:
-    """Every packflow module a file imports, at the top or inside a function."""
-    import ast
-
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(module_file.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {name for name in found if name == "packflow" or name.startswith("packflow.")}
-
-
-def test_no_module_inside_packflow_imports_the_package_top() -> None:
-    offenders = [
-        str(path.relative_to(PACKAGE))
-        for path in PACKAGE.rglob("*.py")
-        if path != PACKAGE / "__init__.py" and "packflow" in _imports_of(path)
-    ]
-    assert offenders == []
-
-
-def test_the_project_manifest_does_not_import_the_loaders_or_validation() -> None:
-    imported = _imports_of(PACKAGE / "projects" / "manifest.py")
-    assert not {m for m in imported if m.startswith(("packflow.loaders", "packflow.projects."))}
+# --------------------------------------------------------------------------- old paths
+# (the layering of the package is held by tests/test_architecture.py)
 
 
 def test_the_old_import_path_packflow_project_names_the_same_objects() -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from typing_extensions import NotRequired
 
 from packflow import InferenceBackend, Pipeline, Records
-from packflow.testing import NothingDeclaredError, batches, records
+from packflow.testing import NothingDeclaredError, UndeclaredFieldError, batches, records
 
 pytest_plugins = ["pytester"]
 
@@ -175,6 +175,62 @@ def test_fields_replace_a_declared_strategy() -> None:
     drawn = one(records(applicant_pipe(), fields={"age": st.just(30)}))
 
     assert drawn["age"] == 30
+
+
+def test_a_field_the_pipeline_does_not_declare_is_an_error_naming_the_declared_ones() -> None:
+    with pytest.raises(UndeclaredFieldError) as info:
+        records(applicant_pipe(), fields={"incme": st.just(1.0)})
+
+    message = str(info.value)
+    assert "does not declare a field 'incme'; did you mean 'income'?" in message
+    assert "'age', 'income', 'employed'" in message
+    assert (info.value.field, info.value.declared) == ("incme", ("age", "income", "employed"))
+
+
+def test_a_field_outside_feature_names_is_an_error() -> None:
+    with pytest.raises(UndeclaredFieldError, match="'a', 'b'"):
+        records(
+            numpy_pipe(feature_names=["a", "b"], numpy_dtype="float64"), fields={"c": st.just(1)}
+        )
+
+
+def test_fields_are_free_when_the_pipeline_declares_none() -> None:
+    assert one(records(untyped_pipe(), fields={"anything": st.just(1)})) == {"anything": 1}
+
+
+@given(records(applicant_pipe(), floats=dict(min_value=-5.0, max_value=5.0)))
+def test_floats_bounds_every_float_field(record: dict[str, Any]) -> None:
+    assert -5.0 <= record["income"] <= 5.0
+
+
+@given(
+    batches(
+        numpy_pipe(feature_names=["a", "b"], numpy_dtype="float32"),
+        floats=dict(min_value=0.1, max_value=2.5),
+    )
+)
+def test_floats_bounds_float_numpy_columns_even_of_a_narrow_dtype(
+    batch: list[dict[str, Any]],
+) -> None:
+    for record in batch:
+        assert all(0.1 <= record[key] <= 2.5 for key in ("a", "b"))
+        assert all(float(np.float32(record[key])) == record[key] for key in ("a", "b"))
+
+
+@given(
+    records(
+        untyped_pipe(feature_names=["x"]),
+        fields={"x": st.integers(0, 3)},
+        floats={"max_value": 0.5},
+    )
+)
+def test_floats_leaves_the_caller_s_own_field_strategies_alone(record: dict[str, Any]) -> None:
+    assert record["x"] in range(4)
+
+
+def test_an_unknown_floats_option_is_a_type_error_with_a_suggestion() -> None:
+    with pytest.raises(TypeError, match=r"'max_val' is not an option.*did you mean 'max_value'"):
+        records(applicant_pipe(), floats={"max_val": 1})
 
 
 # -- records(): nothing declared is said, not guessed ----------------------------------
@@ -395,4 +451,18 @@ def test_the_docs_test_module_passes_under_pytest_with_the_plugin(
 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
 
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)  # the page's five tests and test_readings_stay_in_range
+
+
+def test_packflow_build_refuses_fakes_for_a_class_backend_saying_what_to_do(
+    packflow_build: Any,
+) -> None:
+    from packflow import InferenceBackend
+
+    class Echo(InferenceBackend):
+        def execute(self, inputs: Any) -> Any:
+            return inputs
+
+    with pytest.raises(TypeError, match=r"Echo, resources=...\): it is a class backend"):
+        packflow_build(Echo, resources={"model": object()})
+    assert packflow_build(Echo)({"x": 1}) == {"x": 1}

@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 from typing_extensions import NotRequired, Required, TypeAliasType, TypedDict
 
 from packflow import typecheck
+from packflow._types import rules
 from packflow.typecheck import Status, check, explain, format_type, is_compatible, substitute
 
 UserId = NewType("UserId", int)
@@ -158,6 +159,12 @@ class File:
 
 
 class Scorer(Protocol):
+    def __call__(self, x: int, /) -> float: ...
+
+
+class KeywordCallable(Protocol):
+    """Its caller may write ``f(x=1)``, which a ``Callable`` cannot take."""
+
     def __call__(self, x: int) -> float: ...
 
 
@@ -543,6 +550,8 @@ RULES = [
     _case(Callable[[str], float], Scorer, False, "callback protocol"),
     _case(Scorer, Callable[[int], float], True, "callback protocol"),
     _case(Callable[[int], float], NamedScorer, False, "protocol with more than __call__"),
+    _case(Callable[[int], float], KeywordCallable, False, "callback protocol by name"),
+    _case(Callable[..., float], KeywordCallable, True, "callback protocol by name"),
     _case(LinearScorer, Callable[[int], float], True, "callable instance"),
     _case(LinearScorer, Callable[[int], str], False, "callable instance"),
     _case(LinearScorer, Scorer, True, "callable instance"),
@@ -869,12 +878,12 @@ CONSTRUCTS = [
     (te.Self, int, UNKNOWN),
     (int, te.Self, UNKNOWN),
     (P, int, UNKNOWN),
-    (Callable[P, int], Callable[[int], float], COMPATIBLE),
+    (Callable[P, int], Callable[[int], float], UNKNOWN),
     (Callable[P, str], Callable[[int], int], INCOMPATIBLE),
     (Callable[te.Concatenate[int, P], int], Callable[..., float], COMPATIBLE),
     (Callable[[int], int], Callable[te.Concatenate[int, P], str], INCOMPATIBLE),
     (te.TypeAlias, int, UNKNOWN),
-    (tuple[te.Unpack[tuple[int, ...]]], tuple[int, ...], UNKNOWN),
+    (tuple[te.Unpack[tuple[int, ...]]], tuple[int, ...], COMPATIBLE),
     (te.Unpack[tuple[int, str]], int, UNKNOWN),
     (te.TypeGuard[int], bool, COMPATIBLE),
     (te.TypeGuard[int], str, INCOMPATIBLE),
@@ -970,6 +979,334 @@ def test_format_type_is_readable(tp: Any, text: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Type guards, parameter lists, TypeVar defaults, unpacked tuples, builtins' members
+# (issue 26)
+
+Ts = te.TypeVarTuple("Ts")
+R = TypeVar("R")
+Low = te.TypeVar("Low")
+High = te.TypeVar("High", default=Low)
+Measure = te.TypeVar("Measure", default=float)
+Measure_co = te.TypeVar("Measure_co", covariant=True, default=float)
+
+
+class Step(Generic[P, R]):
+    """A callable class generic over its parameters, as decorators write them."""
+
+    def __init__(self, result: R) -> None:
+        self.result = result
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.result
+
+
+class Window(Generic[Measure]): ...
+
+
+class Reading(Generic[Measure_co]): ...
+
+
+class Span(Generic[Low, High]): ...
+
+
+class Array(Generic[te.Unpack[Ts]]): ...
+
+
+class Labels(Protocol):
+    def __getitem__(self, index: int, /) -> str: ...
+
+
+class Counts(Protocol):
+    def __getitem__(self, index: int, /) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+class Slices(Protocol):
+    def __getitem__(self, index: slice, /) -> list[str]: ...
+
+
+class KeywordScorer:
+    def __call__(self, row: int, *, weight: float) -> float:
+        return row * weight
+
+
+class VariadicScorer:
+    def __call__(self, *rows: int) -> float:
+        return float(sum(rows))
+
+
+class DefaultScorer:
+    def __call__(self, row: int, scale: float = 1.0) -> float:
+        return row * scale
+
+
+Guard = Callable[[object], te.TypeGuard[int]]
+
+
+def test_a_type_guard_is_a_bool_where_a_bool_is_wanted() -> None:
+    assert check(te.TypeGuard[int], bool).status is COMPATIBLE
+    assert check(Guard, Callable[[object], bool]).status is COMPATIBLE
+    assert check(Callable[[object], te.TypeIs[int]], Callable[[object], bool]).ok
+
+
+def test_a_plain_bool_callable_is_no_type_guard() -> None:
+    verdict = check(Callable[[Any], bool], Callable[[object], te.TypeIs[bool]])
+    assert verdict.status is INCOMPATIBLE
+    assert "only a type guard is a type guard" in str(verdict.reason)
+    # As in mypy, even a callable returning Any does not narrow.
+    assert check(Callable[[object], Any], Guard).status is INCOMPATIBLE
+
+
+def test_typeguard_is_covariant_in_its_guarded_type() -> None:
+    assert check(Callable[[object], te.TypeGuard[bool]], Guard).status is COMPATIBLE
+    verdict = check(Callable[[object], te.TypeGuard[float]], Guard)
+    assert verdict.reason == (
+        "return type of Callable: guarded type of TypeGuard[int]: float is not int"
+    )
+
+
+def test_typeis_is_invariant_in_its_guarded_type() -> None:
+    assert check(te.TypeIs[int], te.TypeIs[int]).status is COMPATIBLE
+    verdict = check(te.TypeIs[bool], te.TypeIs[int])
+    assert verdict.status is INCOMPATIBLE
+    assert "TypeIs is invariant" in str(verdict.reason)
+
+
+def test_typeguard_and_typeis_do_not_stand_for_each_other() -> None:
+    assert check(te.TypeIs[int], te.TypeGuard[int]).status is INCOMPATIBLE
+    assert check(te.TypeGuard[int], te.TypeIs[int]).status is INCOMPATIBLE
+
+
+def test_concatenate_prefix_is_compared_with_the_arguments_passed() -> None:
+    loose = Callable[te.Concatenate[int, ...], float]
+    assert check(loose, Callable[[int, str], float]).status is COMPATIBLE
+    verdict = check(Callable[te.Concatenate[bool, ...], float], Callable[[str], float])
+    assert verdict.reason == "parameter 1 of Callable: str is not bool"
+    verdict = check(loose, Callable[[], float])
+    assert verdict.status is INCOMPATIBLE
+    assert "takes at least 1 argument" in str(verdict.reason)
+    assert check(Callable[[], float], loose).status is INCOMPATIBLE
+
+
+def test_a_paramspec_generic_class_is_called_with_its_parameters() -> None:
+    assert check(Step[[float], float], Callable[[int], float]).status is COMPATIBLE
+    verdict = check(Step[[float], float], Callable[[int, str], float])
+    assert verdict.reason == (
+        "Callable[[float], float] takes 1 argument, Callable[[int, str], float] passes 2"
+    )
+    assert check(Step[..., float], Callable[[int, str], float]).status is COMPATIBLE
+    assert check(Step[[float], float], Step[[int], float]).status is COMPATIBLE
+    assert check(Step[[int], float], Step[[float], float]).status is INCOMPATIBLE
+
+
+def test_an_unsolved_paramspec_of_a_producer_is_unknown_and_named() -> None:
+    verdict = check(Callable[P, int], Callable[[int], float])
+    assert verdict.status is UNKNOWN
+    assert "the parameters of P are not known" in str(verdict.reason)
+    # What is known is still checked.
+    prefixed = Callable[te.Concatenate[str, P], int]
+    assert check(prefixed, Callable[[int], int]).status is INCOMPATIBLE
+
+
+def test_a_paramspec_of_the_consumer_is_solved_and_substituted() -> None:
+    verdict = check(Callable[[int, str], float], Callable[P, R])
+    assert verdict.status is COMPATIBLE
+    assert substitute(Callable[P, list[R]], verdict.bindings) == Callable[[int, str], list[float]]
+    verdict = check(Callable[[int, str], float], Callable[te.Concatenate[int, P], R])
+    assert substitute(Callable[P, R], verdict.bindings) == Callable[[str], float]
+
+
+def test_a_required_keyword_only_parameter_cannot_be_passed_positionally() -> None:
+    verdict = check(KeywordScorer, Callable[[int], float])
+    assert verdict.status is INCOMPATIBLE
+    assert "requires keyword argument weight" in str(verdict.reason)
+    assert check(KeywordScorer, Callable[..., float]).status is COMPATIBLE
+
+
+def test_star_args_take_any_number_of_arguments_of_their_type() -> None:
+    assert check(VariadicScorer, Callable[[], float]).status is COMPATIBLE
+    assert check(VariadicScorer, Callable[[int, int, bool], float]).status is COMPATIBLE
+    verdict = check(VariadicScorer, Callable[[int, str], float])
+    assert verdict.reason == "parameter 2 of Callable: str is not int"
+
+
+def test_parameters_with_defaults_may_be_left_out_but_not_exceeded() -> None:
+    assert check(DefaultScorer, Callable[[int], float]).status is COMPATIBLE
+    assert check(DefaultScorer, Callable[[int, float], float]).status is COMPATIBLE
+    assert check(DefaultScorer, Callable[[], float]).status is INCOMPATIBLE
+    assert check(DefaultScorer, Callable[[int, float, int], float]).status is INCOMPATIBLE
+
+
+def test_a_bare_generic_takes_its_typevar_defaults() -> None:
+    verdict = check(Window[int], Window)
+    assert (
+        verdict.reason
+        == "type argument 1 of Window: int is not float (the type argument is invariant)"
+    )
+    assert check(Window, Window[float]).status is COMPATIBLE
+    assert check(Reading[int], Reading).status is COMPATIBLE
+    assert check(Reading[str], Reading).status is INCOMPATIBLE
+
+
+def test_a_typevar_default_may_name_an_earlier_parameter() -> None:
+    assert check(Span[int], Span[int, int]).status is COMPATIBLE
+    assert check(Span[int], Span[int, str]).reason == "type argument 2 of Span: int is not str"
+
+
+def test_an_unpacked_fixed_tuple_counts_each_of_its_items() -> None:
+    spread = tuple[int, te.Unpack[tuple[str, int]]]
+    assert check(spread, tuple[int, str, int]).status is COMPATIBLE
+    assert check(tuple[int, str, int], spread).status is COMPATIBLE
+    assert format_type(tuple[int, te.Unpack[tuple[str, ...]]]) == "tuple[int, *tuple[str, ...]]"
+
+
+def test_an_unpacked_unbounded_tuple_has_a_least_length() -> None:
+    open_tail = tuple[int, te.Unpack[tuple[str, ...]]]
+    assert check(tuple[int], open_tail).status is COMPATIBLE
+    assert check(tuple[int, str, str], open_tail).status is COMPATIBLE
+    assert check(open_tail, tuple[int, ...]).status is INCOMPATIBLE  # str items
+    assert check(open_tail, tuple[object, ...]).status is COMPATIBLE
+    verdict = check(open_tail, tuple[int, str])
+    assert verdict.reason == (
+        "tuple[int, *tuple[str, ...]] has no fixed length; tuple[int, str] needs exactly 2 items"
+    )
+    assert check(tuple[int, ...], open_tail).status is INCOMPATIBLE  # may be empty
+    middle = tuple[int, te.Unpack[tuple[str, ...]], float]
+    assert check(tuple[int, str, str, float], middle).status is COMPATIBLE
+    verdict = check(tuple[int, str, bytes, float], middle)
+    assert verdict.reason == "item 2 of tuple: bytes is not str"
+
+
+def test_a_typevartuple_is_solved_from_the_items_it_stands_for() -> None:
+    verdict = check(tuple[int, str, bytes], tuple[int, te.Unpack[Ts]])
+    assert verdict.status is COMPATIBLE
+    assert substitute(tuple[te.Unpack[Ts]], verdict.bindings) == tuple[str, bytes]
+    verdict = check(Array[int, str], Array[te.Unpack[Ts]])
+    assert substitute(Array[te.Unpack[Ts]], verdict.bindings) == Array[int, str]
+
+
+def test_a_typevartuple_generic_compares_its_arguments_one_by_one() -> None:
+    assert check(Array[int, str], Array[int, str]).status is COMPATIBLE
+    assert check(Array[int], Array[int, str]).reason == (
+        "Array[int] has 1 type argument, Array[int, str] has 2"
+    )
+    assert check(Array[str, str], Array[int, str]).status is INCOMPATIBLE
+    assert check(Array, Array[int, str]).status is COMPATIBLE  # bare: gradual
+
+
+def test_an_unsolved_typevartuple_of_a_producer_is_unknown() -> None:
+    verdict = check(tuple[int, te.Unpack[Ts]], tuple[int, str])
+    assert verdict.status is UNKNOWN
+    assert "TypeVarTuple" in str(verdict.reason)
+
+
+def test_builtins_fit_a_protocol_by_their_real_members() -> None:
+    assert check(list[str], Labels).status is COMPATIBLE
+    assert check(str, Labels).status is COMPATIBLE
+    assert check(bytes, Counts).status is COMPATIBLE
+    assert check(Sequence[int], Counts).status is COMPATIBLE
+    assert check(dict[int, str], Labels).status is COMPATIBLE
+    assert check(list[str], Slices).status is COMPATIBLE
+    verdict = check(range, Labels)
+    assert verdict.status is INCOMPATIBLE
+    assert "member '__getitem__' of protocol Labels" in str(verdict.reason)
+    assert check(tuple[str, ...], Slices).status is INCOMPATIBLE  # a slice is a tuple
+    assert check(dict[str, str], Labels).status is INCOMPATIBLE
+    assert (
+        check(set[str], Labels).reason == "set[str] lacks __getitem__ required by protocol Labels"
+    )
+
+
+def test_a_callable_does_not_fit_a_call_signature_that_takes_names() -> None:
+    verdict = check(Callable[[int], float], KeywordCallable)
+    assert verdict.reason == (
+        "parameter 1 may be passed by name (x=...); Callable[[int], float] takes it by "
+        "position only"
+    )
+    assert check(Scorer, KeywordCallable).status is INCOMPATIBLE  # positional-only ``x``
+    assert check(KeywordCallable, Scorer).status is COMPATIBLE
+
+
+def test_a_class_fits_a_callback_protocol_through_its_constructor() -> None:
+    assert check(type[float], Scorer).status is COMPATIBLE  # float(1) -> float
+    assert check(type[str], Scorer).status is INCOMPATIBLE
+
+
+class Lines(Protocol):
+    def __iter__(self) -> typing.Iterator[str]: ...
+
+
+def test_an_iterable_only_by_its_iter_method_yields_what_that_returns() -> None:
+    assert check(Lines, Iterable[str]).status is COMPATIBLE
+    assert check(Lines, Iterable[int]).reason == "element type of Iterable: str is not int"
+
+
+class ScaledCallable(Protocol):
+    def __call__(self, row: int, /, *, scale: float = 1.0) -> float: ...
+
+
+def test_a_keyword_the_consumer_may_pass_must_be_taken() -> None:
+    verdict = check(Callable[[int], float], ScaledCallable)
+    assert verdict.reason == (
+        "Callable[[int, *, scale=...], float] may be called with scale=...; "
+        "Callable[[int], float] takes no such argument"
+    )
+    # Taking it is not enough for a definite verdict: its type is not compared.
+    assert check(KeywordScorer, ScaledCallable).status is INCOMPATIBLE  # ``weight``
+    assert check(DefaultScorer, ScaledCallable).status is UNKNOWN
+    # ``Concatenate[int, ...]`` may pass any keyword, so a required one is fine.
+    assert check(KeywordScorer, Callable[te.Concatenate[int, ...], float]).ok
+
+
+def test_memoryview_and_ordered_dicts_have_their_typeshed_members() -> None:
+    assert check(memoryview, Counts).status is COMPATIBLE
+    assert check(collections.OrderedDict[int, str], Labels).status is COMPATIBLE
+    assert check(collections.Counter[int], Counts).status is COMPATIBLE  # counts are ints
+    assert check(collections.Counter[str], Counts).status is INCOMPATIBLE  # keyed by str
+
+
+class Lookup(Protocol):
+    def get(self, key: str, /) -> int | None: ...
+
+
+def test_a_mapping_get_is_read_from_the_member_table() -> None:
+    assert check(dict[str, int], Lookup).status is COMPATIBLE
+    assert check(collections.OrderedDict[str, bool], Lookup).status is COMPATIBLE
+    assert check(Mapping[str, str], Lookup).status is INCOMPATIBLE
+
+
+def test_a_typeddict_is_no_dict_subclass() -> None:
+    verdict = check(Movie, collections.Counter[str])
+    assert verdict.reason == (
+        "Movie is not Counter[str] (a TypedDict fits dict[str, Any] or Mapping[str, object])"
+    )
+    assert check(Movie, collections.OrderedDict[str, Any]).status is INCOMPATIBLE
+
+
+def test_an_enum_class_lookup_is_not_a_member_of_its_values() -> None:
+    # ``Color["RED"]`` works on the class (its metaclass), not on a value.
+    assert check(Color, Labels).status is INCOMPATIBLE
+
+
+def test_partial_is_called_with_any_arguments_and_invariant() -> None:
+    import functools
+
+    assert check(functools.partial[float], Callable[[int, str], float]).status is COMPATIBLE
+    assert check(functools.partial[float], Callable[[], int]).status is INCOMPATIBLE
+    assert check(functools.partial[bool], functools.partial[float]).status is INCOMPATIBLE
+
+
+def test_a_builtin_class_is_called_through_its_constructor() -> None:
+    assert check(type[float], Callable[[str], float]).status is COMPATIBLE
+    assert check(type[float], Callable[[], float]).status is COMPATIBLE
+    assert check(type[int], Callable[[str, int], int]).status is COMPATIBLE
+    assert check(type[float], Callable[[list[int]], float]).status is INCOMPATIBLE
+    assert check(type[float], Callable[[int, int], float]).status is INCOMPATIBLE
+    assert check(type[list[int]], Callable[[Iterable[bool]], list[int]]).status is COMPATIBLE
+
+
+# --------------------------------------------------------------------------------------
 # Laws, on generated types
 
 _leaves = st.sampled_from(
@@ -1024,6 +1361,12 @@ def _compound(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         inner.map(lambda t: Annotated[t, "unit"]),
         inner.map(lambda t: Pair2[t]),
         inner.map(lambda t: Box[t]),  # type: ignore[valid-type]
+        pairs.map(lambda ab: Callable[[ab[0]], te.TypeGuard[ab[1]]]),
+        pairs.map(lambda ab: Callable[[ab[0]], te.TypeIs[ab[1]]]),
+        pairs.map(lambda ab: Callable[te.Concatenate[ab[0], ...], ab[1]]),
+        pairs.map(lambda ab: tuple[ab[0], te.Unpack[tuple[ab[1], ...]]]),  # type: ignore[misc]
+        pairs.map(lambda ab: tuple[te.Unpack[tuple[ab[0], ...]], ab[1]]),  # type: ignore[misc]
+        pairs.map(lambda ab: Step[[ab[0]], ab[1]]),
     )
 
 
@@ -1041,7 +1384,7 @@ def test_every_type_fits_itself(tp: Any) -> None:
     assert check(tp, tp).status is Status.COMPATIBLE
     # The engine answers an equal pair at once; the rules must agree when made to work
     # it out (uncached, with the shortcut off).
-    with mock.patch.object(typecheck, "_settled", return_value=False):
+    with mock.patch.object(rules, "_settled", return_value=False):
         assert typecheck._check_uncached(tp, tp, {}).status is Status.COMPATIBLE
 
 

@@ -4,7 +4,10 @@ A seeded generator draws related producer/consumer pairs from themed pools (prot
 with attributes and generics, invariant and covariant user generics, TypedDicts with
 ``total=False`` / ``Required`` / ``NotRequired`` and nesting, the ``numbers`` ABCs,
 recursive aliases, Enum and Literal unions, bare and variadic tuples, ``type[X]`` and
-``Callable``), wrapped alike in containers. All pairs go into ONE module, one function
+``Callable``; and, since issue 26, ``TypeGuard``/``TypeIs``, ``ParamSpec`` classes and
+``Concatenate``, PEP 696 ``TypeVar`` defaults, ``Unpack`` in tuples and ``TypeVarTuple``
+generics, builtins against protocols of their dunder members, ``functools.partial`` and
+builtin constructors), wrapped alike in containers. All pairs go into ONE module, one function
 per pair (``def case_N(x: P) -> None: y: C = x``), which mypy checks in a single run.
 The checker must never say "fits" where mypy reports an error (that would be unsound),
 and must give a definite verdict on every generated pair.
@@ -36,16 +39,22 @@ from packflow.typecheck import Status, check, resolve_forward_refs
 PRELUDE = """\
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
+import functools
 import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import typing_extensions
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import (
     Any, Generic, Literal, NamedTuple, Optional, Protocol, SupportsAbs, SupportsFloat,
     SupportsIndex, SupportsInt, TypeVar, Union,
 )
 
-from typing_extensions import NotRequired, ReadOnly, Required, TypeAliasType, TypedDict
+from typing_extensions import (
+    Concatenate, NotRequired, ParamSpec, ReadOnly, Required, TypeAliasType, TypedDict,
+    TypeGuard, TypeIs, TypeVarTuple, Unpack,
+)
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -278,6 +287,97 @@ class Tagged(TypedDict):
 Json = Union[Mapping[str, "Json"], Sequence["Json"], str, int, float, None]
 Tree = TypeAliasType("Tree", "int | Sequence[Tree]")
 Nest = TypeAliasType("Nest", "str | Mapping[str, Nest]")
+
+P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
+D = typing_extensions.TypeVar("D", default=float)
+D_co = typing_extensions.TypeVar("D_co", covariant=True, default=float)
+
+
+class Step(Generic[P, T_co]):
+    def __init__(self, result: T_co) -> None:
+        self.result = result
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co:
+        return self.result
+
+
+class Window(Generic[D]): ...
+
+
+class Pair(Generic[T, D]): ...
+
+
+class CoWindow(Generic[D_co]): ...
+
+
+class Array(Generic[Unpack[Ts]]): ...
+
+
+class GetItem(Protocol):
+    def __getitem__(self, index: int, /) -> str: ...
+
+
+class GetLength(Protocol):
+    def __getitem__(self, index: int, /) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+class GetSlice(Protocol):
+    def __getitem__(self, index: slice, /) -> list[str]: ...
+
+
+class HasLength(Protocol):
+    def __len__(self) -> int: ...
+
+
+class Contains(Protocol):
+    def __contains__(self, item: object, /) -> bool: ...
+
+
+class IterStr(Protocol):
+    def __iter__(self) -> Iterator[str]: ...
+
+
+class CallByName(Protocol):
+    def __call__(self, x: int) -> float: ...
+
+
+class CallByPosition(Protocol):
+    def __call__(self, x: int, /) -> float: ...
+
+
+class CallMany(Protocol):
+    def __call__(self, *args: int) -> float: ...
+
+
+class CallScaled(Protocol):
+    def __call__(self, x: int, *, scale: float = 1.0) -> float: ...
+
+
+class Keyed(Protocol):
+    def __getitem__(self, key: str, /) -> int: ...
+
+
+class WithDefault:
+    def __call__(self, x: int, y: int = 0) -> float:
+        return 0.0
+
+
+class WithKeyword:
+    def __call__(self, x: int, *, weight: float) -> float:
+        return 0.0
+
+
+class WithStar:
+    def __call__(self, *xs: int) -> float:
+        return 0.0
+
+
+class Renamed:
+    def __call__(self, y: int) -> float:
+        return 0.0
 """
 
 # Themed pools: a pair is drawn from one pool, so that both sides are related.
@@ -341,6 +441,56 @@ POOLS: dict[str, tuple[str, ...]] = {
         "Callable[[Dog], Animal]", "Callable[[Animal], Dog]", "Callable[..., Any]",
         "Callable[[bool, bool], Point]",
     ),
+    # Issue 26: type guards, ParamSpec and Concatenate, TypeVar defaults, unpacked tuples
+    # and TypeVarTuple generics, builtins' own members and constructors.
+    "type guard": (
+        "Callable[[object], TypeGuard[int]]", "Callable[[object], TypeGuard[bool]]",
+        "Callable[[object], TypeGuard[float]]", "Callable[[object], TypeGuard[Dog]]",
+        "Callable[[object], TypeGuard[Animal]]", "Callable[[object], TypeIs[int]]",
+        "Callable[[object], TypeIs[bool]]", "Callable[[object], TypeIs[Dog]]",
+        "Callable[[int], TypeIs[bool]]", "Callable[[int], TypeGuard[bool]]",
+        "Callable[[object], bool]", "Callable[[Any], bool]", "Callable[[object], Any]",
+        "Callable[[object], int]",
+    ),
+    "paramspec": (
+        "Callable[Concatenate[int, ...], float]", "Callable[Concatenate[bool, ...], float]",
+        "Callable[Concatenate[int, str, ...], float]", "Callable[..., float]",
+        "Callable[[], float]", "Callable[[int], float]", "Callable[[bool], float]",
+        "Callable[[str], float]", "Callable[[int, str], float]", "Callable[[float], bool]",
+        "Step[[float], float]", "Step[[int], float]", "Step[[int, str], float]",
+        "Step[..., float]", "Step[Concatenate[int, ...], float]", "Step[[float], bool]",
+        "functools.partial[float]", "functools.partial[bool]", "CallByName",
+        "CallByPosition", "CallMany", "CallScaled", "WithDefault", "WithKeyword", "WithStar",
+        "Renamed",
+    ),
+    "typevar default": (
+        "Window", "Window[int]", "Window[float]", "Window[bool]", "Window[Any]", "Pair[int]",
+        "Pair[int, float]", "Pair[int, int]", "Pair[str]", "Pair[bool, float]", "CoWindow",
+        "CoWindow[int]", "CoWindow[float]", "CoWindow[str]", "CoWindow[complex]",
+    ),
+    "unpack": (
+        "tuple[int, Unpack[tuple[str, ...]]]", "tuple[int, Unpack[tuple[str, int]]]",
+        "tuple[int, Unpack[tuple[str, ...]], float]", "tuple[Unpack[tuple[int, ...]], str]",
+        "tuple[int, str, int]", "tuple[int, str]", "tuple[int]", "tuple[int, str, str]",
+        "tuple[int, str, float]", "tuple[int, float]", "tuple[int, ...]",
+        "tuple[object, ...]", "tuple[bool, str]", "Array[int]", "Array[int, str]",
+        "Array[int, int]", "Array[str, int]", "Array[Unpack[tuple[int, str]]]",
+        "Array[int, Unpack[tuple[str]]]",
+    ),
+    "builtin protocol member": (
+        "GetItem", "GetLength", "GetSlice", "HasLength", "Contains", "IterStr", "list[str]",
+        "list[int]", "bytes", "bytearray", "range", "str", "Sequence[str]", "Sequence[int]",
+        "tuple[str, ...]", "dict[int, str]", "dict[str, str]", "set[str]",
+        "Mapping[int, str]", "frozenset[int]", "memoryview", "collections.deque[str]",
+        "collections.OrderedDict[str, int]", "collections.Counter[str]", "Keyed",
+    ),
+    "builtin constructor": (
+        "type[float]", "type[int]", "type[str]", "type[bool]", "type[list[int]]",
+        "Callable[[str], float]", "Callable[[], float]", "Callable[[list[int]], float]",
+        "Callable[[int, int], int]", "Callable[[str, int], int]", "Callable[[object], str]",
+        "Callable[[Iterable[int]], list[int]]", "Callable[[], int]", "Callable[[float], int]",
+        "functools.partial[int]",
+    ),
 }  # fmt: skip
 
 # Both sides of a pair are wrapped alike (or the consumer alone, in a union).
@@ -352,6 +502,7 @@ WRAPPERS: tuple[str, ...] = (
 
 
 MIXED = "mixed (any two constructs, nested twice)"
+PAIRS = 3200
 
 
 def generate_pairs(count: int, seed: int) -> list[tuple[str, str, str]]:
@@ -458,7 +609,7 @@ def compare(
 
 
 def test_generator_covers_every_construct() -> None:
-    pairs = generate_pairs(2000, seed=14)
+    pairs = generate_pairs(PAIRS, seed=14)
     themes = Counter(theme for theme, _, _ in pairs)
     assert set(themes) == {*POOLS, MIXED}
     assert min(themes.values()) > 100
@@ -467,14 +618,17 @@ def test_generator_covers_every_construct() -> None:
         assert construct in PRELUDE
     for construct in ("Box[", "CoBox[", "Sink[", "Getter[", "Slot[", "numbers.", "Json",
                       "Tree", "Literal[Color.", "tuple[int, ...]", "tuple ", "type[",
-                      "Callable[", "Shelf", "MovieDraft"):  # fmt: skip
+                      "Callable[", "Shelf", "MovieDraft", "TypeGuard[", "TypeIs[",
+                      "Concatenate[", "Step[", "functools.partial[", "Window ", "Pair[",
+                      "CoWindow", "Unpack[", "Array[", "GetSlice", "type[float]",
+                      "CallByName", "WithKeyword", "memoryview"):  # fmt: skip
         assert construct in text, construct
 
 
 def test_checker_is_never_unsound_against_mypy(
     prelude: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pairs = generate_pairs(2000, seed=14)
+    pairs = generate_pairs(PAIRS, seed=14)
     accepted = mypy_verdicts(pairs, tmp_path)
     outcome = compare(pairs, accepted, lambda p, c: checker_verdict(prelude, p, c))
     with capsys.disabled():

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import typing
-from typing import Any, Protocol, Union
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, Union
 
 import pytest
 
@@ -160,3 +161,28 @@ def test_resolve_forward_refs_binds_quoted_names_to_the_module() -> None:
     json_list = resolve_forward_refs(list[Json], __name__)
     assert check(bound, json_list).status is Status.COMPATIBLE
     assert check(list[bytes], json_list).status is Status.INCOMPATIBLE
+
+
+Params = ParamSpec("Params")
+
+
+def _unsolved_paramspec_pipeline(*, strict: bool) -> Pipeline:
+    pipe = Pipeline("paramspec", strict=strict)
+
+    @pipe.transform_inputs
+    def make(records: Records) -> Callable[Params, int]:
+        return lambda *args, **kwargs: 0
+
+    @pipe.execute
+    def predict(score: Callable[[int], float]) -> Records:
+        return [{"score": score(1)}]
+
+    return pipe
+
+
+def test_an_unsolved_paramspec_is_a_note_or_a_strict_error_never_a_silent_fit() -> None:
+    (note,) = _unsolved_paramspec_pipeline(strict=False).check().report.notes
+    assert "the parameters of Params are not known" in note
+    with pytest.raises(PipelineTypeError) as caught:
+        _unsolved_paramspec_pipeline(strict=True).check()
+    assert "the parameters of Params are not known" in str(caught.value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, NewType, Optional, Protocol, TypeVar
+from typing import Any, Literal, NewType, Optional, Protocol, TypeGuard, TypeVar
 
 import attrs
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
-from typing_extensions import NotRequired, TypeAliasType, TypedDict
+from typing_extensions import NotRequired, TypeAliasType, TypedDict, TypeIs, Unpack
 
 from packflow.records import Records
 from packflow.valuecheck import compile_checker, mismatch
@@ -197,3 +197,20 @@ def test_one_bad_element_is_found_by_its_index(values: list[Any], data: st.DataO
     assert mismatch(values, list[int]) == (
         f"element {index} of list: expected int, got str ('bad')"
     )
+
+
+def test_an_unpacked_unbounded_tuple_checks_the_items_around_it() -> None:
+    annotation = tuple[int, Unpack[tuple[str, ...]], float]
+    assert mismatch((1, 2.0), annotation) is None
+    assert mismatch((1, "a", "b", 2.0), annotation) is None
+    assert mismatch((1, "a", b"b", 2.0), annotation) == (
+        "item 2 of tuple: expected str, got bytes (b'b')"
+    )
+    assert mismatch((1,), annotation) == (
+        "expected tuple[int, *tuple[str, ...], float] (at least 2 items), got a tuple of 1 items"
+    )
+
+
+def test_a_type_guard_returns_a_bool_at_run_time() -> None:
+    assert mismatch(True, TypeGuard[int]) is None
+    assert mismatch(1, TypeIs[int]) == "expected bool, got int (1)"

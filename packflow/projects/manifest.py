@@ -7,6 +7,7 @@ user code, so that :mod:`packflow.loaders` can read a project through it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ __all__ = [
     "ProjectError",
     "ProjectExistsError",
     "RuntimeSettings",
+    "apply_project_env",
     "archive_name",
     "check_project_name",
     "dump_project_config",
@@ -49,16 +51,20 @@ DEFAULT_SAMPLE_FILE = "sample.jsonl"
 LOADERS: tuple[str, ...] = ("local", "module")
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
-# Characters that may appear in a version and so in an archive's file name.
-_VERSION_CHARS = re.compile(r"[A-Za-z0-9.+!_-]+\Z")
-# The public version scheme of PEP 440, loosely: 1.2, 1.2.3rc1, 2!1.0.post2.dev3+local.
-_PEP440 = re.compile(
+#: Characters that may appear in a version and so in an archive's file name.
+VERSION_CHARS = re.compile(r"[A-Za-z0-9.+!_-]+\Z")
+#: The public version scheme of PEP 440, loosely: 1.2, 1.2.3rc1, 2!1.0.post2.dev3+local.
+PEP440 = re.compile(
     r"v?(\d+!)?\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[A-Za-z0-9.]+)?\Z"
 )
-_PYTHON_VERSION = re.compile(r"3\.\d+(\.\d+)?\Z")
+#: A Python version a project may ask for: ``3.11`` or ``3.11.7``.
+PYTHON_VERSION_PATTERN = re.compile(r"3\.\d+(\.\d+)?\Z")
+# What a POSIX shell accepts as a variable name (Windows accepts more, but then the same
+# project would not run on Linux).
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BACKEND_SPEC = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
-# A requirement line: a distribution name, then extras, specifiers, a URL or markers.
-_REQUIREMENT = re.compile(
+#: A requirement line: a distribution name, then extras, specifiers, a URL or markers.
+REQUIREMENT_PATTERN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(\[[\w,\s.-]*\])?\s*"
     r"(?:(?:[<>=!~]=?|===?)\s*[\w.*+!-]+\s*(?:,\s*(?:[<>=!~]=?|===?)\s*[\w.*+!-]+\s*)*"
     r"|@\s*\S+\s*)?(?:;.*)?\Z"
@@ -119,6 +125,10 @@ class ProjectConfig:
     backend_config: dict[str, Any] = attrs.field(factory=dict)
     #: A JSON Lines file of sample inputs, relative to the project folder.
     sample_inputs: str | None = None
+    #: Environment variables set before the backend is loaded (``env:``, as in 0.4.1).
+    env: dict[str, str] = attrs.field(factory=dict)
+    #: Free-form metadata for other tools (``extra:``, as in 0.4.1), kept as written.
+    extra: dict[str, Any] = attrs.field(factory=dict)
     custom: dict[str, Any] = attrs.field(factory=dict)
 
     @property
@@ -171,7 +181,8 @@ def find_project_file(path: str | os.PathLike[str]) -> Path:
     return candidate
 
 
-def _type_name(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """What a YAML or JSON value is, in words, for messages (``"a list"``)."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, Mapping):
@@ -196,7 +207,7 @@ def _expect_str(value: Any, key: str, where: Path) -> str:
     hint = ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         hint = f'; YAML read it as a number, so quote it: {key.rsplit(".", 1)[-1]}: "{value}"'
-    raise _file_error(where, f"`{key}` must be a string, got {_type_name(value)}{hint}", key)
+    raise _file_error(where, f"`{key}` must be a string, got {json_type_name(value)}{hint}", key)
 
 
 def _unknown_key_error(key: str, known: Iterable[str], section: str, where: Path) -> ConfigError:
@@ -224,7 +235,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
                 continue
             if not isinstance(value, Mapping):
                 raise _file_error(
-                    where, f"`runtime` must be a mapping, got {_type_name(value)}", "runtime"
+                    where, f"`runtime` must be a mapping, got {json_type_name(value)}", "runtime"
                 )
             for sub, subvalue in value.items():
                 if sub not in _RUNTIME_KEYS:
@@ -245,7 +256,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
             data.pop(key, None)
         else:
             data[key] = _expect_str(data[key], key, where)
-    if "version" in data and not _VERSION_CHARS.match(data["version"]):
+    if "version" in data and not VERSION_CHARS.match(data["version"]):
         raise _file_error(
             where,
             f"invalid version {data['version']!r}: use letters, digits and . + ! - _",
@@ -262,7 +273,7 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
     else:
         raise _file_error(
             where,
-            f"`maintainers` must be a list of strings, got {_type_name(maintainers)}",
+            f"`maintainers` must be a list of strings, got {json_type_name(maintainers)}",
             "maintainers",
         )
     backend_config = data.get("backend_config")
@@ -271,8 +282,16 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
     elif not isinstance(backend_config, Mapping):
         raise _file_error(
             where,
-            f"`backend_config` must be a mapping, got {_type_name(backend_config)}",
+            f"`backend_config` must be a mapping, got {json_type_name(backend_config)}",
             "backend_config",
+        )
+    _normalise_env(data, where)
+    extra = data.get("extra")
+    if extra is None:
+        data.pop("extra", None)
+    elif not isinstance(extra, Mapping):
+        raise _file_error(
+            where, f"`extra` must be a mapping, got {json_type_name(extra)}", "extra"
         )
     runtime: dict[str, Any] = {}
     for key, value in runtime_raw.items():
@@ -306,6 +325,88 @@ def _normalise(raw: Mapping[str, Any], where: Path) -> dict[str, Any]:
     return data
 
 
+def _normalise_env(data: dict[str, Any], where: Path) -> None:
+    env = data.get("env")
+    if env is None:
+        data.pop("env", None)
+        return
+    if not isinstance(env, Mapping):
+        raise _file_error(
+            where, f"`env` must be a mapping of names to strings, got {json_type_name(env)}", "env"
+        )
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise _file_error(
+                where,
+                f"`env`: {name!r} is not an environment variable name (letters, digits and "
+                "_, not starting with a digit)",
+                "env",
+            )
+        # The value itself is never quoted back: env: is where secrets tend to go.
+        if not isinstance(value, str):
+            kind = json_type_name(value).split(" (")[0]
+            hint = ""
+            if isinstance(value, (bool, int, float)):
+                hint = f'; YAML read it as {kind}, so quote it: {name}: "..."'
+            elif value is None:
+                hint = f'; write {name}: "" for an empty value'
+            raise _file_error(
+                where, f"`env.{name}` must be a string, got {kind}{hint}", f"env.{name}"
+            )
+
+
+def apply_project_env(
+    variables: Mapping[str, str],
+    where: str | os.PathLike[str] = PROJECT_FILE,
+    environ: os._Environ[str] | dict[str, str] | None = None,
+) -> None:
+    """Write a project's ``env:`` section into the environment (before its backend loads).
+
+    A variable already set to a different value is overwritten with a warning on the
+    ``packflow`` logger that names the variable and ``where`` (the ``packflow.yaml``),
+    never either value: ``env:`` is where secrets tend to go.
+    """
+    env = os.environ if environ is None else environ
+    for name, value in variables.items():
+        current = env.get(name)
+        if current is not None and current != value:
+            logging.getLogger("packflow").warning(
+                "%s: env: %s overwrites the value already set in the environment",
+                where,
+                name,
+            )
+        env[name] = value
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key = key
+        self.first = first
+        self.second = second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep
+    the last one silently: a second ``runtime:`` block would drop the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if first is not None:
+                raise _DuplicateKey(str(key), first, line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_project_config(path: str | os.PathLike[str]) -> ProjectConfig:
     """Read and check a project's ``packflow.yaml``.
 
@@ -326,7 +427,15 @@ def read_project_config(path: str | os.PathLike[str]) -> ProjectConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {where}: {exc}", path=str(where)) from exc
     try:
-        raw = yaml.safe_load(text)
+        # A SafeLoader subclass: as safe as yaml.safe_load.
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{where}: the key `{exc.key}` is given twice in one mapping (lines {exc.first} "
+            f"and {exc.second}); YAML would keep only the second, so say it once",
+            field=exc.key,
+            path=str(where),
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -336,7 +445,7 @@ def read_project_config(path: str | os.PathLike[str]) -> ProjectConfig:
         raise ConfigError(f"{where}: the file is empty; it needs at least `name`", path=str(where))
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"{where}: expected a mapping of keys to values, got {_type_name(raw)}",
+            f"{where}: expected a mapping of keys to values, got {json_type_name(raw)}",
             path=str(where),
         )
     data = _normalise(raw, where)
@@ -380,6 +489,14 @@ def dump_project_config(config: ProjectConfig) -> str:
             "# JSON Lines inputs that `packflow validate` runs through the backend.",
             block({"sample_inputs": config.sample_inputs}),
         ]
+    if config.env:
+        parts += [
+            "# === ENVIRONMENT ===",
+            "# Set in the environment before the backend is loaded.",
+            block({"env": dict(config.env)}),
+        ]
+    if config.extra:
+        parts += ["# === EXTRA ===", block({"extra": dict(config.extra)})]
     if config.custom:
         parts += ["# === CUSTOM METADATA ===", block(config.custom)]
     return "\n".join(parts)

@@ -15,9 +15,9 @@ from typing import Any
 import attrs
 
 from packflow.projects.manifest import (
-    _VERSION_CHARS,
     DEFAULT_SAMPLE_FILE,
     PROJECT_FILE,
+    VERSION_CHARS,
     ProjectConfig,
     ProjectError,
     ProjectExistsError,
@@ -131,7 +131,7 @@ def create_project(
             f"the {template} template needs {', '.join(missing)}: "
             f"pip install {' '.join(repr(m) for m in missing)}"
         )
-    if not _VERSION_CHARS.match(version):
+    if not VERSION_CHARS.match(version):
         raise ProjectError(f"invalid version {version!r}: use letters, digits and . + ! - _")
     target = Path(directory if directory is not None else Path.cwd()) / name
     if target.exists() and not target.is_dir():

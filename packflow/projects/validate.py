@@ -18,15 +18,15 @@ import attrs
 
 from packflow.exceptions import ConfigError, PackflowError
 from packflow.projects.manifest import (
-    _PEP440,
-    _PYTHON_VERSION,
-    _REQUIREMENT,
     DEFAULT_SAMPLE_FILE,
+    PEP440,
     PROJECT_FILE,
+    PYTHON_VERSION_PATTERN,
     RECOMMENDED_FILES,
     REQUIRED_FILES,
+    REQUIREMENT_PATTERN,
     ProjectConfig,
-    _type_name,
+    json_type_name,
     read_project_config,
 )
 
@@ -91,7 +91,9 @@ def _numbered_samples(path: str | os.PathLike[str]) -> list[tuple[int, dict[str,
             except json.JSONDecodeError as exc:
                 raise ValueError(f"line {number}: not valid JSON: {exc.msg}") from exc
             if not isinstance(value, dict):
-                raise ValueError(f"line {number}: expected a JSON object, got {_type_name(value)}")
+                raise ValueError(
+                    f"line {number}: expected a JSON object, got {json_type_name(value)}"
+                )
             records.append((number, value))
     return records
 
@@ -112,7 +114,7 @@ def _check_requirements(path: Path, add: Callable[[str, str, str], None]) -> Non
             continue
         if "://" in line and "@" not in line:
             continue
-        if not _REQUIREMENT.match(line):
+        if not REQUIREMENT_PATTERN.match(line):
             add("error", f"{path.name}:{number}", f"not a valid requirement: {line!r}")
             continue
         names.add(re.split(r"[\s\[<>=!~;@]", line, maxsplit=1)[0].lower().replace("_", "-"))
@@ -172,7 +174,7 @@ def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True)
             add("warning", "packflow.yaml: description", "is empty")
         if not config.maintainers:
             add("warning", "packflow.yaml: maintainers", "none listed")
-        if not _PEP440.match(config.version):
+        if not PEP440.match(config.version):
             add(
                 "warning",
                 "packflow.yaml: version",
@@ -181,7 +183,7 @@ def validate_project(path: str | os.PathLike[str], *, load_backend: bool = True)
         wanted = config.runtime.python_version
         running = f"{sys.version_info.major}.{sys.version_info.minor}"
         if wanted is not None:
-            if not _PYTHON_VERSION.match(wanted):
+            if not PYTHON_VERSION_PATTERN.match(wanted):
                 add(
                     "warning",
                     "packflow.yaml: runtime.python_version",
@@ -243,8 +245,10 @@ def _validate_backend(
     if not samples:
         add("warning", sample_name, "holds no records; validate() was not run")
         return None
-    problem = _validation_problem(backend, [record for _, record in samples])
+    outputs: list[Any] = []
+    problem = _validation_problem(backend, [record for _, record in samples], outputs)
     if problem is None:
+        _check_output_keys(backend, samples, outputs, sample_name, add)
         return len(samples)
     # Find the lines at fault, as `packflow run` does, so the user knows where to look.
     for number, record in samples:
@@ -257,9 +261,40 @@ def _validate_backend(
     return None
 
 
-def _validation_problem(backend: Any, records: list[dict[str, Any]]) -> str | None:
+def _validation_problem(
+    backend: Any, records: list[dict[str, Any]], outputs: list[Any] | None = None
+) -> str | None:
     try:
-        backend.validate(records)
+        result = backend.validate(records)
     except Exception as exc:
         return str(exc) if isinstance(exc, PackflowError) else f"{type(exc).__name__}: {exc}"
+    if outputs is not None:
+        outputs.extend(result)
     return None
+
+
+def _check_output_keys(
+    backend: Any,
+    samples: list[tuple[int, dict[str, Any]]],
+    outputs: list[Any],
+    sample_name: str,
+    add: Callable[[str, str, str], None],
+) -> None:
+    """A warning for each declared ``output_keys`` entry that a sample's output lacks."""
+    from packflow.backend import built_pipeline
+
+    for key in built_pipeline(backend).output_keys:
+        lines = [
+            number
+            for (number, _), row in zip(samples, outputs, strict=True)
+            if isinstance(row, dict) and key not in row
+        ]
+        if lines:
+            shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
+            add(
+                "warning",
+                f"{sample_name}",
+                f"output_keys: {key!r} is missing from the output of "
+                f"{len(lines)} of {len(samples)} sample(s) (line{'s' if len(lines) > 1 else ''} "
+                f"{shown})",
+            )

@@ -20,16 +20,17 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packflow.exceptions import (
+    InferenceBackendLoadError,
     InferenceBackendRuntimeError,
     PackflowError,
     PreprocessorRuntimeError,
     RuntimeTypeError,
     StageError,
 )
-from packflow.graph import CheckedPipeline, Stage, StageGraph
+from packflow.graph import CheckedComposition, CheckedPipeline, Stage, StageGraph
 from packflow.log import get_logger
 from packflow.metrics import Metrics, MetricsRecorder, RawMetrics
 from packflow.records import attrs_record_type, structure_records, unstructure_records
@@ -38,13 +39,12 @@ from packflow.runtime.isolation import (
     OnError,
     check_on_error,
     error_row,
+    is_error_row,
     is_record_error,
     isolate,
+    mark_not_a_record,
 )
 from packflow.runtime.surface import Runtime
-
-if TYPE_CHECKING:
-    from packflow.compose import CheckedComposition
 
 __all__ = ["BuiltPipeline"]
 
@@ -140,9 +140,10 @@ class BuiltPipeline(Runtime):
             steps.append((stage.kind.value, fn, stage))
         self._set_segments((_Segment(tuple(steps), stages[-1], self.name, None),))
         self._verbose = bool(getattr(self.config, "verbose", False))
+        self._output_keys: tuple[str, ...] = tuple(getattr(self.config, "output_keys", ()))
 
     @classmethod
-    def _composed(
+    def composed(
         cls,
         name: str,
         parts: Sequence[tuple[str, BuiltPipeline]],
@@ -150,7 +151,11 @@ class BuiltPipeline(Runtime):
         checked: CheckedComposition,
         logger: logging.Logger | None = None,
     ) -> BuiltPipeline:
-        """A composition's instance: the parts' steps one after the other, by part."""
+        """A composition's instance: the parts' steps one after the other, by part.
+
+        ``parts`` pairs each part's name with its own built instance; ``checked`` is the
+        composition's check. What ``ComposedPipeline.build()`` returns.
+        """
         self = cls.__new__(cls)
         self._checked = checked
         self.name = name
@@ -171,6 +176,8 @@ class BuiltPipeline(Runtime):
             tuple(s.relabelled(part) for part, built in parts for s in built._segments)
         )
         self._verbose = any(built._verbose for _, built in parts)
+        # The outputs of a composition are its last part's: that part's declared keys.
+        self._output_keys = parts[-1][1]._output_keys if parts else ()
         return self
 
     def _set_segments(self, segments: tuple[_Segment, ...]) -> None:
@@ -185,6 +192,12 @@ class BuiltPipeline(Runtime):
         return self._checked
 
     @property
+    def output_keys(self) -> tuple[str, ...]:
+        """The keys every output record should have (the config's ``output_keys``; a
+        composition's last part's)."""
+        return self._output_keys
+
+    @property
     def step_labels(self) -> tuple[str, ...]:
         """The labels of the steps a call runs, in order (the keys of ``execution_times``)."""
         return self._metrics.labels
@@ -197,6 +210,20 @@ class BuiltPipeline(Runtime):
         return True
 
     def _runtime(self) -> BuiltPipeline:
+        return self
+
+    # -- the part protocol (see packflow.parts): a built instance is a definition too ----
+
+    def __packflow_check__(self, **config: Any) -> CheckedPipeline | CheckedComposition:
+        self.__packflow_build__(**config)
+        return self._checked
+
+    def __packflow_build__(self, **config: Any) -> BuiltPipeline:
+        if config:
+            raise InferenceBackendLoadError(
+                f"cannot apply config {sorted(config)} to pipeline {self.name!r}: it is an "
+                "instance that is already built; build the Pipeline with it instead"
+            )
         return self
 
     def _built_runtime(self) -> BuiltPipeline:
@@ -293,6 +320,8 @@ class BuiltPipeline(Runtime):
         self._last.set(raw)
         if self._verbose:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._output_keys:
+            self._warn_missing_keys(data)
         return data  # type: ignore[no-any-return]
 
     def _attempt(self, batch: list[Any], durations: list[float]) -> list[Any]:
@@ -367,6 +396,8 @@ class BuiltPipeline(Runtime):
             raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
             if self._verbose:
                 self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+            if self._output_keys:
+                self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
             return outputs
         if type(records) is not list and not isinstance(records, list):
             raise _bad_input(records)
@@ -416,7 +447,30 @@ class BuiltPipeline(Runtime):
         raw = self._metrics.record(len(records), durations, perf_counter() - start, errors)
         if self._verbose:
             self.logger.info("%s", self._metrics.to_metrics(raw).as_dict())
+        if self._output_keys:
+            self._warn_missing_keys(outputs, skip_error_rows=errors > 0)
         return outputs
+
+    def _warn_missing_keys(self, outputs: list[Any], *, skip_error_rows: bool = False) -> None:
+        """One warning per declared ``output_keys`` entry that some output record lacks."""
+        for key in self._output_keys:
+            missing = [
+                index
+                for index, row in enumerate(outputs)
+                if isinstance(row, dict)
+                and key not in row
+                and not (skip_error_rows and is_error_row(row))
+            ]
+            if missing:
+                self.logger.warning(
+                    "pipeline %r: output_keys: %r is missing from %d of %d output record(s) "
+                    "(first: record %d)",
+                    self.name,
+                    key,
+                    len(missing),
+                    len(outputs),
+                    missing[0],
+                )
 
     # -- metrics and validation ---------------------------------------------------------
 
@@ -522,7 +576,7 @@ def _not_a_record(segment: _Segment, data: list[Any]) -> InferenceBackendRuntime
     stage = segment.last
     for index, row in enumerate(data):
         if not isinstance(row, dict):
-            return InferenceBackendRuntimeError(
+            error = InferenceBackendRuntimeError(
                 f"pipeline {segment.pipeline!r}: {_who(segment)} returned "
                 f"{type(row).__name__} {row!r:.60} as output record {index}; every output "
                 "record must be a dict (e.g. `[{'score': y} for y in ys]`)",
@@ -531,6 +585,8 @@ def _not_a_record(segment: _Segment, data: list[Any]) -> InferenceBackendRuntime
                 location=stage.location,
                 index=index,
             )
+            mark_not_a_record(error)
+            return error
     raise AssertionError("unreachable: every row is a dict")  # pragma: no cover
 
 

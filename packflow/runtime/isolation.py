@@ -39,8 +39,10 @@ __all__ = [
     "check_on_error",
     "error_row",
     "is_error_row",
+    "is_not_a_record",
     "is_record_error",
     "isolate",
+    "mark_not_a_record",
 ]
 
 OnError = Literal["raise", "row"]
@@ -111,10 +113,12 @@ class ErrorRow:
         """
         cause = exc.__cause__ if isinstance(exc, StageError) else None
         reported = cause if cause is not None else exc
-        if cause is not None or index is None:
-            message = str(reported)
-        else:
-            message = _reindexed(str(exc), attempted_index, index)
+        message = str(reported)
+        named = _record_index(exc)
+        if index is not None and (cause is None or named is not None):
+            # A packflow error about one record counts it in the batch that was attempted.
+            old = attempted_index if attempted_index is not None else named
+            message = _reindexed(message, old, index)
         stage = getattr(exc, "stage", None)
         return cls(
             type(reported).__name__,
@@ -158,6 +162,23 @@ class ErrorRow:
         return {ERROR_KEY: self.body()}
 
 
+#: Marks the run-time contract's "an output row is not a dict" error, which ``validate``
+#: reports as a validation error (as the original Packflow did). A marker rather than a
+#: subclass, so that the error's type, and the ``type`` of its error rows, stay
+#: ``InferenceBackendRuntimeError``.
+_NOT_A_RECORD = "_packflow_not_a_record"
+
+
+def mark_not_a_record(error: InferenceBackendRuntimeError) -> None:
+    """Mark ``error`` as "an output row is not a dict" (see :func:`is_not_a_record`)."""
+    vars(error)[_NOT_A_RECORD] = True
+
+
+def is_not_a_record(error: BaseException) -> bool:
+    """Whether ``error`` says that an output row is not a dict."""
+    return bool(getattr(error, _NOT_A_RECORD, False))
+
+
 def is_error_row(row: Any) -> bool:
     """Whether ``row`` is an error row (see :class:`ErrorRow`)."""
     return ErrorRow.recognize(row) is not None
@@ -183,9 +204,26 @@ def error_row(
     return ErrorRow.from_exception(exc, index, attempted_index=attempted_index).as_row()
 
 
-def _named_index(exc: BaseException, size: int) -> int | None:
+def _record_index(exc: BaseException) -> int | None:
+    """The record a packflow error is about, counted in the batch that raised it.
+
+    A stage's own error counts when it is packflow's (a prebuilt stage's
+    ``RecordFieldError``): a user's exception may have an ``index`` meaning anything.
+    """
+    if isinstance(exc, StageError) and exc.index is None:
+        cause = exc.__cause__
+        if not isinstance(cause, InferenceBackendRuntimeError):
+            return None
+        exc = cause
     index = getattr(exc, "index", None)
-    if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size:
+    if isinstance(index, int) and not isinstance(index, bool):
+        return index
+    return None
+
+
+def _named_index(exc: BaseException, size: int) -> int | None:
+    index = _record_index(exc)
+    if index is not None and 0 <= index < size:
         return index
     return None
 

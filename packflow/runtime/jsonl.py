@@ -23,7 +23,6 @@ batch.
 from __future__ import annotations
 
 import json
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
@@ -152,9 +151,16 @@ def _finite_float(text: str) -> float:
 
 
 _INF = float("inf")
-# Only a float with an exponent of three digits, or with 309 digits or more, can overflow
-# a double: lines without one are parsed by the C scanner's own float.
-_BIG_NUMBER = re.compile(r"[eE][+]?\d{3}|\d{309}")
+# A number can overflow a double only with an exponent of three digits or more, or with
+# 309 digits or more. Looked for with C-speed bytes operations (a regular expression cost
+# more than the parse itself): every digit folded to 0, E to e, and + dropped.
+_FOLD = bytes.maketrans(b"123456789E", b"000000000e")
+_LONG_RUN = b"0" * 309
+
+
+def _may_overflow(raw: bytes) -> bool:
+    folded = raw.translate(_FOLD, b"+")
+    return b"e000" in folded or (len(folded) >= 309 and _LONG_RUN in folded)
 
 
 def parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
@@ -166,16 +172,19 @@ def parse_line(raw: str | bytes, number: int) -> dict[str, Any] | str | None:
     deeply for the parser.
     """
     if isinstance(raw, bytes):
+        big = _may_overflow(raw)
         try:
             raw = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             return f"not valid UTF-8 at byte {exc.start + 1}"
+    else:
+        big = _may_overflow(raw.encode("utf-8", "surrogatepass"))
     if not raw.strip():
         return None
     # Without its line end, so that an error's column is on this line, not "line 2".
     raw = raw.rstrip("\r\n")
     try:
-        if _BIG_NUMBER.search(raw) is None:
+        if not big:
             value = json.loads(raw, parse_constant=_reject_constant)
         else:
             value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)

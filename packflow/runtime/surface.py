@@ -1,9 +1,10 @@
 """The call surface, written once: what every runnable packflow object answers to.
 
 :class:`Runtime` is the surface: ``__call__``, ``run_batch``, ``stream``, ``batcher``,
-``async_batcher``, ``validate``, ``get_metrics`` and ``ready``, each written here once
-over ``self._runtime()``, the ready instance that serves the calls, so that every
-runtime object is also a :class:`~packflow.runtime.contracts.Runner`:
+``async_batcher``, ``validate`` (and its 0.4.1 name ``check_io``), ``get_metrics`` and
+``ready``, each written here once over ``self._runtime()``, the ready instance that
+serves the calls, so that every runtime object is also a
+:class:`~packflow.runtime.contracts.Runner`:
 
 - a :class:`~packflow.runtime.BuiltPipeline` is its own ready instance, and overrides
   only the calls it implements (``__call__``, ``run_batch``, ``get_metrics``);
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from packflow.exceptions import InferenceBackendRuntimeError, InferenceBackendValidationError
 from packflow.outputs import find_invalid_value
 from packflow.runtime.contracts import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS, BatchOptions
+from packflow.runtime.isolation import is_not_a_record
 
 if TYPE_CHECKING:
     from packflow.metrics import Metrics, RawMetrics
@@ -169,11 +171,18 @@ class Runtime(abc.ABC):
         Raises
         ------
         InferenceBackendValidationError
-            When an output row holds a value JSON cannot represent; the message names
-            the record index and the key path.
+            When an output row is not a dict, or holds a value JSON cannot represent; the
+            message names the record index and the key path.
         """
         runtime = self._runtime()
-        outputs = runtime(sample, on_error=on_error)
+        try:
+            outputs = runtime(sample, on_error=on_error)
+        except InferenceBackendRuntimeError as exc:
+            if not is_not_a_record(exc):
+                raise
+            # As the original Packflow's validate(): an output row that is not a dict is a
+            # validation failure (a plain call raises the InferenceBackendRuntimeError).
+            raise InferenceBackendValidationError(str(exc), index=exc.index) from exc
         rows = [outputs] if isinstance(sample, dict) else outputs
         problem = find_invalid_value(rows)
         if problem is not None:
@@ -185,6 +194,14 @@ class Runtime(abc.ABC):
                 path=path,
             )
         return outputs
+
+    def check_io(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
+        """packflow 0.4.1's name for :meth:`validate` (which stays): same checks, same result.
+
+        Calls ``self.validate``, so a class backend that overrides ``validate`` is
+        honoured by both names.
+        """
+        return self.validate(inputs, on_error=on_error)
 
     def ready(self) -> bool:
         """Whether calls can be served (building the default instance if needed)."""
@@ -248,6 +265,14 @@ class LazyDefault(Runtime, Generic[InstanceT]):
         instance = self._default
         if instance is None:
             instance = self._runtime()
+        # Straight to run_batch for the common calls: as many frames as a call of the
+        # built instance itself (whose __call__ does this dispatch).
+        if on_error == "raise":
+            kind = type(inputs)
+            if kind is dict:
+                return instance.run_batch([inputs])[0]
+            if kind is list:
+                return instance.run_batch(inputs)
         return instance(inputs, on_error=on_error)
 
 

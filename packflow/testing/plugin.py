@@ -12,6 +12,11 @@ are available in every test without an import or a ``conftest.py``:
 ``packflow_build``
     ``packflow_build(pipe, resources={"model": fake}, **overrides)`` builds ``pipe``
     (a pipeline, a composition or a class backend) inside that isolated environment.
+``packflow_client``
+    ``packflow_client(pipe, **options)`` serves ``pipe`` (what
+    ``packflow.serve.create_app`` takes, with its options) to an in-process HTTP
+    client, started (the pipeline built) and shut down after the test, in that isolated
+    environment. Needs the ``serve`` extra.
 
 Nothing here runs unless a test asks for a fixture, and hypothesis is not imported.
 """
@@ -29,7 +34,7 @@ import pytest
 from packflow.config import CONFIG_FILE_ENV_VAR
 from packflow.log import LOGGER_NAME, configure_from_env
 
-__all__ = ["PackflowEnv", "packflow_build", "packflow_env"]
+__all__ = ["PackflowEnv", "packflow_build", "packflow_client", "packflow_env"]
 
 LOG_LEVEL_ENV_VAR = "PACKFLOW_LOG_LEVEL"
 
@@ -94,16 +99,36 @@ def packflow_build(packflow_env: PackflowEnv) -> Callable[..., Any]:
     """
 
     def build(pipe: Any, *, resources: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
-        from packflow.backend import InferenceBackend, built_pipeline
+        from packflow.parts import as_parts, build_definition
 
-        if isinstance(pipe, type) and issubclass(pipe, InferenceBackend):
-            if resources:
-                raise TypeError(
-                    f"packflow_build({pipe.__name__}, resources=...): a class backend has "
-                    "no initializers to replace (its initialize() sets its attributes); "
-                    "build a test subclass that overrides initialize() instead"
-                )
-            return built_pipeline(pipe(**overrides))
+        if not resources:
+            return build_definition(pipe, **overrides)
+        parts = as_parts(pipe)
+        refused = parts[0].fakes_refused if len(parts) == 1 else None
+        if refused is not None:
+            raise TypeError(
+                f"packflow_build({parts[0].name}, resources=...): {refused}; build a test "
+                "subclass that overrides initialize() instead"
+            )
         return pipe.build(resources=resources, **overrides)
 
     return build
+
+
+@pytest.fixture
+def packflow_client(packflow_env: PackflowEnv) -> Iterator[Callable[..., Any]]:
+    """A function that serves a pipeline to an in-process HTTP client for the test.
+
+    ``client = packflow_client(pipe, max_batch_size=8)`` returns a started client (the
+    pipeline is built); every client made is shut down when the test ends.
+    """
+    from contextlib import ExitStack
+
+    from packflow.testing.client import serve_client
+
+    with ExitStack() as stack:
+
+        def start(pipe: Any, **options: Any) -> Any:
+            return stack.enter_context(serve_client(pipe, **options))
+
+        yield start

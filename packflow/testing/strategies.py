@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from packflow.graph import CheckedPipeline
 
-__all__ = ["NothingDeclaredError", "batches", "records"]
+__all__ = ["NothingDeclaredError", "UndeclaredFieldError", "batches", "records"]
 
 #: A strategy or, when nothing declares one, the reason why not.
 _Leaf = Any
@@ -53,6 +53,78 @@ class NothingDeclaredError(PackflowError, ValueError):
         self.fields = fields
 
 
+class UndeclaredFieldError(PackflowError, ValueError):
+    """``records(pipe, fields=...)`` names a field the pipeline does not declare.
+
+    ``pipeline`` names the pipeline, ``field`` the field, ``declared`` the fields the
+    pipeline does declare (a strategy for any other would never reach its first stage).
+    """
+
+    def __init__(
+        self, message: str, *, pipeline: str, field: str, declared: tuple[str, ...]
+    ) -> None:
+        super().__init__(message)
+        self.pipeline = pipeline
+        self.field = field
+        self.declared = declared
+
+
+#: The options of ``hypothesis.strategies.floats`` that ``floats=`` may set.
+_FLOAT_OPTIONS = ("min_value", "max_value", "exclude_min", "exclude_max", "allow_subnormal")
+
+
+class _Strategies:
+    """``hypothesis.strategies`` whose ``floats()`` also applies the caller's ``floats=``.
+
+    Every float a pipeline declares (``float`` fields, float numpy dtypes, the floats
+    of an ``Any``) is drawn through it, so one ``floats=dict(min_value=0, max_value=1)``
+    bounds them all.
+    """
+
+    def __init__(self, st: Any, floats: Mapping[str, Any]) -> None:
+        self._st = st
+        self._floats = dict(floats)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._st, name)
+
+    def floats(self, **options: Any) -> Any:
+        bounds = dict(self._floats)
+        width = options.get("width", 64)
+        if width < 64:
+            # hypothesis wants bounds a narrower float holds exactly: move them inwards.
+            for key, direction in (("min_value", 1.0), ("max_value", -1.0)):
+                if bounds.get(key) is not None:
+                    bounds[key] = _narrowed(float(bounds[key]), width, direction)
+        return self._st.floats(**{**options, **bounds})
+
+
+def _narrowed(value: float, width: int, direction: float) -> float:
+    """The ``width``-bit float nearest to ``value`` on the side ``direction`` points to."""
+    import numpy as np
+
+    kind = np.float32 if width == 32 else np.float16
+    narrow = kind(value)
+    if (float(narrow) - value) * direction < 0 or not np.isfinite(narrow):
+        narrow = np.nextafter(narrow, kind(np.inf * direction))
+    return float(narrow)
+
+
+def _float_options(floats: Mapping[str, Any] | None) -> dict[str, Any]:
+    given = dict(floats or {})
+    for key in given:
+        if key not in _FLOAT_OPTIONS:
+            from packflow._text import closest
+
+            match = closest(str(key), _FLOAT_OPTIONS)
+            hint = f"did you mean {match!r}? " if match else ""
+            raise TypeError(
+                f"records(floats=...): {key!r} is not an option of the float strategy; "
+                f"{hint}(options: {', '.join(_FLOAT_OPTIONS)})"
+            )
+    return given
+
+
 def _hypothesis() -> Any:
     try:
         from hypothesis import strategies
@@ -65,7 +137,10 @@ def _hypothesis() -> Any:
 
 
 def records(
-    pipe: Any, *, fields: Mapping[str, SearchStrategy[Any]] | None = None
+    pipe: Any,
+    *,
+    fields: Mapping[str, SearchStrategy[Any]] | None = None,
+    floats: Mapping[str, Any] | None = None,
 ) -> SearchStrategy[dict[str, Any]]:
     """A hypothesis strategy of single input records that ``pipe`` declares valid.
 
@@ -77,7 +152,13 @@ def records(
     fields
         Strategies for fields, by the name the first stage sees (a ``feature_names``
         entry, a rename target, a ``TypedDict`` key): they fill in fields whose type is
-        not declared and replace the declared ones (e.g. a narrower range).
+        not declared and replace the declared ones (e.g. a narrower range). When the
+        pipeline declares its fields, a name it does not declare is an error.
+    floats
+        Options for every float the pipeline declares, at once (``float`` fields, float
+        numpy dtypes): ``min_value``, ``max_value``, ``exclude_min``, ``exclude_max``,
+        ``allow_subnormal``; e.g. ``floats=dict(min_value=-1e6, max_value=1e6)``. NaN
+        and infinities are never drawn.
 
     Returns
     -------
@@ -93,6 +174,11 @@ def records(
         ``feature_names``), or fields without types (``feature_names`` but an untyped
         first stage, ``numpy`` without ``numpy_dtype``): the message names them and
         says what to declare.
+    UndeclaredFieldError
+        When ``fields`` names a field the pipeline does not declare; the message lists
+        the declared ones.
+    TypeError
+        When ``floats`` holds an option the float strategy does not have.
     ImportError
         When hypothesis is not installed.
     ConfigError, PipelineDefinitionError, PipelineTypeError
@@ -111,17 +197,17 @@ def records(
     >>> sorted(records(pipe).example())
     ['celsius']
     """
-    st = _hypothesis()
+    st = _Strategies(_hypothesis(), _float_options(floats))
     name, checked = _first_part(pipe)
     config: BackendConfig = checked.config
     given = dict(fields or {})
     found: dict[str, tuple[_Leaf, bool]] | None
     if config.input_format is InputFormat.NUMPY:
-        found = _numpy_fields(name, config)
+        found = _numpy_fields(st, config)
     else:
-        found = _record_fields(name, checked)
+        found = _record_fields(st, checked)
         if found is None:
-            whole = _whole_record(checked)
+            whole = _whole_record(st, checked)
             if whole is not None and not given:
                 return whole  # type: ignore[no-any-return]
             if not given:
@@ -135,6 +221,8 @@ def records(
                     pipeline=name,
                 )
     leaves = found if found is not None else {}
+    if found is not None:
+        _check_given_fields(name, given, tuple(found))
     for key, strategy in given.items():
         required = leaves[key][1] if key in leaves else True
         leaves[key] = (strategy, required)
@@ -158,13 +246,33 @@ def batches(
     min_size: int = 1,
     max_size: int = 20,
     fields: Mapping[str, SearchStrategy[Any]] | None = None,
+    floats: Mapping[str, Any] | None = None,
 ) -> SearchStrategy[list[dict[str, Any]]]:
     """Lists of :func:`records` of ``pipe``: batches to call it with.
 
     Raises as :func:`records` does.
     """
     st = _hypothesis()
-    return st.lists(records(pipe, fields=fields), min_size=min_size, max_size=max_size)  # type: ignore[no-any-return]
+    strategy = records(pipe, fields=fields, floats=floats)
+    return st.lists(strategy, min_size=min_size, max_size=max_size)  # type: ignore[no-any-return]
+
+
+def _check_given_fields(name: str, given: Mapping[str, Any], declared: tuple[str, ...]) -> None:
+    from packflow._text import closest
+
+    for key in given:
+        if key in declared:
+            continue
+        match = closest(str(key), declared)
+        hint = f"did you mean {match!r}? " if match else ""
+        raise UndeclaredFieldError(
+            f"records(pipe, fields=...): pipeline {name!r} does not declare a field "
+            f"{key!r}; {hint}its first stage receives "
+            f"{', '.join(repr(field) for field in declared) or 'no fields'}",
+            pipeline=name,
+            field=str(key),
+            declared=declared,
+        )
 
 
 # -- what the pipeline declares --------------------------------------------------------
@@ -172,29 +280,16 @@ def batches(
 
 def _first_part(pipe: Any) -> tuple[str, CheckedPipeline]:
     """The first part's name and checked pipeline: what receives the input."""
-    from packflow.backend import InferenceBackend, built_pipeline, check_backend
-    from packflow.compose import CheckedComposition, ComposedPipeline
-    from packflow.pipeline import Pipeline
-    from packflow.runtime import BuiltPipeline
+    from packflow.parts import check_definition
 
-    if isinstance(pipe, ComposedPipeline):
-        pipe = pipe.parts[0]
-    if isinstance(pipe, type) and issubclass(pipe, InferenceBackend):
-        checked: Any = check_backend(pipe)
-    elif isinstance(pipe, InferenceBackend):
-        checked = built_pipeline(pipe).checked
-    elif isinstance(pipe, BuiltPipeline):
-        checked = pipe.checked
-    elif isinstance(pipe, Pipeline):
-        checked = pipe.check()
-    else:
+    try:
+        checked = check_definition(pipe)
+    except TypeError:
         raise TypeError(
             f"records() takes a Pipeline, a composition, an InferenceBackend or a built "
             f"pipeline, not {type(pipe).__name__}"
-        )
-    if isinstance(checked, CheckedComposition):
-        return checked.parts[0]
-    return checked.graph.name, checked
+        ) from None
+    return checked.parts[0]
 
 
 def _first_stage(checked: CheckedPipeline) -> str:
@@ -239,12 +334,11 @@ def _plain(annotation: Any) -> Any:
         return annotation
 
 
-def _record_fields(name: str, checked: CheckedPipeline) -> dict[str, tuple[_Leaf, bool]] | None:
+def _record_fields(st: Any, checked: CheckedPipeline) -> dict[str, tuple[_Leaf, bool]] | None:
     """The first stage's record fields: key -> (strategy or why unknown, required).
 
     ``None`` when the pipeline declares no fields at all.
     """
-    st = _hypothesis()
     config: BackendConfig = checked.config
     element = _element(_first_type(checked))
     features = _stage_features(config)
@@ -265,14 +359,13 @@ def _record_fields(name: str, checked: CheckedPipeline) -> dict[str, tuple[_Leaf
     return {feature: (strategy, True) for feature in features}
 
 
-def _whole_record(checked: CheckedPipeline) -> Any:
+def _whole_record(st: Any, checked: CheckedPipeline) -> Any:
     """For ``list[dict[str, V]]`` (``V`` declared) without feature_names: any such dict."""
     if _stage_features(checked.config):
         return None
     value = _mapping_value(_element(_first_type(checked)))
     if value is None or value is Any:
         return None
-    st = _hypothesis()
     return st.dictionaries(st.text(), _strategy(st, value))
 
 
@@ -354,12 +447,12 @@ def _attrs_hints(element: Any) -> dict[str, Any]:
     return {field.name: hints.get(field.name, Any) for field in attrs.fields(cls)}
 
 
-def _numpy_fields(name: str, config: BackendConfig) -> dict[str, tuple[_Leaf, bool]]:
+def _numpy_fields(st: Any, config: BackendConfig) -> dict[str, tuple[_Leaf, bool]]:
     # The numpy format refuses a config without feature_names, so the columns are known.
     if config.numpy_dtype is None:
         leaf: _Leaf = "numpy_dtype is not set, so the column type is inferred per batch"
     else:
-        leaf = _dtype_strategy(_hypothesis(), config.numpy_dtype)
+        leaf = _dtype_strategy(st, config.numpy_dtype)
     return {feature: (leaf, True) for feature in config.feature_names}
 
 
