@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from packflow import Pipeline, Records
@@ -27,3 +28,13 @@ unwritable = Pipeline("unwritable")
 @unwritable.execute
 def nan_for_minus_one(records: Records) -> list[dict[str, Any]]:
     return [{"y": float("nan") if r["x"] == -1 else r["x"]} for r in records]
+
+
+#: The doubler, taking a few milliseconds a batch (so that two consumers overlap).
+slow_doubler = Pipeline("slow_doubler")
+
+
+@slow_doubler.execute
+def double_slowly(records: Records) -> list[dict[str, Any]]:
+    time.sleep(0.003)
+    return [{"y": record["x"] * 2} for record in records]

@@ -14,7 +14,7 @@ from typing import Any
 import confluent_kafka as ck
 import pytest
 import redis
-from conftest import KAFKA_FAST, packflow_run
+from stream_helpers import KAFKA_FAST, packflow_run
 from test_streams_kafka import bootstrap, headers, produce, read_topic
 
 from packflow.streams.local import LocalRedis

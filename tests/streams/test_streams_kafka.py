@@ -10,7 +10,7 @@ from typing import Any
 
 import confluent_kafka as ck
 import pytest
-from conftest import KAFKA_FAST, packflow_run
+from stream_helpers import KAFKA_FAST, packflow_run
 from stream_pipelines import doubler
 
 from packflow.exceptions import MissingExtraError

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import packflow_run
-from stream_pipelines import doubler, unwritable
+from stream_helpers import packflow_run
+from stream_pipelines import doubler, slow_doubler, unwritable
 
 from packflow import Pipeline, Records
 from packflow.cli import main
@@ -192,8 +192,14 @@ def test_consumers_of_one_group_share_the_work_each_entry_once(
     summaries: dict[str, StreamSummary] = {}
 
     def member(name: str) -> None:
-        summaries[name] = consume(
-            redis_server.url, fresh, fresh + "-out", consumer=name, max_batch_size=8
+        url = redis_server.url
+        summaries[name] = run_stream(
+            slow_doubler.build(),
+            f"{url}/{fresh}",
+            f"{url}/{fresh}-out",
+            consumer=name,
+            max_batch_size=8,
+            idle_timeout=0.5,
         )
 
     threads = [threading.Thread(target=member, args=(name,)) for name in ("a", "b")]
