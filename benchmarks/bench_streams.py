@@ -14,9 +14,11 @@ same N messages are consumed by:
   pipelined ``XADD`` / ``XACK``; Kafka ``consume`` / the same / ``produce`` / ``flush``
   / synchronous ``commit``.
 
-Throughput counts from the first batch read to the last acknowledgement (a Kafka group
-join is not counted): the median of ``--repeat`` runs (3), the two loops alternated,
-reported with the ratio packflow / hand-written (target >= 0.8x).
+Before each loop the heap is collected and frozen (``gc.freeze()``, which ``packflow
+run --source`` does once the pipeline is loaded). Throughput counts from the first batch
+read to the last acknowledgement (a Kafka group join is not counted): the median of
+``--repeat`` runs (3), the two loops alternated, with the ratio packflow / hand-written
+(target >= 0.8x).
 Last, ``packflow run --source redis://...`` runs as a subprocess over M messages with a
 passthrough pipeline and its peak RSS is reported (memory must stay bounded: it does not
 grow with M).
@@ -25,9 +27,9 @@ grow with M).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -98,7 +100,15 @@ class Timed:
         self.source.close()
 
 
+def settle() -> None:
+    """Collect, then freeze what lives on (as ``packflow run --source`` does once the
+    pipeline is loaded), before each measured loop, hand-written or not."""
+    gc.collect()
+    gc.freeze()
+
+
 def packflow_rate(runner: Any, source_url: str, sink_url: str, count: int, batch: int) -> float:
+    settle()
     source = Timed(open_source(source_url, group="bench", consumer="packflow"))
     stop = threading.Event()
     done: list[float] = []
@@ -119,6 +129,7 @@ def packflow_rate(runner: Any, source_url: str, sink_url: str, count: int, batch
 def redis_loop(runner: Any, port: int, stream: str, out: str, count: int, batch: int) -> float:
     import redis
 
+    settle()
     client = redis.Redis(port=port)
     client.xgroup_create(stream, "hand", id="0", mkstream=True)
     done = 0
@@ -147,6 +158,7 @@ def redis_loop(runner: Any, port: int, stream: str, out: str, count: int, batch:
 def kafka_loop(runner: Any, servers: str, topic: str, out: str, count: int, batch: int) -> float:
     import confluent_kafka as ck
 
+    settle()
     consumer = ck.Consumer(
         {
             "bootstrap.servers": servers,
@@ -304,10 +316,24 @@ def bench_rss(count: int, batch: int) -> None:
             "1",
         ]
         started = time.perf_counter()
-        done = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        # The peak of this process alone (redis-server is a child of this one too, so the
+        # children's rusage would count the server's memory).
+        peak_kib = 0
+        status = Path(f"/proc/{process.pid}/status")
+        while process.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
         took = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        summary = done.stderr.strip().splitlines()[-1]
+        assert process.stderr is not None
+        summary = process.stderr.read().decode().strip().splitlines()[-1]
         print(f"filled {count:,} entries in {filled:.1f}s", flush=True)
         print(f"packflow run --source redis: {summary}", flush=True)
         print(

@@ -551,6 +551,7 @@ def _refuse_stream_options(args: argparse.Namespace) -> None:
 
 def _run_stream(args: argparse.Namespace) -> int:
     """``run --source URL --sink URL``: consume a message stream until stopped."""
+    import gc
     import math
     import signal
     import threading
@@ -600,6 +601,10 @@ def _run_stream(args: argparse.Namespace) -> int:
         with redirect_stdout(sys.stderr):
             backend = loader.load()
         quiet_again = _show_verbose_metrics(backend)
+        # The pipeline (a model runtime, its modules) lives as long as this process: out of
+        # the collector's way, so that its passes over the per-message garbage stay short
+        # (they were a third of the time on the iris model).
+        gc.freeze()
         consumer = args.consumer or default_consumer()
         dead = f"; failures to {parse_url(args.dead_letter).shown}" if args.dead_letter else ""
         _err(
