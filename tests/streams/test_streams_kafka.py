@@ -13,7 +13,7 @@ import pytest
 from stream_helpers import KAFKA_FAST, packflow_run
 from stream_pipelines import doubler
 
-from packflow.exceptions import MissingExtraError
+from packflow.exceptions import MissingExtraError, SinkRefusedError
 from packflow.streams import KafkaSink, run_stream
 
 pytestmark = pytest.mark.timeout(180)
@@ -137,3 +137,19 @@ def test_a_missing_confluent_kafka_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "confluent_kafka", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'packflow\[kafka\]'"):
         KafkaSink("kafka://127.0.0.1:1/t")
+
+
+def test_a_sink_that_refuses_a_message_stops_the_consumer_without_committing(
+    kafka_url: str, fresh: str
+) -> None:
+    produce(kafka_url, fresh, [(None, {"x": 1}), (None, {"z": "p" * 990})])
+    with pytest.raises(SinkRefusedError, match=r"too large|MSG_SIZE_TOO_LARGE"):
+        run_stream(
+            doubler.build(),
+            f"{kafka_url}/{fresh}?{KAFKA_FAST}",
+            f"{kafka_url}/{fresh}-out",
+            # The dead letter carries the 1 kB payload back: over this producer's limit.
+            dead_letter=f"{kafka_url}/{fresh}-dead?message.max.bytes=1000",
+            idle_timeout=1.0,
+        )
+    assert committed(kafka_url, fresh) == 0
