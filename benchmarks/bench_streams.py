@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT))
 from packflow import Pipeline, Records  # noqa: E402
 from packflow.loaders import InferenceBackendLoader  # noqa: E402
 from packflow.streams import Message, StreamSummary, run_stream  # noqa: E402
+from packflow.streams.connect import open_source  # noqa: E402
 from packflow.streams.local import LocalRedis, mock_kafka_cluster  # noqa: E402
-from packflow.streams.urls import open_source  # noqa: E402
 
 FLOWERS = [
     json.loads(line)

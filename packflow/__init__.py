@@ -22,6 +22,7 @@ from packflow.exceptions import (
     StageError,
     UnknownPreprocessorError,
 )
+from packflow.graph import run_inline
 from packflow.metrics import Metrics
 from packflow.outputs import ensure_native_types, ensure_valid_output
 from packflow.pipeline import Pipeline
@@ -61,6 +62,7 @@ __all__ = [
     "ensure_native_types",
     "ensure_valid_output",
     "load",
+    "run_inline",
 ]
 
 # Imported on first use (PEP 562): the loaders, the project machinery (YAML) and

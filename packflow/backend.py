@@ -27,12 +27,20 @@ from packflow.exceptions import (
     InferenceBackendInitializationError,
     PipelineDefinitionError,
 )
-from packflow.graph import STAGE_KINDS, CheckedPipeline, FunctionInfo, Upstream, describe_function
+from packflow.graph import (
+    STAGE_KINDS,
+    CheckedPipeline,
+    FunctionInfo,
+    Upstream,
+    describe_function,
+    is_async_callable,
+)
 from packflow.log import get_logger
 from packflow.parts import as_parts
 from packflow.pipeline import Pipeline
 from packflow.runtime import BuiltPipeline
 from packflow.runtime.surface import Runtime
+from packflow.shipping import ByValue
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline
@@ -98,7 +106,8 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
     """Base class of class-based backends.
 
     Define ``execute(self, inputs)`` (required) and, when needed, ``initialize(self)``,
-    ``transform_inputs(self, inputs)`` and ``transform_outputs(self, outputs)``. Set
+    ``transform_inputs(self, inputs)`` and ``transform_outputs(self, outputs)``; any of
+    them may be ``async def`` (see :meth:`acall`). Set
     ``backend_config_model`` to an attrs subclass of :class:`packflow.BackendConfig` to
     add config fields. ``Backend(**config)`` then:
 
@@ -168,7 +177,12 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         method = self.initialize
         start = perf_counter()
         try:
-            method()
+            if is_async_callable(method):
+                from packflow.runtime.aio import run_blocking
+
+                run_blocking(method())  # type: ignore[arg-type]  # async def initialize
+            else:
+                method()
         except Exception as exc:
             where = describe_function(method).location
             raise InferenceBackendInitializationError(
@@ -203,7 +217,17 @@ class InferenceBackend(Runtime, metaclass=_BackendMeta):
         # copy in another process (a Ray or multiprocessing worker) is constructed anew
         # there: config resolved and initialize() run once per worker. A subclass whose
         # __init__ takes arguments of its own defines its own __reduce__.
-        return (_rebuild, (type(self), dict(self._packflow_overrides)))
+        return self.__packflow_by_value__().reduced()
+
+    def __packflow_by_value__(self) -> ByValue:
+        """``(class, config overrides)``: how a copy is constructed in another process.
+
+        See :mod:`packflow.shipping`; ``args`` is ``(type(self), overrides)``.
+        """
+        overrides = dict(self._packflow_overrides)
+        members: dict[str, Any] = {"class": type(self)}
+        members.update((f"config {key}", value) for key, value in overrides.items())
+        return ByValue(_rebuild, (type(self), overrides), members)
 
     def __repr__(self) -> str:
         runtime = self._packflow_runtime

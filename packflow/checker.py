@@ -392,7 +392,14 @@ def check_graph(
         bindings = _check_injected(
             role, stage.info, stage.injected, stage_hints, init_returns, bindings, out
         )
-        returned = stage_hints.get("return", _MISSING)
+        returned = _async_return(
+            role,
+            stage.info,
+            stage_hints.get("return", _MISSING),
+            out,
+            what="its outputs",
+            example="Records",
+        )
         if returned is _MISSING and inspect.isgeneratorfunction(
             inspect.unwrap(_annotated_target(stage.info.func))
         ):
@@ -428,6 +435,52 @@ def check_graph(
         resource_types=init_returns,
         unresolved=tuple(unresolved),
     )
+
+
+def _async_return(
+    role: str, info: FunctionInfo, returned: Any, out: _Collector, *, what: str, example: str
+) -> Any:
+    """What an ``async def`` function produces, as its return annotation says.
+
+    ``async def f(...) -> T`` produces ``T`` once awaited, which is how the annotation
+    reads already. Two shapes are reported rather than guessed at: an async generator
+    (awaited once, it gives nothing: it must be iterated), and a coroutine declared to
+    return an awaitable (awaited once, it gives another awaitable). Either way the
+    return type then counts as ``Any``, so that one problem is reported, not a cascade.
+    """
+    target = inspect.unwrap(_annotated_target(info.func))
+    if inspect.isasyncgenfunction(target):
+        out.problem(
+            role,
+            info,
+            "return",
+            f"a coroutine that returns {what} (`async def` with `return`)",
+            "an async generator",
+            f"`{info.name}` is an async generator (it yields): packflow awaits a function "
+            f"once and takes what it returns as {what}",
+            "return the values as a list (`return [...]`) instead of yielding them one by one",
+        )
+        return Any
+    if not info.is_async or returned is _MISSING or not _is_awaitable_type(returned):
+        return returned
+    out.problem(
+        role,
+        info,
+        "return",
+        f"{what}, once awaited",
+        returned,
+        f"`{info.name}` is `async def` and declares that it returns {_show(returned)}, an "
+        "awaitable: awaiting it once gives another awaitable, which packflow does not "
+        "await again",
+        f"await it inside (`return await ...`) and annotate what that gives, e.g. "
+        f"`async def {info.name}(...) -> {example}`",
+    )
+    return Any
+
+
+def _is_awaitable_type(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, collections.abc.Awaitable)
 
 
 def _describe_stage(stage: Stage, part: str | None) -> str:
@@ -515,7 +568,14 @@ def _check_initializers(
     for init in graph.initializers:
         init_hints = hints[id(init.info)]
         _check_injected(INITIALIZE, init.info, init.requires, init_hints, returns, {}, out)
-        returned = init_hints.get("return", _MISSING)
+        returned = _async_return(
+            INITIALIZE,
+            init.info,
+            init_hints.get("return", _MISSING),
+            out,
+            what="the resource",
+            example="Client",
+        )
         if returned is _MISSING:
             if out.strict:
                 out.missing(INITIALIZE, init.info, "return", "object")

@@ -316,12 +316,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from packflow.projects import export_project
+    from packflow.projects.bundle import BundleTarget
 
-    result = export_project(args.path, args.output_dir)
+    if not args.with_deps and (args.platform or args.python_version):
+        option = "--platform" if args.platform else "--python-version"
+        raise UsageError(f"{option} names the target of the wheels: it needs --with-deps")
+    target = BundleTarget(tuple(args.platform), args.python_version)
+    result = export_project(args.path, args.output_dir, with_deps=args.with_deps, target=target)
     for finding in result.report.warnings if result.report else ():
         _err(f"  {finding}")
+    for left in result.left_out:
+        _err(f"  {left}")
     shown = os.path.relpath(result.archive)
-    _out(f"wrote {shown} ({_count(len(result.files), 'file')})")
+    wheels = f", {_count(len(result.wheels), 'wheel')}" if args.with_deps else ""
+    _out(f"wrote {shown} ({_count(len(result.files), 'file')}{wheels})")
+    if args.with_deps:
+        _out(
+            "install it offline: unzip it, then pip install --no-index --find-links wheels "
+            "-r requirements.txt (see INSTALL-OFFLINE.md)"
+        )
     return EXIT_OK
 
 
@@ -417,6 +430,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-latency-ms must be a number >= 0, got {args.max_latency_ms}")
     if args.max_errors is not None and args.max_errors < 1:
         raise UsageError(f"--max-errors must be at least 1, got {args.max_errors}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(
+            f"--metrics-port must be a port number (0-65535), got {args.metrics_port}"
+        )
+    if args.metrics_port is not None and args.engine == "ray":
+        raise UsageError(
+            "--metrics-port is for --engine local (Ray actors run in their own processes)"
+        )
     if args.source is not None or args.sink is not None:
         return _run_stream(args)
     _refuse_stream_options(args)
@@ -451,6 +472,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return _run_on_ray(args, loader, path, sink, stack, on_error, report)
         backend = loader.load()
         stack.callback(_show_verbose_metrics(backend))
+        if args.metrics_port is not None:
+            _serve_metrics(backend, args.metrics_host, args.metrics_port, stack)
         if args.output != "-":
             # Opened only now, so that a backend that fails to load leaves the file alone.
             sink = stack.enter_context(_open(Path(args.output), "w", "--output"))
@@ -480,6 +503,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
     return _finish(summary, progress.shown)
+
+
+def _serve_metrics(backend: Any, host: str, port: int, stack: ExitStack) -> None:
+    """``run --metrics-port``: Prometheus metrics of ``backend`` on ``host:port`` meanwhile."""
+    from packflow.observe.prometheus import enable_prometheus, serve_prometheus
+
+    exporter = enable_prometheus(backend)
+    stack.callback(exporter.disable)
+    try:
+        server = serve_prometheus(port, host=host)
+    except OSError as exc:
+        raise UserError(f"--metrics-port {port}: {host}:{port}: {exc.strerror or exc}") from exc
+    stack.callback(server.close)
+    _err(f"packflow: metrics at {server.url}")
 
 
 def _finish(summary: RunSummary, progress_shown: bool) -> int:
@@ -595,12 +632,15 @@ def _run_stream(args: argparse.Namespace) -> int:
 
     # Installed before the pipeline loads, so that a SIGTERM while it loads is a clean stop.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    quiet_again: Callable[[], None] = lambda: None  # noqa: E731
-    try:
+    with ExitStack() as stack:
+        for sig, handler in previous.items():
+            stack.callback(signal.signal, sig, handler)
         loader = _target(args.path)
         with redirect_stdout(sys.stderr):
             backend = loader.load()
-        quiet_again = _show_verbose_metrics(backend)
+        stack.callback(_show_verbose_metrics(backend))
+        if args.metrics_port is not None:
+            _serve_metrics(backend, args.metrics_host, args.metrics_port, stack)
         # The pipeline (a model runtime, its modules) lives as long as this process: out of
         # the collector's way, so that its passes over the per-message garbage stay short
         # (they were a third of the time on the iris model).
@@ -634,10 +674,6 @@ def _run_stream(args: argparse.Namespace) -> int:
             progress=progress.update,
             notify=_err,
         )
-    finally:
-        quiet_again()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     why = received[0] if received else summary.stopped
     _err(
         f"packflow: stopped ({why}); {summary.read} read, {summary.written} written, "
@@ -748,9 +784,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--force", action="store_true", help="write into an existing folder")
     create.add_argument(
         "--template",
-        choices=("blank", "onnx", "sklearn"),
+        choices=("blank", "onnx", "sklearn", "xgboost", "lightgbm"),
         default="blank",
-        help="blank: a pipeline to edit (default); onnx or sklearn: a prebuilt model pipeline",
+        help="blank: a pipeline to edit (default); onnx, sklearn, xgboost or lightgbm: a "
+        "prebuilt model pipeline",
     )
     create.add_argument(
         "--no-input",
@@ -855,6 +892,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a larger payload is dead-lettered unread (default: 1048576)",
     )
 
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve Prometheus metrics on this port while running, 0 for a free one "
+        "(pip install 'packflow[metrics]')",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --metrics-port listens on (default: 127.0.0.1)",
+    )
     add_config_options(run)
     run.set_defaults(handler=_cmd_run)
 
@@ -900,6 +951,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("path", nargs="?", default=".", help="project folder")
     export.add_argument(
         "--output-dir", default=None, help="where to write the zip (default: here)"
+    )
+    export.add_argument(
+        "--with-deps",
+        action="store_true",
+        help="an offline bundle: wheels for every requirement, packflow's own included",
+    )
+    export.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="with --with-deps: wheels for this platform (pip's tag, e.g. "
+        "manylinux2014_x86_64; repeatable; default: this machine)",
+    )
+    export.add_argument(
+        "--python-version",
+        default=None,
+        metavar="X.Y",
+        help="with --with-deps: wheels for this Python (default: the running one)",
     )
     export.set_defaults(handler=_cmd_export)
 

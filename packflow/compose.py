@@ -23,16 +23,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import packflow.shipping as shipping
 from packflow._text import closest, describe
 from packflow.config import BackendConfig, OverrideFile
 from packflow.exceptions import ConfigError, PipelineDefinitionError, PipelineTypeError
 from packflow.graph import CheckedComposition, CheckedPipeline, Upstream
 from packflow.log import get_logger
 from packflow.parts import as_parts
-from packflow.pickling import caller_modules, find_binding, import_definition
 from packflow.records import Records, attrs_record_type
 from packflow.runtime import BuiltPipeline
 from packflow.runtime.surface import LazyDefault
+from packflow.shipping import ByValue, caller_modules
 
 if TYPE_CHECKING:
     from packflow.parts import Part
@@ -123,10 +124,13 @@ class ComposedPipeline(LazyDefault[BuiltPipeline]):
     def __reduce__(self) -> tuple[Any, ...]:
         # As for Pipeline: by reference where it is bound, else by value (its parts,
         # each pickled by reference or by value in turn).
-        reference = find_binding(self, self._origins)
-        if reference is not None:
-            return (import_definition, reference)
-        return (_rebuild_composed, (self.parts, self.name))
+        return shipping.reduce(self, self._origins)
+
+    def __packflow_by_value__(self) -> ByValue:
+        """Its parts and name, for pickling by value (see :mod:`packflow.shipping`)."""
+        parts = self.parts
+        members = dict(zip(self.part_names, parts, strict=True))
+        return ByValue(_rebuild_composed, (parts, self.name), members)
 
     def __rshift__(self, other: Any) -> ComposedPipeline:
         return compose(self, other)

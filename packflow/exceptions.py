@@ -27,12 +27,14 @@ __all__ = [
     "ProjectError",
     "ProjectExistsError",
     "RecordFieldError",
+    "RunningLoopError",
     "RuntimeTypeError",
     "SinkRefusedError",
     "StageError",
     "StreamError",
     "StreamUnavailableError",
     "UnknownPreprocessorError",
+    "UnpicklablePipelineError",
 ]
 
 
@@ -49,6 +51,13 @@ class PipelineDefinitionError(PackflowError):
     def __init__(self, message: str, problems: Sequence[str] | None = None) -> None:
         super().__init__(message)
         self.problems: list[Any] = list(problems) if problems is not None else [message]
+
+
+class UnpicklablePipelineError(PipelineDefinitionError, TypeError):
+    """A pipeline (or its config) cannot be pickled, so it cannot be sent to workers.
+
+    ``problems`` names each part that could not be pickled, and why.
+    """
 
 
 class PipelineTypeError(PipelineDefinitionError):
@@ -154,6 +163,15 @@ class StageError(InferenceBackendRuntimeError):
         index: int | None = None,
     ) -> None:
         super().__init__(message, stage=stage, function=function, location=location, index=index)
+
+
+class RunningLoopError(InferenceBackendRuntimeError):
+    """A plain call of a pipeline with ``async def`` steps, made inside a running loop.
+
+    Running the steps to completion there would block the loop (and every other task on
+    it) for the whole call; ``await pipeline.acall(...)`` runs them on the loop instead.
+    ``stage``, ``function`` and ``location`` name the first async step.
+    """
 
 
 class RuntimeTypeError(InferenceBackendRuntimeError):

@@ -8,9 +8,10 @@ no user code and knows nothing of configs or preprocessors beyond their types.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -30,6 +31,8 @@ __all__ = [
     "Upstream",
     "build_graph",
     "describe_function",
+    "is_async_callable",
+    "run_inline",
 ]
 
 
@@ -81,6 +84,12 @@ class FunctionInfo:
     #: Parameters with a default value: when nothing of that name can be injected,
     #: the default is kept instead of reporting an unknown name.
     defaults: tuple[str, ...] = ()
+    #: ``async def`` (or an object whose ``__call__`` is): a call gives a coroutine,
+    #: which the runtime awaits.
+    is_async: bool = False
+    #: A plain function marked with :func:`run_inline`: on the async path it runs on the
+    #: event loop instead of in a worker thread.
+    inline: bool = False
 
     def __str__(self) -> str:
         return f"`{self.name}` ({self.location})"
@@ -150,6 +159,47 @@ class StageGraph:
         return tuple(init.name for init in self.initializers)
 
 
+#: The attribute :func:`run_inline` sets on a function.
+_INLINE_MARK = "__packflow_inline__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def run_inline(func: F) -> F:
+    """Mark a plain stage as cheap: on the async path it runs on the event loop itself.
+
+    On the async path (``await built.acall(...)``, the async batcher on a pipeline with
+    ``async def`` stages) a plain ``def`` stage runs in a worker thread, so that however
+    long it takes the event loop goes on serving other callers. A stage that takes a few
+    microseconds (renaming keys, picking fields) pays more for the thread hop than for
+    its work: marked with ``run_inline`` it runs on the loop. It must not block. The
+    function is returned unchanged; plain calls are not affected.
+
+    Examples
+    --------
+    >>> from packflow import Pipeline, run_inline
+    >>> pipe = Pipeline("tidy")
+    >>> @pipe.transform_outputs
+    ... @run_inline
+    ... def rename(outputs):
+    ...     return [{"label": o["y"]} for o in outputs]
+    """
+    setattr(func, _INLINE_MARK, True)
+    return func
+
+
+def is_async_callable(func: Any) -> bool:
+    """Whether calling ``func`` gives a coroutine: ``async def`` (also partial, bound
+    method) or an object whose ``__call__`` is ``async def``."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):
+        return True
+    if inspect.isfunction(func) or inspect.ismethod(func) or isinstance(func, type):
+        return False
+    return inspect.iscoroutinefunction(getattr(type(func), "__call__", None))  # noqa: B004
+
+
 def _location(func: Callable[..., Any]) -> str:
     target = inspect.unwrap(func)
     code = getattr(target, "__code__", None)
@@ -201,6 +251,8 @@ def describe_function(func: Callable[..., Any]) -> FunctionInfo:
         params=tuple(params),
         odd_params=tuple(odd),
         defaults=defaults,
+        is_async=is_async_callable(func),
+        inline=bool(getattr(func, _INLINE_MARK, False)),
     )
 
 

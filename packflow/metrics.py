@@ -8,20 +8,36 @@ When a batch is run on someone else's behalf (by a batcher's worker thread, say)
 batcher hands the batch's raw metrics back to every caller whose event was in it
 (:meth:`MetricsRecorder.put`), in that caller's context, so ``get_metrics()`` after
 ``future.result()`` or ``await submit(...)`` describes the batch that served the caller.
+
+Observers (the Prometheus and OpenTelemetry exporters of :mod:`packflow.observe`, or your
+own :class:`CallObserver`) are told about every call of a built pipeline they watch,
+after it: ``built.add_observer(observer)``. A pipeline nobody watches pays one ``is not
+None`` check per call for all of this (the same check its ``verbose`` log needs).
 """
 
 from __future__ import annotations
 
 import contextvars
 import itertools
-from collections.abc import Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
 
 from packflow.exceptions import InferenceBackendRuntimeError
 
-__all__ = ["Metrics", "MetricsRecorder", "RawMetrics"]
+__all__ = [
+    "QUEUE_WAITS",
+    "CallObserver",
+    "Metrics",
+    "MetricsRecorder",
+    "Observers",
+    "RawMetrics",
+    "queue_waits_wanted",
+    "run_waited",
+    "watch_queue_waits",
+]
 
 #: What the hot path stores: (batch size, seconds per step, total seconds, error rows).
 RawMetrics = tuple[int, Sequence[float], float, int]
@@ -134,3 +150,99 @@ class MetricsRecorder:
             total_execution_time=total * 1000.0,
             errors=errors,
         )
+
+
+#: The seconds each event of the batch about to run waited in a queue (a batcher's, a
+#: stream's, a server's). Whoever runs a batch of queued events sets it around the call
+#: (:func:`run_waited`); the observers of the pipeline that runs the batch receive it.
+QUEUE_WAITS: contextvars.ContextVar[Sequence[float] | None] = contextvars.ContextVar(
+    "packflow_queue_waits", default=None
+)
+
+# How many observers want queue waits: while none does, the batchers do not measure them.
+_queue_watchers = 0
+
+
+def watch_queue_waits(on: bool) -> None:
+    """Count one more (``on``) or one fewer observer that wants queue waits measured."""
+    global _queue_watchers
+    _queue_watchers = max(0, _queue_watchers + (1 if on else -1))
+
+
+def queue_waits_wanted() -> bool:
+    """Whether some observer wants queue waits (the batchers measure them only then)."""
+    return _queue_watchers > 0
+
+
+def run_waited(waits: Sequence[float] | None, run: Callable[[], Any]) -> Any:
+    """``run()`` with :data:`QUEUE_WAITS` set to ``waits`` (when it is not ``None``).
+
+    For a batch of events that waited in a queue: the observers of the pipeline call
+    made by ``run`` record how long each waited.
+    """
+    if waits is None:
+        return run()
+    token = QUEUE_WAITS.set(waits)
+    try:
+        return run()
+    finally:
+        QUEUE_WAITS.reset(token)
+
+
+class CallObserver(Protocol):
+    """Told about every call of the built pipelines it watches, after the call.
+
+    Attach one with ``built.add_observer(observer)``; the observer is called in the
+    thread that made the call, so it must be quick and thread-safe. ``raw`` holds the
+    batch size, the seconds of each step (in the order of ``built.step_labels``), the
+    seconds of the whole call and the number of error rows; ``waits`` the seconds each
+    event waited in a queue before the call (``None`` for a direct call).
+    """
+
+    def called(
+        self, raw: RawMetrics, outputs: Sequence[Any], waits: Sequence[float] | None
+    ) -> None:
+        """A call returned ``outputs`` (error rows among them when ``raw[3]`` > 0)."""
+
+    def failed(self, raw: RawMetrics, error: BaseException, waits: Sequence[float] | None) -> None:
+        """A call raised ``error``; ``raw`` has the steps that completed before it."""
+
+
+class Observers:
+    """What a built pipeline's hot path calls after a call: its observers and its log.
+
+    Made again whenever an observer is added or removed, so the hot path reads one
+    attribute and never a changing collection.
+    """
+
+    __slots__ = ("_log", "_observers", "_recorder")
+
+    def __init__(
+        self,
+        observers: Sequence[CallObserver],
+        recorder: MetricsRecorder,
+        log: logging.Logger | None,
+    ) -> None:
+        self._observers = tuple(observers)
+        self._recorder = recorder
+        self._log = log
+
+    def called(self, raw: RawMetrics, outputs: Sequence[Any]) -> None:
+        """Tell the observers about a call that returned; log its metrics if verbose."""
+        if self._log is not None:
+            self._log.info("%s", self._recorder.to_metrics(raw).as_dict())
+        if self._observers:
+            waits = QUEUE_WAITS.get()
+            if waits is not None:
+                QUEUE_WAITS.set(None)  # a batch's waits are counted once
+            for observer in self._observers:
+                observer.called(raw, outputs, waits)
+
+    def failed(self, raw: RawMetrics, error: BaseException) -> None:
+        """Tell the observers about a call that raised."""
+        if self._observers:
+            waits = QUEUE_WAITS.get()
+            if waits is not None:
+                QUEUE_WAITS.set(None)
+            for observer in self._observers:
+                observer.failed(raw, error, waits)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import packflow.shipping as shipping
 from packflow._text import closest
 from packflow.config import BackendConfig, OverrideFile, check_config_model, resolve_config
 from packflow.exceptions import PipelineDefinitionError
@@ -25,10 +26,10 @@ from packflow.graph import (
     describe_function,
 )
 from packflow.log import get_logger
-from packflow.pickling import caller_modules, find_binding, import_definition
 from packflow.runtime import BuiltPipeline, run_initializers
 from packflow.runtime.resources import check_fakes
 from packflow.runtime.surface import LazyDefault
+from packflow.shipping import ByValue, caller_modules
 
 if TYPE_CHECKING:
     from packflow.compose import ComposedPipeline
@@ -98,10 +99,17 @@ class Pipeline(LazyDefault[BuiltPipeline]):
         # or that defines its functions), like a function: a worker process imports the
         # same definition and builds its own instance. Otherwise by value: the definition
         # (name, config, functions), never a registry lock or a built instance.
-        reference = find_binding(self, self._origins, self._function_modules())
-        if reference is not None:
-            return (_import_pipeline, reference)
-        return (_rebuild_pipeline, (self._definition(),))
+        return shipping.reduce(self, self._origins, self._function_modules())
+
+    def __packflow_by_value__(self) -> ByValue:
+        """The pipeline's definition, for pickling by value (see :mod:`packflow.shipping`)."""
+        definition = self._definition()
+        name, flags, config, initializers, stages = definition
+        members: dict[str, Any] = {f"initializer {f.__name__}": f for f in initializers}
+        members.update((f"stage {kind}", func) for kind, func in stages.items())
+        members.update((f"config {key}", value) for key, value in config.items())
+        members[f"the config model of {name!r}"] = flags["config_model"]
+        return ByValue(_rebuild_pipeline, (definition,), members)
 
     def _function_modules(self) -> list[str]:
         return [getattr(info.func, "__module__", "") or "" for info in self._all_functions()]
@@ -523,10 +531,6 @@ class _PipelinePart:
 
     def replace(self, **stages: Any) -> Pipeline:
         return self._pipeline.replace(**stages)
-
-
-#: How a pipeline pickled by reference is unpickled (the name Ray's pickler checks for).
-_import_pipeline = import_definition
 
 
 def _rebuild_pipeline(definition: tuple[Any, ...]) -> Pipeline:

@@ -3,57 +3,54 @@
 :func:`map_batches` runs an *unbuilt* pipeline (a ``Pipeline``, a composition, or an
 ``InferenceBackend`` class) over a ``ray.data.Dataset``: a pool of actors each builds
 its own instance once (the initializers run there, never in the driver), with the
-config overrides given here, and every batch goes through the instance's ``run_batch``.
-:func:`run_jsonl` runs a JSON Lines file the same way and writes JSON Lines in input
-order; ``packflow run --engine ray`` calls it.
+config resolved in the driver (override file included), and every batch goes through
+the instance. :class:`RayEngine` is the engine of the JSON Lines protocol
+(:func:`packflow.runtime.jsonl.run_lines`); :func:`run_jsonl` and ``packflow run
+--engine ray`` are that protocol over it, so they write what the in-process run writes.
 
-What Ray Data would do quietly is refused or made explicit (see
-``docs/ray.md``, "Scaling out with Ray Data"):
+What Ray Data would do quietly is refused or made explicit (see ``docs/ray.md``):
 
 - order: ``ordered=True`` (default) sets ``preserve_order`` on the dataset's
   ``DataContext``, which is shared with the dataset it was derived from;
-- schema: the output columns are fixed (``packflow_index``, ``packflow_record`` and,
-  with ``on_error="row"``, ``error``), so no column that some batches lack is dropped;
-  records travel pickled in one column, so their keys and nested values (numpy arrays
-  included) come back exactly as the pipeline made them;
+- schema: the output columns are fixed, so no column that some batches lack is
+  dropped;
 - failures: a record that fails is an error row (``on_error="row"``) or fails the job
   (``"raise"``); a context that would drop blocks (``max_errored_blocks``) or retry a
   deterministic error (``actor_task_retry_on_errors``) is refused;
-- pickling: the pipeline is pickled in the driver, before the job starts, and one that
-  cannot be is refused naming what could not be pickled.
+- config: resolved in the driver, so actors of an existing cluster (``RAY_ADDRESS``),
+  whose environment is not the driver's, build with the same config;
+- pickling: the pipeline is pickled in the driver (:mod:`packflow.shipping`), before
+  the job starts, and one that cannot be is refused naming what could not be pickled.
 """
 
 from __future__ import annotations
 
-import ast
+import collections.abc
 import functools
-import importlib.machinery
-import inspect
 import io
-import json
+import itertools
 import os
 import pickle
-import subprocess
-import sys
 import types
-from array import array
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
-from packflow.backend import InferenceBackend, built_pipeline
+import attrs
+
+import packflow.shipping as shipping
+from packflow.backend import InferenceBackend, backend_pipeline
 from packflow.compose import ComposedPipeline
-from packflow.exceptions import PipelineDefinitionError
-from packflow.pipeline import Pipeline, _import_pipeline
+from packflow.config import CONFIG_FILE_ENV_VAR
+from packflow.converter import converter
+from packflow.exceptions import UnpicklablePipelineError
+from packflow.parts import build_definition, check_definition
+from packflow.pipeline import Pipeline
 from packflow.prebuilt.extras import import_extra
 from packflow.runtime.built import BuiltPipeline
-from packflow.runtime.isolation import (
-    ERROR_KEY,
-    OnError,
-    check_on_error,
-    error_row,
-    is_error_row,
-)
-from packflow.runtime.jsonl import KEPT_FAILED_LINES, LineError, RunSummary, parse_line, serialize
+from packflow.runtime.contracts import BatchOptions, check_positive_int
+from packflow.runtime.isolation import ERROR_KEY, ErrorRow, OnError, check_on_error
+from packflow.runtime.jsonl import LineError, RunSummary, run_around, run_lines
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -62,6 +59,8 @@ __all__ = [
     "ERROR_COLUMN",
     "INDEX_COLUMN",
     "RECORD_COLUMN",
+    "PipelineActor",
+    "RayEngine",
     "UnpicklablePipelineError",
     "from_records",
     "iter_records",
@@ -76,18 +75,8 @@ INDEX_COLUMN = "packflow_index"
 #: ``{"type", "message", "stage", "index"}`` of a record that failed, else null; present
 #: in every batch with ``on_error="row"``.
 ERROR_COLUMN = ERROR_KEY
-#: A line of JSON (``run_jsonl``): the input line in, the output line out.
-_LINE_COLUMN = "packflow_line"
-
 DEFAULT_BATCH_SIZE = 1024
 _WHO = "packflow.ray"
-
-
-class UnpicklablePipelineError(PipelineDefinitionError, TypeError):
-    """The pipeline (or its config) cannot be pickled, so it cannot be sent to Ray.
-
-    ``problems`` names each part that could not be pickled, and why.
-    """
 
 
 # --------------------------------------------------------------------------- imports
@@ -115,231 +104,17 @@ def _error_type() -> Any:
     )
 
 
-# --------------------------------------------------------------------------- pickling
+# --------------------------------------------------------------------------- shipping
 
 
-@functools.lru_cache(maxsize=4)
-def _fresh_path(pythonpath: str | None) -> tuple[str, ...] | None:
-    """``sys.path`` of a fresh interpreter of this environment: what a worker starts with.
-
-    Entries the driver added at run time (``sys.path.insert``, a project folder that
-    ``LocalLoader`` put there, pytest's rootdir) are not in it; ``None`` when it cannot
-    be found out.
-    """
-    del pythonpath  # the cache key: a fresh interpreter reads it from the environment
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        found = json.loads(done.stdout)
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
-    return tuple(str(entry) for entry in found)
-
-
-_IMPORTABLE: dict[tuple[str, str | None], bool] = {}
-
-
-def _importable(module_name: str) -> bool:
-    """Whether a worker could import ``module_name`` by name and get the same file.
-
-    ``__main__``, a module made at run time (no import spec) and one found only through
-    a ``sys.path`` entry the driver added are not: what they define must travel by
-    value.
-    """
-    if module_name == "__main__":
-        return False
-    module = sys.modules.get(module_name)
-    if module is None:
-        return True
-    spec = getattr(module, "__spec__", None)
-    if spec is None:
-        return False
-    key = (module_name.partition(".")[0], os.environ.get("PYTHONPATH"))
-    known = _IMPORTABLE.get(key)
-    if known is None:
-        known = _IMPORTABLE[key] = _found_by_fresh_interpreter(key[0])
-    return known
-
-
-def _found_by_fresh_interpreter(top: str) -> bool:
-    if top in sys.builtin_module_names:
-        return True
-    module = sys.modules.get(top)
-    origin = getattr(getattr(module, "__spec__", None), "origin", None)
-    if not isinstance(origin, str) or not os.path.isabs(origin):
-        return True  # frozen or namespace: nothing to compare
-    path = _fresh_path(os.environ.get("PYTHONPATH"))
-    if path is None:
-        return True
-    found = importlib.machinery.PathFinder.find_spec(top, list(path))
-    if found is None or not isinstance(found.origin, str):
-        return False
-    return os.path.realpath(found.origin) == os.path.realpath(origin)
-
-
-@functools.lru_cache(maxsize=1)
-def _pickler_class() -> type:
-    cloudpickle = import_extra("ray.cloudpickle", "ray", _WHO)
-
-    class _Pickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
-        """cloudpickle, plus: what a worker cannot import travels by value.
-
-        A pipeline bound in a module that a worker cannot import (``__main__``, a module
-        made at run time, a project file that ``LocalLoader`` loaded from a folder it
-        put on ``sys.path``) is pickled as its definition rather than by reference, and
-        the functions, classes and module objects of such a module by value.
-        """
-
-        def reducer_override(self, obj: Any) -> Any:
-            if isinstance(obj, (Pipeline, ComposedPipeline)):
-                reduced = obj.__reduce__()
-                if reduced[0] is _import_pipeline and not _importable(reduced[1][0]):
-                    if isinstance(obj, Pipeline):
-                        from packflow.pipeline import _rebuild_pipeline
-
-                        return (_rebuild_pipeline, (obj._definition(),))
-                    from packflow.compose import _rebuild_composed
-
-                    return (_rebuild_composed, (obj.parts, obj.name))
-                return reduced
-            if isinstance(obj, (types.FunctionType, type, types.ModuleType)):
-                name = obj.__name__ if isinstance(obj, types.ModuleType) else obj.__module__
-                module = sys.modules.get(name) if isinstance(name, str) else None
-                if module is not None and name != "__main__" and not _importable(name):
-                    cloudpickle.register_pickle_by_value(module)
-            reduced = super().reducer_override(obj)
-            if isinstance(obj, types.FunctionType) and isinstance(reduced, tuple):
-                _add_annotation_globals(obj, reduced)
-            return reduced
-
-    return _Pickler
-
-
-def _add_annotation_globals(func: types.FunctionType, reduced: tuple[Any, ...]) -> None:
-    """Ship the globals that ``func``'s string annotations name, when it goes by value.
-
-    cloudpickle sends only the globals a function's code uses; with ``from __future__
-    import annotations`` the annotations are strings naming other globals (``Records``,
-    a config class), which the type check in the worker must resolve.
-    """
-    try:
-        slotstate = reduced[2][1]
-        shipped = slotstate["__globals__"]
-    except (IndexError, KeyError, TypeError):
-        return
-    for annotation in func.__annotations__.values():
-        if not isinstance(annotation, str):
-            continue
-        try:
-            tree = ast.parse(annotation, mode="eval")
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in func.__globals__:
-                shipped.setdefault(node.id, func.__globals__[node.id])
+def _cloudpickle() -> Any:
+    return import_extra("ray.cloudpickle", "ray", _WHO)
 
 
 def _dumps(obj: Any) -> bytes:
     buffer = io.BytesIO()
-    _pickler_class()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    shipping.shipper(_cloudpickle())(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return buffer.getvalue()
-
-
-def _describe(obj: Any) -> str:
-    try:
-        where = f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
-    except (OSError, TypeError):
-        where = "?"
-    return f"`{getattr(obj, '__qualname__', obj)}` ({where})"
-
-
-def _why(obj: Any) -> str | None:
-    try:
-        _dumps(obj)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _function_problems(what: str, func: Any) -> list[str]:
-    reason = _why(func)
-    if reason is None:
-        return []
-    try:
-        seen = inspect.getclosurevars(func)
-    except (TypeError, ValueError):
-        seen = None
-    found: list[str] = []
-    if seen is not None:
-        for kind, names in (("closure variable", seen.nonlocals), ("global", seen.globals)):
-            for name, value in names.items():
-                why = _why(value)
-                if why is not None:
-                    found.append(
-                        f"{what} {_describe(func)}: its {kind} `{name}` "
-                        f"({type(value).__name__}) cannot be pickled: {why}"
-                    )
-    return found or [f"{what} {_describe(func)} cannot be pickled: {reason}"]
-
-
-def _pipeline_problems(pipeline: Any, prefix: str = "") -> list[str]:
-    found: list[str] = []
-    if isinstance(pipeline, ComposedPipeline):
-        for name, part in zip(pipeline.part_names, pipeline.parts, strict=True):
-            found += _pipeline_problems(part, f"{prefix}{name}.")
-    elif isinstance(pipeline, Pipeline):
-        name, flags, config, initializers, stages = pipeline._definition()
-        for func in initializers:
-            found += _function_problems(f"initializer {prefix}{func.__name__}", func)
-        for kind, func in stages.items():
-            found += _function_problems(f"stage {prefix}{kind}", func)
-        for key, value in config.items():
-            why = _why(value)
-            if why is not None:
-                found.append(f"config {prefix}{key} ({type(value).__name__}): {why}")
-        why = _why(flags["config_model"])
-        if why is not None:
-            found.append(f"the config model of {prefix or name!r}: {why}")
-    elif isinstance(pipeline, type):
-        for attribute, value in vars(pipeline).items():
-            if attribute.startswith("__"):
-                continue
-            why = _why(value)
-            if why is not None:
-                found.append(f"{pipeline.__name__}.{attribute} ({type(value).__name__}): {why}")
-    return found
-
-
-def _payload(pipeline: Any, config: Mapping[str, Any]) -> bytes:
-    """The pipeline and its config overrides, pickled as the actors will receive them.
-
-    Raises
-    ------
-    UnpicklablePipelineError
-        Naming each stage, initializer, closure variable or config value that cannot
-        be pickled.
-    """
-    try:
-        return _dumps((pipeline, dict(config)))
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        found = _pipeline_problems(pipeline)
-        for key, value in config.items():
-            why = _why(value)
-            if why is not None:
-                found.append(f"config override {key!r} ({type(value).__name__}): {why}")
-        name = getattr(pipeline, "name", getattr(pipeline, "__name__", repr(pipeline)))
-        problems = found or [reason]
-        raise UnpicklablePipelineError(
-            f"pipeline {name!r} cannot be sent to Ray workers: it must be pickled, and "
-            + "; ".join(problems),
-            problems,
-        ) from exc
 
 
 def _unbuilt(pipeline: Any, config: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
@@ -348,7 +123,8 @@ def _unbuilt(pipeline: Any, config: Mapping[str, Any] | None) -> tuple[Any, dict
     if isinstance(pipeline, InferenceBackend):
         # Constructed already (initialize() ran here): ship the class and the config it
         # was made with, so that each actor constructs its own.
-        return type(pipeline), {**pipeline._packflow_overrides, **overrides}
+        cls, made_with = pipeline.__packflow_by_value__().args
+        return cls, {**made_with, **overrides}
     if isinstance(pipeline, BuiltPipeline):
         raise TypeError(
             f"packflow.ray.map_batches needs the unbuilt pipeline, got the built instance "
@@ -365,18 +141,166 @@ def _unbuilt(pipeline: Any, config: Mapping[str, Any] | None) -> tuple[Any, dict
     )
 
 
-def _build(pipeline: Any, config: dict[str, Any]) -> BuiltPipeline:
-    if isinstance(pipeline, type):
-        return built_pipeline(pipeline(**config))
-    built: BuiltPipeline = pipeline.build(**config)
-    return built
+def _resolved(target: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The whole config each actor builds with, resolved here, in the driver.
+
+    The override file (``BACKEND_CONFIG_FILE_PATH``) is read where the job is started:
+    the actors of an existing cluster (``RAY_ADDRESS``) do not share the driver's
+    environment, so they get every field's value instead and never read a file of
+    their own.
+
+    Raises
+    ------
+    ConfigError
+        For a bad override, or a missing or unusable override file.
+    """
+    if isinstance(target, ComposedPipeline):
+        configs = target.resolve_configs(**overrides)
+        return {name: converter.unstructure(part) for name, part in configs.items()}
+    pipeline = backend_pipeline(target) if isinstance(target, type) else target
+    plain: dict[str, Any] = converter.unstructure(pipeline.resolve_config(**overrides))
+    return plain
+
+
+def _payload(pipeline: Any, config: Mapping[str, Any] | None = None) -> bytes:
+    """What each actor receives: the unbuilt pipeline and its resolved config, pickled.
+
+    Raises
+    ------
+    UnpicklablePipelineError
+        Naming each stage, initializer, closure variable or config value that cannot
+        be pickled.
+    TypeError
+        For a built instance or something that is not a pipeline.
+    ConfigError
+        For a bad config or override file.
+    """
+    target, overrides = _unbuilt(pipeline, config)
+    return shipping.ship(target, _resolved(target, overrides), _cloudpickle())
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _arrow_type(annotation: Any) -> Any:
+    """The Arrow type of values annotated ``annotation``, or ``None`` when there is none.
+
+    Scalars, ``list``/``Sequence`` of one, ``Optional`` of one, and a ``TypedDict`` or
+    attrs class (a struct of its fields); ``Any`` and other unions have none.
+    """
+    pa = _pa()
+    scalars = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+    scalars[bytes] = pa.binary()
+    if isinstance(annotation, type) and annotation in scalars:
+        return scalars[annotation]
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _arrow_type(args[0])
+    if origin is typing.Literal and args and len({type(a) for a in args}) == 1:
+        return scalars.get(type(args[0]))
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return _arrow_type(members[0]) if len(members) == 1 else None
+    if origin in (list, collections.abc.Sequence) and len(args) == 1:
+        item = _arrow_type(args[0])
+        return None if item is None else pa.list_(item)
+    fields = _declared_fields(annotation)
+    return None if fields is None else pa.struct(fields)
+
+
+def _declared_fields(cls: Any) -> list[tuple[str, Any]] | None:
+    """``(name, Arrow type)`` of each field of a ``TypedDict`` or attrs class, else ``None``."""
+    try:
+        if isinstance(cls, type) and attrs.has(cls):
+            hints = typing.get_type_hints(cls)
+            names = [field.name for field in attrs.fields(cls)]
+        elif typing.is_typeddict(cls):
+            hints = typing.get_type_hints(cls)
+            names = list(hints)
+        else:
+            return None
+    except (NameError, TypeError):  # a forward reference that does not resolve
+        return None
+    fields = [(name, _arrow_type(hints.get(name, Any))) for name in names]
+    if any(kind is None for _, kind in fields):
+        return None
+    return fields
+
+
+def _declared_schema(target: Any, overrides: dict[str, Any]) -> Any:
+    """The output columns the last stage's return type declares, or ``None``.
+
+    A return annotated ``list[T]`` (or ``Sequence[T]``) with ``T`` a ``TypedDict`` or an
+    attrs class whose every field has an Arrow type. Checks the pipeline (no user code
+    runs): one whose stages do not fit together is refused here, before the job.
+    """
+    checked = check_definition(target, **overrides).parts[-1][1]
+    last = checked.graph.stages[-1].kind.value
+    returned = checked.report.return_types.get(last, Any)
+    if typing.get_origin(returned) not in (list, collections.abc.Sequence):
+        return None
+    (item,) = typing.get_args(returned) or (Any,)
+    fields = _declared_fields(item)
+    return None if not fields else _pa().schema(fields)
+
+
+def _inferred_schema(rows: list[dict[str, Any]]) -> Any:
+    """The columns of ``rows``: every key in order of appearance, types as Arrow infers."""
+    pa = _pa()
+    keys = dict.fromkeys(key for row in rows for key in row)
+    fields = []
+    for key in keys:
+        try:
+            kind = pa.array([row.get(key) for row in rows]).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise ValueError(f"output key {key!r} holds values Arrow cannot hold: {exc}") from exc
+        fields.append(pa.field(str(key), kind))
+    return pa.schema(fields)
+
+
+class SchemaBoard:
+    """A tiny Ray actor that holds a job's output columns: the first proposal wins.
+
+    Without a declared output type, each actor proposes the columns of its first
+    answered batch and adopts what the board holds, so that every block of the job has
+    the same columns.
+    """
+
+    def __init__(self) -> None:
+        self.schema: Any = None
+
+    def claim(self, schema: Any) -> Any:
+        """The job's columns: ``schema`` if none were fixed before."""
+        if self.schema is None:
+            self.schema = schema
+        return self.schema
+
+
+def _misfit(row: dict[str, Any], schema: Any) -> tuple[str, str] | None:
+    """``(key, why)`` of the first value of ``row`` that does not fit ``schema``."""
+    pa = _pa()
+    for key, value in row.items():
+        kind = schema.field(key).type
+        try:
+            pa.array([value], type=kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            if kind == pa.null():
+                return key, (
+                    f"{_short(value)} does not fit the column, which held only nulls in the "
+                    "first batch and so has Arrow's null type; declare the last stage's "
+                    "return type (list[MyTypedDict] or list[MyAttrsClass]) to give it one"
+                )
+            return key, f"{_short(value)} does not fit the column's Arrow type {kind}: {exc}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --------------------------------------------------------------------------- the actor
-
-
-def _loads_record(payload: bytes) -> Any:
-    return pickle.loads(payload)
 
 
 def _dumps_record(record: Any) -> bytes:
@@ -389,36 +313,27 @@ def _dumps_record(record: Any) -> bytes:
 _FAST_DUMPS = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _error_body(output: Any) -> Any:
-    """The ``error`` of an error row, else ``None`` (a record may hold an ``error`` key)."""
-    return output[ERROR_KEY] if is_error_row(output) else None
-
-
-class _NotJSON(ValueError):
-    """An input line that holds no record; stands for its record in the batch."""
-
-
-def _parse_line(raw: bytes | None) -> Any:
-    """The record on a (non-blank) line, or a :class:`_NotJSON` saying why there is none.
-
-    The rules and messages of ``packflow run`` (:func:`packflow.runtime.jsonl.parse_line`;
-    the driver took a byte order mark off the first line already).
-    """
-    if raw is None:
-        return _NotJSON("the line is missing")
-    parsed = parse_line(raw, 0)
-    return parsed if isinstance(parsed, dict) else _NotJSON(parsed or "a blank line")
-
-
 class PipelineActor:
     """The callable class Ray runs: builds the pipeline once, then runs batches.
 
     Made by Ray, one per actor, from what :func:`map_batches` pickled in the driver;
     not meant to be constructed by hand. ``__call__`` takes and returns a
-    ``pyarrow.Table``.
+    ``pyarrow.Table``. ``output`` is ``"pickled"`` (each output pickled in
+    ``packflow_record``) or ``"events"`` (the JSON Lines engine: events in and outputs
+    out pickled, failures as error rows in place).
     """
 
-    def __init__(self, payload: bytes, on_error: str, output: str) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        on_error: str,
+        output: str,
+        columns: Any = None,
+        board: Any = None,
+    ) -> None:
+        # The driver resolved the config, override file included: a file named in this
+        # worker's own environment must not apply a second time, nor be required.
+        os.environ.pop(CONFIG_FILE_ENV_VAR, None)
         try:
             pipeline, config = pickle.loads(payload)
         except ModuleNotFoundError as exc:
@@ -429,19 +344,20 @@ class PipelineActor:
                 "node or ship it with ray.init(runtime_env={'py_modules': [...]})",
                 name=exc.name,
             ) from exc
-        self.built = _build(pipeline, config)
-        self.on_error: OnError = check_on_error(on_error)
+        self.built = build_definition(pipeline, **config)
+        self.on_error: OnError = "row" if output == "events" else check_on_error(on_error)
         self.output = output
         pa = _pa()
         self._pa = pa
         self._error_type = _error_type()
-        fields = [(INDEX_COLUMN, pa.int64())]
-        fields.append(
-            (_LINE_COLUMN, pa.string()) if output == "jsonl" else (RECORD_COLUMN, pa.binary())
-        )
-        if self.on_error == "row":
+        fields = [(INDEX_COLUMN, pa.int64()), (RECORD_COLUMN, pa.binary())]
+        if self.on_error == "row" and output != "events":
             fields.append((ERROR_COLUMN, self._error_type))
         self.schema = pa.schema(fields)
+        #: The output columns (``output="columns"``): declared, or fixed by the board.
+        self.columns = columns
+        self._declared = columns is not None
+        self._board = board
 
     # -- one batch ---------------------------------------------------------------------
 
@@ -449,17 +365,16 @@ class PipelineActor:
         names = batch.column_names
         size = batch.num_rows
         index = batch.column(INDEX_COLUMN) if INDEX_COLUMN in names else None
-        positions: list[int] | None = None
-        if index is not None and (self.on_error == "row" or _LINE_COLUMN in names):
-            positions = index.to_pylist()
+        wanted = self.on_error == "row" or self.output == "columns"
+        positions = index.to_pylist() if index is not None and wanted else None
         if RECORD_COLUMN in names:
             records = list(map(pickle.loads, batch.column(RECORD_COLUMN).to_pylist()))
-        elif _LINE_COLUMN in names:
-            records = [_parse_line(raw) for raw in batch.column(_LINE_COLUMN).to_pylist()]
         else:
             # A dataset of plain columns: each row as Arrow holds it.
             records = batch.to_pylist()
         outputs = self._run(records, positions)
+        if self.output == "columns":
+            return self._columns(outputs, positions)
         if index is None:
             index = self._pa.nulls(size, self._pa.int64())
         return self._table(outputs, index, positions, size)
@@ -467,99 +382,137 @@ class PipelineActor:
     def _run(self, records: list[Any], positions: list[int] | None) -> list[Any]:
         if not records:
             return []
-        bad = [i for i, r in enumerate(records) if isinstance(r, _NotJSON)]
-        if bad and self.on_error == "raise":
-            first_bad = positions[bad[0]] if positions else bad[0]
-            raise ValueError(f"input record {first_bad}: {records[bad[0]]}")
         if self.on_error == "raise":
             return self.built.run_batch(records)
         first = positions[0] if positions else 0
-        contiguous = positions is None or positions == list(range(first, first + len(records)))
-        if not bad and contiguous:
-            return self.built.run_rows(records, first_index=first)
-        where = positions if positions is not None else list(range(len(records)))
-        failed = set(bad)
-        keep = [i for i in range(len(records)) if i not in failed]
-        outputs: list[Any] = [None] * len(records)
-        for i in bad:
-            # As ``packflow run`` reports a line that holds no record.
-            body = {"type": "InvalidLine", "message": str(records[i]), "stage": "input"}
-            outputs[i] = {ERROR_KEY: {**body, "index": where[i]}}
-        if keep:
+        if positions is None or positions == list(range(first, first + len(records))):
+            return run_around(self.built, records, first_index=first)
+        where = positions  # not a range (after a filter): error rows name input positions
 
-            def mark(exc: BaseException, index: int, attempted: int | None) -> Any:
-                at = keep[index]
-                return error_row(
-                    exc, where[at], attempted_index=index if attempted is None else attempted
-                )
+        def mark(exc: BaseException, index: int, attempted: int | None) -> Any:
+            at = index if attempted is None else attempted
+            return ErrorRow.from_exception(exc, where[index], attempted_index=at).as_row()
 
-            results = self.built.run_rows([records[i] for i in keep], mark=mark)
-            for i, result in zip(keep, results, strict=True):
-                outputs[i] = result
-        return outputs
+        return run_around(self.built, records, mark=mark)
 
     def _table(
         self, outputs: list[Any], index: Any, positions: list[int] | None, size: int
     ) -> Any:
         pa = self._pa
-        row_mode = self.on_error == "row"
-        payloads: list[Any] | None = None
+        with_errors = len(self.schema) == 3
+        try:
+            payloads: list[Any] = list(map(_FAST_DUMPS, outputs))
+        except Exception:
+            payloads = self._encode_each(outputs, positions)
         errors: list[Any] | None = None
-        if self.output == "records":
-            try:
-                payloads = list(map(_FAST_DUMPS, outputs))
-            except Exception:
-                payloads = None  # something in an output needs cloudpickle, or fails
-            if payloads is not None and row_mode:
-                errors = [_error_body(output) for output in outputs]
-                for i, error in enumerate(errors):
-                    if error is not None:
-                        payloads[i] = None
-        if payloads is None:
-            payloads, errors = self._encode_each(outputs, positions, size)
-        columns = [index, pa.array(payloads, self.schema.field(1).type)]
-        if row_mode:
-            if errors is None or not any(e is not None for e in errors):
+        if with_errors:
+            errors = [None] * size
+            for i, output in enumerate(outputs):
+                found = ErrorRow.recognize(output)
+                if found is not None:
+                    errors[i] = found.body()
+                    payloads[i] = None
+        columns = [index, pa.array(payloads, pa.binary())]
+        if with_errors:
+            if errors is None or all(e is None for e in errors):
                 columns.append(pa.nulls(size, self._error_type))
             else:
                 columns.append(pa.array(errors, self._error_type))
         return pa.Table.from_arrays(columns, schema=self.schema)
 
-    def _encode_each(
-        self, outputs: list[Any], positions: list[int] | None, size: int
-    ) -> tuple[list[Any], list[Any]]:
-        """Each output pickled (or as a JSON line), finding the ones that cannot be."""
+    def _columns(self, outputs: list[Any], positions: list[int] | None) -> Any:
+        """The outputs as a table of the job's columns (and ``error``, with ``"row"``)."""
+        pa = self._pa
         row_mode = self.on_error == "row"
-        errors: list[Any] = [None] * size
-        payloads: list[Any] = [None] * size
-        encode = self._encode_line if self.output == "jsonl" else _dumps_record
+        errors: list[Any] = [None] * len(outputs)
+        rows: list[Any] = []
         for i, output in enumerate(outputs):
-            body = _error_body(output) if row_mode else None
-            if body is not None:
-                errors[i] = body
-                if self.output == "jsonl":
-                    payloads[i] = json.dumps(output, ensure_ascii=False)
-                continue
+            found = ErrorRow.recognize(output) if row_mode else None
+            if found is not None:
+                errors[i] = found.body()
+                rows.append({})
+            elif isinstance(output, dict):
+                rows.append(output)
+            else:
+                self._refuse(i, positions, errors, "", f"is {type(output).__name__}, not a dict")
+                rows.append({})
+        if self.columns is None:
+            answered = [row for row, error in zip(rows, errors, strict=True) if error is None]
+            if not answered:
+                raise ValueError(
+                    "packflow.ray: every record of the first batch failed, so the output "
+                    "columns cannot be taken from it; declare them with the last stage's "
+                    "return type (list[MyTypedDict] or list[MyAttrsClass])"
+                )
+            columns = _inferred_schema(answered)
+            if row_mode and ERROR_COLUMN in columns.names:
+                raise ValueError(
+                    f"packflow.ray: the outputs have a key {ERROR_COLUMN!r}, which is the "
+                    "error column with on_error='row'; rename it"
+                )
+            self.columns = (
+                _ray().get(self._board.claim.remote(columns)) if self._board else columns
+            )
+        columns = self.columns
+        names = set(columns.names)
+        for i, row in enumerate(rows):
+            extra = next((key for key in row if key not in names), None)
+            if extra is not None:
+                how = (
+                    "declared by the last stage's return type"
+                    if self._declared
+                    else ("taken from the first batch")
+                )
+                why = f"is not one of the output columns ({', '.join(columns.names)}), {how}"
+                self._refuse(i, positions, errors, extra, why)
+                rows[i] = {}
+        while True:
             try:
-                payloads[i] = encode(output)
+                table = pa.Table.from_pylist(rows, schema=columns)
+                break
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                bad = next(
+                    (i, found)
+                    for i, found in ((i, _misfit(row, columns)) for i, row in enumerate(rows))
+                    if found is not None
+                )
+                at, (key, why) = bad
+                self._refuse(at, positions, errors, key, why)
+                rows[at] = {}
+        if row_mode:
+            error_column = (
+                pa.nulls(len(rows), self._error_type)
+                if all(e is None for e in errors)
+                else pa.array(errors, self._error_type)
+            )
+            table = table.append_column(pa.field(ERROR_COLUMN, self._error_type), error_column)
+        return table
+
+    def _refuse(
+        self, i: int, positions: list[int] | None, errors: list[Any], key: str, why: str
+    ) -> None:
+        """Output ``i`` cannot be a row of the table: an error row, or raise."""
+        where = positions[i] if positions else i
+        what = f"output of record {where}" + (f", key {key!r}," if key else "")
+        message = f"{what} {why}"
+        if self.on_error == "raise":
+            raise ValueError(f"packflow.ray: {message}")
+        errors[i] = ErrorRow("OutputColumnError", message, "output", where).body()
+
+    def _encode_each(self, outputs: list[Any], positions: list[int] | None) -> list[Any]:
+        """Each output pickled; one that cannot be gets an error row (``on_error="row"``)."""
+        payloads: list[Any] = []
+        for i, output in enumerate(outputs):
+            try:
+                payloads.append(_dumps_record(output))
             except Exception as exc:
-                if not row_mode:
+                if self.on_error == "raise":
                     raise
                 where = positions[i] if positions else i
-                body = {
-                    "type": type(exc).__name__,
-                    "message": str(exc) if self.output == "jsonl" else f"cannot be sent: {exc}",
-                    "stage": "output",
-                    "index": where,
-                }
-                errors[i] = body
-                if self.output == "jsonl":
-                    payloads[i] = json.dumps({ERROR_KEY: body}, ensure_ascii=False)
-        return payloads, errors
-
-    @staticmethod
-    def _encode_line(output: Any) -> str:
-        return serialize(output)  # as ``packflow run`` writes it, key paths in its errors
+                row = ErrorRow(type(exc).__name__, f"cannot be sent: {exc}", "output", where)
+                outputs[i] = row.as_row()
+                payloads.append(_FAST_DUMPS(outputs[i]))
+        return payloads
 
 
 # --------------------------------------------------------------------------- the API
@@ -616,17 +569,30 @@ def map_batches(
     num_gpus: float | None = None,
     on_error: OnError = "raise",
     ordered: bool = True,
+    output: Literal["columns", "pickled"] = "columns",
     **ray_options: Any,
 ) -> Dataset:
     """Run ``pipeline`` over ``ds`` on a pool of Ray actors; returns a new (lazy) Dataset.
 
-    Each actor builds the pipeline once, with ``config`` applied, when it starts; every
-    batch then runs through that instance. The output has one row per input row, in the
-    same order (with ``ordered=True``), and fixed columns: ``packflow_index`` (the
-    record's position when the input has one, as from :func:`from_records`, else null),
-    ``packflow_record`` (the output record, pickled; null for an error row) and, with
-    ``on_error="row"``, ``error`` (``{"type", "message", "stage", "index"}`` or null).
-    :func:`iter_records` gives the outputs back as records.
+    Each actor builds the pipeline once, with the config resolved here (overrides and
+    override file), when it starts; every batch then runs through that instance. The
+    output has one row per input row, in the same order (with ``ordered=True``).
+
+    With ``output="columns"`` (default) it is an ordinary dataset of the output records:
+    one column per output key, nested values as Arrow structs and lists, so that
+    ``take_all()`` gives what ``pipeline.build()(rows)`` gives for JSON-like outputs. The
+    columns are fixed for the whole job: declared by the last stage's return type when it
+    is ``list[T]`` with ``T`` a ``TypedDict`` or attrs class, otherwise those of the first
+    batch an actor answers (a key missing from a record is null). A record with a key
+    outside them, or a value Arrow cannot put in its column, is an error naming the
+    record and the key (an error row with ``on_error="row"``). With ``on_error="row"`` an
+    ``error`` column (``{"type", "message", "stage", "index"}``) is always the last
+    column, null on good rows (and the other columns null on an error row).
+
+    With ``output="pickled"``, each output travels pickled, exactly as the pipeline made
+    it (numpy arrays, tuples, any object): columns ``packflow_index``,
+    ``packflow_record`` and, with ``on_error="row"``, ``error``; :func:`iter_records`
+    gives the outputs back (it reads both kinds of output).
 
     Parameters
     ----------
@@ -653,6 +619,9 @@ def map_batches(
     ordered
         Keep the input order: sets ``execution_options.preserve_order`` on the
         dataset's ``DataContext``, which is shared with the dataset it was made from.
+    output
+        ``"columns"``: one column per output key. ``"pickled"``: the outputs pickled,
+        for values that are not Arrow-friendly.
     **ray_options
         Other arguments of ``Dataset.map_batches`` (``num_cpus``, ``memory``,
         ``runtime_env``, ...).
@@ -661,11 +630,14 @@ def map_batches(
     ------
     UnpicklablePipelineError
         Before the job starts, when the pipeline or config cannot be pickled.
+    ConfigError
+        Before the job starts, for a bad config or override file.
     TypeError
         For a built instance or something that is not a pipeline.
     ValueError
-        For a bad ``concurrency``, ``batch_size`` or ``on_error``, or a ``DataContext``
-        that would drop blocks or retry deterministic errors.
+        For a bad ``concurrency``, ``batch_size``, ``on_error`` or ``output``, or a
+        ``DataContext`` that would drop blocks or retry deterministic errors; in the job
+        (``on_error="raise"``), for an output that does not fit the columns.
     """
     ray = _ray()
     if not isinstance(ds, ray.data.Dataset):
@@ -674,15 +646,31 @@ def map_batches(
             "make one from a list of records with packflow.ray.from_records(records)"
         )
     checked = check_on_error(on_error)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     clash = sorted(_OWN_ARGUMENTS & ray_options.keys())
     if clash:
         raise TypeError(f"packflow.ray.map_batches sets {', '.join(clash)} itself")
-    target, overrides = _unbuilt(pipeline, config)
-    payload = _payload(target, overrides)
+    if output not in ("columns", "pickled"):
+        raise ValueError(f"output must be 'columns' or 'pickled', got {output!r}")
+    payload = _payload(pipeline, config)
+    extra: dict[str, Any] = {}
+    if output == "columns":
+        target, overrides = _unbuilt(pipeline, config)
+        extra["columns"] = _declared_schema(target, overrides)
+        if extra["columns"] is None:
+            board = ray.remote(num_cpus=0)(SchemaBoard)
+            extra["board"] = board.remote()
     result = _map(
-        ds, payload, checked, "records", concurrency, batch_size, num_gpus, ordered, ray_options
+        ds,
+        payload,
+        checked,
+        output,
+        concurrency,
+        batch_size,
+        num_gpus,
+        ordered,
+        ray_options,
+        extra,
     )
     return cast("Dataset", result)
 
@@ -697,6 +685,7 @@ def _map(
     num_gpus: float | None,
     ordered: bool,
     ray_options: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
     compute = _compute(concurrency)
     _check_context(ds.context)
@@ -707,7 +696,12 @@ def _map(
         options["num_gpus"] = num_gpus
     return ds.map_batches(
         PipelineActor,
-        fn_constructor_kwargs={"payload": payload, "on_error": on_error, "output": output},
+        fn_constructor_kwargs={
+            "payload": payload,
+            "on_error": on_error,
+            "output": output,
+            **(extra or {}),
+        },
         compute=compute,
         batch_size=batch_size,
         batch_format="pyarrow",
@@ -776,64 +770,104 @@ def from_records(
 def iter_records(ds: Dataset) -> Iterator[Any]:
     """The output records of a :func:`map_batches` dataset, in order.
 
-    An error row comes back as ``{"error": {"type", "message", "stage", "index"}}``,
-    as the in-process ``built(records, on_error="row")`` gives it.
+    Either output: the rows of ``output="columns"`` (without the ``error`` column) or
+    the unpickled records of ``output="pickled"``. An error row comes back as
+    ``{"error": {"type", "message", "stage", "index"}}``, as the in-process
+    ``built(records, on_error="row")`` gives it.
     """
     batches: Iterable[Any] = ds.iter_batches(batch_size=None, batch_format="pyarrow")
     for batch in batches:
+        names = batch.column_names
+        if RECORD_COLUMN not in names:  # output="columns"
+            errors = ERROR_COLUMN in names and (
+                batch.schema.field(ERROR_COLUMN).type == _error_type()
+            )
+            for row in batch.to_pylist():
+                error = row.pop(ERROR_COLUMN) if errors else None
+                yield {ERROR_KEY: error} if error is not None else row
+            continue
         payloads = batch.column(RECORD_COLUMN).to_pylist()
         if ERROR_COLUMN in batch.column_names:
             for payload, error in zip(
                 payloads, batch.column(ERROR_COLUMN).to_pylist(), strict=True
             ):
-                yield {ERROR_KEY: error} if error is not None else _loads_record(payload)
+                yield {ERROR_KEY: error} if error is not None else pickle.loads(payload)
         else:
-            yield from map(_loads_record, payloads)
+            yield from map(pickle.loads, payloads)
 
 
 # --------------------------------------------------------------------------- JSON Lines
 
 
-def _read_lines(
-    source: str | os.PathLike[str], block_size: int
-) -> tuple[list[Any], list[int], array[int]]:
-    """Arrow blocks of the non-blank lines of ``source``, where the blank ones were, and
-    each non-blank line's number.
-
-    A blank line is not a record; ``blanks`` holds, for each, the number of records
-    before it, so that the output can keep a blank line in its place.
-    """
+def _event_blocks(events: Iterator[Any], block_size: int) -> list[Any]:
+    """Arrow blocks of ``events`` (records or ``BadLine`` markers), pickled, numbered."""
     pa = _pa()
-    schema = pa.schema([(INDEX_COLUMN, pa.int64()), (_LINE_COLUMN, pa.binary())])
+    schema = pa.schema([(INDEX_COLUMN, pa.int64()), (RECORD_COLUMN, pa.binary())])
     tables: list[Any] = []
-    blanks: list[int] = []
-    numbers: array[int] = array("q")
-    lines: list[bytes] = []
     count = 0
+    while True:
+        block = [_dumps_record(event) for event in itertools.islice(events, block_size)]
+        if not block:
+            return tables
+        index = pa.array(range(count, count + len(block)), pa.int64())
+        tables.append(pa.Table.from_arrays([index, pa.array(block, pa.binary())], schema=schema))
+        count += len(block)
 
-    def flush() -> None:
-        nonlocal count
-        if lines:
-            index = pa.array(range(count, count + len(lines)), pa.int64())
-            tables.append(
-                pa.Table.from_arrays([index, pa.array(lines, pa.binary())], schema=schema)
-            )
-            count += len(lines)
-            lines.clear()
 
-    with open(source, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                blanks.append(count + len(lines))
-                continue
-            numbers.append(number)
-            lines.append(raw.rstrip(b"\r\n"))
-            if len(lines) >= block_size:
-                flush()
-    flush()
-    return tables, blanks, numbers
+@attrs.frozen
+class RayEngine:
+    """The Ray engine of :func:`packflow.runtime.jsonl.run_lines`: actors run the batches.
+
+    ``payload`` is what :func:`map_batches` sends the actors (the unbuilt pipeline and
+    its resolved config). The events are read first (one Ray job runs them all, so each
+    actor builds the pipeline once), then run in blocks of ``options.max_batch_size``
+    by a pool of ``concurrency`` actors; the outputs come back in order, a block at a
+    time, with error rows for the records that failed and each ``BadLine`` in its place.
+    """
+
+    payload: bytes
+    concurrency: int | tuple[int, int] = 2
+
+    @classmethod
+    def of(
+        cls,
+        pipeline: Any,
+        *,
+        config: Mapping[str, Any] | None = None,
+        concurrency: int | tuple[int, int] = 2,
+    ) -> RayEngine:
+        """The engine for ``pipeline`` (as :func:`map_batches` takes it).
+
+        Raises
+        ------
+        UnpicklablePipelineError, TypeError, ValueError, ConfigError
+            As :func:`map_batches`.
+        """
+        _compute(concurrency)
+        return cls(_payload(pipeline, config), concurrency)
+
+    def batches(self, events: Iterator[Any], options: BatchOptions) -> Iterator[list[Any]]:
+        """Run the events on Ray; one list of outputs per block, in order."""
+        ray = _ray()
+        tables = _event_blocks(events, options.max_batch_size)
+        if not tables:
+            return
+        ds = ray.data.from_arrow(_spread(tables))
+        size = options.max_batch_size
+        out = _map(ds, self.payload, "row", "events", self.concurrency, size, None, True, {})
+        due = 0
+        for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
+            indices = batch.column(INDEX_COLUMN).to_pylist()
+            if indices != list(range(due, due + len(indices))):
+                raise RuntimeError(
+                    f"packflow.ray: Ray returned records {indices[:3]}... where record "
+                    f"{due} was due; the output would be out of order"
+                )
+            due += len(indices)
+            yield list(map(pickle.loads, batch.column(RECORD_COLUMN).to_pylist()))
+        expected = sum(t.num_rows for t in tables)
+        if due != expected:
+            raise RuntimeError(f"packflow.ray: Ray returned {due} of {expected} records")
 
 
 def run_jsonl(
@@ -850,18 +884,20 @@ def run_jsonl(
 ) -> RunSummary:
     """Run the JSON Lines file ``source`` through ``pipeline`` on Ray; write JSON Lines.
 
-    The output is what ``packflow run`` writes in process
-    (:func:`packflow.runtime.jsonl.run_lines`), line for line: output line N belongs to
-    input line N; a record's output, a blank line for a blank line, or an error row
-    ``{"error": {"type", "message", "stage", "index", "line"}}`` (``index`` counts the
-    non-blank lines from 0) for a line that holds no JSON object, a record that failed
-    or an output that is not JSON. Lines are parsed and outputs written as JSON in the
-    actors; the driver only reads and writes text, and adds the line numbers.
+    :func:`packflow.runtime.jsonl.run_lines` over a :class:`RayEngine`: the output is
+    what ``packflow run`` writes in process, line for line (a record's output, a blank
+    line for a blank line, an error row with its line number for a line that holds no
+    JSON object, a record that failed or an output that is not JSON), and so is the
+    summary. Lines are parsed and outputs written in the driver; the actors run the
+    pipeline.
 
     Parameters
     ----------
+    on_error
+        ``"row"``: a failed line gets an error row. ``"raise"``: the run stops at the
+        first failed line, as in process.
     max_errors
-        Stop writing after this many failed lines (Ray has run the job by then).
+        Stop writing after this many failed lines.
     report
         Called with each failed line, in order.
 
@@ -872,80 +908,24 @@ def run_jsonl(
 
     Raises
     ------
-    UnpicklablePipelineError, TypeError, ValueError
-        As :func:`map_batches`; with ``on_error="raise"``, the job's error when a
-        record fails or a line is not JSON.
+    UnpicklablePipelineError, TypeError, ValueError, ConfigError
+        As :func:`map_batches`.
     OSError
         When ``source`` cannot be read.
     """
-    ray = _ray()
-    checked = check_on_error(on_error)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if max_errors is not None and (
-        isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 1
-    ):
-        raise ValueError(f"max_errors must be an integer >= 1 or None, got {max_errors!r}")
-    target, overrides = _unbuilt(pipeline, config)
-    payload = _payload(target, overrides)
-    tables, blanks, numbers = _read_lines(source, batch_size)
-    blank_at = iter(blanks)
-    next_blank = next(blank_at, None)
-    records = 0  # non-blank lines answered
-    written = failed = 0
-    failures: list[LineError] = []
-    stopped: str | None = None
-    if tables:
-        ds = ray.data.from_arrow(_spread(tables))
-        out = _map(ds, payload, checked, "jsonl", concurrency, batch_size, None, True, {})
-        for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-            indices = batch.column(INDEX_COLUMN).to_pylist()
-            if indices != list(range(records, records + len(indices))):
-                raise RuntimeError(
-                    f"packflow.ray.run_jsonl: Ray returned records {indices[:3]}... where "
-                    f"record {records} was due; the output would be out of order"
-                )
-            if checked == "row":
-                bodies = batch.column(ERROR_COLUMN).to_pylist()
-            else:
-                bodies = [None] * batch.num_rows
-            parts: list[str] = []
-            for line, body in zip(batch.column(_LINE_COLUMN).to_pylist(), bodies, strict=True):
-                while next_blank is not None and next_blank == records:
-                    parts.append("")
-                    next_blank = next(blank_at, None)
-                if body is not None:
-                    problem = LineError(
-                        numbers[records],
-                        body["type"],
-                        body["message"],
-                        body["stage"],
-                        body["index"],
-                    )
-                    failed += 1
-                    if len(failures) < KEPT_FAILED_LINES:
-                        failures.append(problem)
-                    if report is not None:
-                        report(problem)
-                    line = json.dumps(problem.row(), ensure_ascii=False)
-                parts.append(line)
-                records += 1
-                if max_errors is not None and failed >= max_errors:
-                    stopped = f"{failed} failed lines (max_errors={max_errors})"
-                    break
-            written += len(parts)
-            sink.write("\n".join(parts) + "\n")
-            if stopped is not None:
-                break
-    expected = sum(t.num_rows for t in tables)
-    if stopped is None:
-        if records != expected:
-            raise RuntimeError(
-                f"packflow.ray.run_jsonl: Ray returned {records} of {expected} records"
-            )
-        while next_blank is not None:
-            sink.write("\n")
-            written += 1
-            next_blank = next(blank_at, None)
-    read = len(numbers) + len(blanks)
-    return RunSummary(read, written, failed, tuple(failures), stopped)
+    check_positive_int("batch_size", batch_size)
+    engine = RayEngine.of(pipeline, config=config, concurrency=concurrency)
+
+    def write(line: str) -> None:
+        sink.write(line + "\n")
+
+    with open(source, "rb") as lines:
+        return run_lines(
+            engine,
+            lines,
+            write,
+            max_batch_size=batch_size,
+            on_error=on_error,
+            max_errors=max_errors,
+            report=report,
+        )

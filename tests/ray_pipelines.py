@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import attrs
 
@@ -24,6 +24,8 @@ class CountingConfig(BackendConfig):
     #: Seconds the batches that start at an even multiple of ``slow_every`` sleep.
     slow_every: int = 0
     slow_seconds: float = 0.0
+    #: Anything: for a value that cannot be pickled.
+    extra: Any = None
 
 
 counting = Pipeline("counting", config_model=CountingConfig)
@@ -85,3 +87,49 @@ def double(records: Records) -> Records:
         if record.get("bad"):
             raise ValueError(f"bad record x={record['x']}")
     return [{"y": float("nan") if r["x"] == 7 else 2 * r["x"]} for r in records]
+
+
+class Detail(TypedDict):
+    rank: int
+    tag: str | None
+
+
+class Scored(TypedDict):
+    x: int
+    label: str
+    scores: list[float]
+    detail: Detail
+
+
+def scored(records: Records) -> Records:
+    """JSON-like outputs with a struct and a list; ``bad`` fails, ``extra`` adds a key,
+    ``wrong`` puts a list where a string belongs."""
+    out = []
+    for record in records:
+        if record.get("bad"):
+            raise ValueError(f"bad record x={record['x']}")
+        row: dict[str, Any] = {
+            "x": record["x"],
+            "label": "high" if record["x"] > 10 else "low",
+            "scores": [record["x"] / 2, 1.0],
+            "detail": {"rank": record["x"] % 3, "tag": "odd" if record["x"] % 2 else "even"},
+        }
+        if record.get("extra"):
+            row["surprise"] = 1
+        if record.get("wrong"):
+            row["label"] = [1, 2]
+        out.append(row)
+    return out
+
+
+#: Outputs as plain records: the columns are taken from the first batch.
+scorer = Pipeline("scorer")
+scorer.add_execute(scored)
+
+#: The same outputs, declared: the columns come from ``Scored``.
+declared = Pipeline("declared")
+
+
+@declared.execute
+def typed(records: Records) -> list[Scored]:
+    return scored(records)  # type: ignore[return-value]

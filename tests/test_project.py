@@ -814,7 +814,7 @@ def test_import_packflow_leaves_the_cli_projects_checker_and_numpy_for_later() -
         "heavy = ('yaml', 'importlib.metadata', 'argparse', 'asyncio', 'numpy', "
         "'packflow.cli', 'packflow.projects', 'packflow.loaders', 'packflow.checker', "
         "'packflow.typecheck', 'packflow.compose', 'packflow.runtime.streaming', 'cattrs', "
-        "'packflow.preprocess')\n"
+        "'packflow.preprocess', 'packflow._types', 'packflow.serve', 'starlette')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

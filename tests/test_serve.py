@@ -189,10 +189,13 @@ def test_unknown_paths_and_methods_answer_json_404_and_405(client: Any) -> None:
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "MethodNotAllowed"
 
 
-def test_metrics_answer_404_with_a_hint(client: Any) -> None:
+def test_metrics_answer_the_prometheus_exposition(client: Any) -> None:
+    # What the metrics say is tested in tests/test_metrics_export_serve.py.
+    client.post("/predict", json={"x": 1})
     response = client.get("/metrics")
-    assert response.status_code == 404
-    assert "get_metrics()" in response.json()["error"]["message"]
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'packflow_records_total{outcome="ok",pipeline="doubler"}' in response.text
 
 
 # --------------------------------------------------------------------------- NDJSON
@@ -647,3 +650,50 @@ def test_a_request_whose_caller_went_away_is_not_run_and_leaves_the_queue() -> N
 
     assert asyncio.run(main()) == [[{"y": 1}], [{"y": 5}]]
     assert [x for call in calls for x in call] == [1, 5]  # 2, 3 and 4 never ran
+
+
+# --------------------------------------------------------------------------- async stages
+
+
+def test_an_async_pipeline_is_served_on_the_loop_with_error_rows_in_place() -> None:
+    import asyncio
+
+    pipe = Pipeline("async-doubler")
+    threads: set[str] = set()
+
+    @pipe.execute
+    async def double(records: Records) -> Records:
+        await asyncio.sleep(0)
+        threads.add(threading.current_thread().name)
+        if any(r.get("x") == "bad" for r in records):
+            raise ValueError("x is bad")
+        return [{"y": r["x"] * 2} for r in records]
+
+    with serve_client(pipe) as client:
+        response = client.post("/predict", json=[{"x": 1}, {"x": "bad"}, {"x": 3}])
+        assert response.status_code == 200
+        body = response.json()
+        assert body[0] == {"y": 2} and body[2] == {"y": 6}
+        assert body[1]["error"]["message"] == "x is bad"
+        assert client.post("/predict", json={"x": 5}).json() == {"y": 10}
+    assert not any(name.startswith("packflow-serve") for name in threads)
+
+
+def test_a_plain_stage_raising_cancelled_error_answers_500_and_serving_goes_on() -> None:
+    # A BaseException out of a plain stage is about the whole batch (it is no record's
+    # error); it must not end the server's batcher and leave requests unanswered.
+    import asyncio
+
+    pipe = Pipeline("cancelling")
+
+    @pipe.execute
+    def cancel(records: Records) -> Records:
+        if any(r.get("x") == "stop" for r in records):
+            raise asyncio.CancelledError("a plain stage raised CancelledError")
+        return records
+
+    with serve_client(pipe) as client:
+        failed = client.post("/predict", json=[{"x": "stop"}])
+        assert failed.status_code == 500
+        assert "CancelledError" in json.dumps(failed.json())
+        assert client.post("/predict", json={"x": 1}).json() == {"x": 1}

@@ -17,9 +17,10 @@ import numpy.typing as npt
 
 from packflow._text import closest, short_repr
 from packflow.config import BackendConfig
-from packflow.exceptions import ConfigError, InferenceBackendRuntimeError, ModelFileError
+from packflow.exceptions import InferenceBackendRuntimeError, ModelFileError
 from packflow.pipeline import Pipeline
 from packflow.prebuilt.extras import import_extra, require_extra
+from packflow.prebuilt.modelfile import model_error, refuse_string_features, require_file
 from packflow.records import Records
 
 __all__ = ["OnnxModelConfig", "OnnxSession", "onnx_model"]
@@ -129,9 +130,7 @@ class OnnxSession:
         ort = import_extra("onnxruntime", "onnx", "onnx_model")
         path = config.model_path
         where = f"onnx_model: model file {path!r}"
-        if not os.path.isfile(path):
-            what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
-            raise ModelFileError(f"{where} {what} (working directory: {os.getcwd()})", path=path)
+        require_file(where, path)
         problems: list[str] = []
         available = list(ort.get_available_providers())
         missing = [p for p in config.providers if p not in available]
@@ -143,7 +142,7 @@ class OnnxSession:
                 f"available: {', '.join(available)}"
             )
         if missing:
-            raise _model_error(where, path, problems)
+            raise model_error(where, path, problems)
         options = ort.SessionOptions()
         options.intra_op_num_threads = config.intra_op_threads
         try:
@@ -176,7 +175,7 @@ class OnnxSession:
                     f"{suggestion}; outputs: {', '.join(outputs)}"
                 )
         if problems:
-            raise _model_error(where, path, problems)
+            raise model_error(where, path, problems)
         wanted = dict(config.output_fields) or {name: name for name in outputs}
         return cls(
             session,
@@ -294,14 +293,6 @@ def _input_problems(model_input: Any, config: OnnxModelConfig) -> list[str]:
     return problems
 
 
-def _model_error(where: str, path: str, problems: list[str]) -> ModelFileError:
-    if len(problems) == 1:
-        return ModelFileError(f"{where}: {problems[0]}", path=path, problems=problems)
-    lines = [f"{where} does not fit the config ({len(problems)} problems):"]
-    lines += [f"  - {problem}" for problem in problems]
-    return ModelFileError("\n".join(lines), path=path, problems=problems)
-
-
 def session(config: OnnxModelConfig) -> OnnxSession:
     """Initializer: the model's session, opened and checked once per built instance."""
     return OnnxSession.load(config)
@@ -377,12 +368,7 @@ def onnx_model(
     {'output_label': 1, 'output_probability': {'0': 0.1, '1': 0.9}}
     """
     require_extra("onnxruntime", "onnx", "onnx_model")
-    if isinstance(feature_names, str):
-        raise ConfigError(
-            f"onnx_model: feature_names must be a list of field names, got the string "
-            f"{feature_names!r}; write feature_names=[{feature_names!r}]",
-            field="feature_names",
-        )
+    refuse_string_features("onnx_model", feature_names)
     settings: dict[str, Any] = {"input_format": "numpy", "numpy_dtype": "float64", **config}
     pipe = Pipeline(
         name,

@@ -20,6 +20,7 @@ from packflow.config import BackendConfig
 from packflow.exceptions import ConfigError, ModelFileError
 from packflow.pipeline import Pipeline
 from packflow.prebuilt.extras import import_extra, require_extra
+from packflow.prebuilt.modelfile import model_error, refuse_string_features, require_file
 from packflow.records import Records
 
 __all__ = ["SklearnEstimator", "SklearnModelConfig", "sklearn_model"]
@@ -91,9 +92,7 @@ class SklearnEstimator:
         import_extra("sklearn", "sklearn", "sklearn_model")
         path = config.model_path
         where = f"sklearn_model: model file {path!r}"
-        if not os.path.isfile(path):
-            what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
-            raise ModelFileError(f"{where} {what} (working directory: {os.getcwd()})", path=path)
+        require_file(where, path)
         try:
             estimator = joblib.load(path)
         except Exception as exc:
@@ -128,12 +127,7 @@ class SklearnEstimator:
                 f"order, but feature_names lists {', '.join(features)}"
             )
         if problems:
-            if len(problems) == 1:
-                message = f"{where}: {problems[0]}"
-            else:
-                lines = [f"{where} does not fit the config ({len(problems)} problems):"]
-                message = "\n".join(lines + [f"  - {problem}" for problem in problems])
-            raise ModelFileError(message, path=path, problems=problems)
+            raise model_error(where, path, problems)
         return cls(estimator, path=path, method=config.method)
 
     def run(self, features: npt.NDArray[Any]) -> list[dict[str, Any]]:
@@ -222,12 +216,7 @@ def sklearn_model(
     """
     require_extra("sklearn", "sklearn", "sklearn_model")
     require_extra("joblib", "sklearn", "sklearn_model")
-    if isinstance(feature_names, str):
-        raise ConfigError(
-            f"sklearn_model: feature_names must be a list of field names, got the string "
-            f"{feature_names!r}; write feature_names=[{feature_names!r}]",
-            field="feature_names",
-        )
+    refuse_string_features("sklearn_model", feature_names)
     if method not in _METHODS:
         raise ConfigError(
             f"sklearn_model: method must be one of {', '.join(_METHODS)}, got {method!r}",

@@ -7,6 +7,8 @@ One module per job, in layers (each imports only those above it in this list):
 - :mod:`~packflow.projects.scaffold`: :func:`create_project` and the templates;
 - :mod:`~packflow.projects.validate`: :func:`validate_project` (loads the backend
   through :mod:`packflow.loaders`, the only part that runs the project's code);
+- :mod:`~packflow.projects.bundle`: offline bundles (this library's wheel, the wheels
+  of a project's requirements) and what a requirement on packflow must look like;
 - :mod:`~packflow.projects.export`: :func:`export_project`, the ``.zip`` archive;
 - :mod:`~packflow.projects.packflow_project`: :class:`PackflowProject`, the original
   Packflow's object over all four.

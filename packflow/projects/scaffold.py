@@ -66,6 +66,12 @@ TEMPLATES: dict[str, _Template] = {
         needs=(("sklearn", "packflow[sklearn]"), ("joblib", "packflow[sklearn]")),
         trained="model.joblib",
     ),
+    "xgboost": _Template(
+        "xgboost", needs=(("xgboost", "packflow[xgboost]"),), trained="model.json"
+    ),
+    "lightgbm": _Template(
+        "lightgbm", needs=(("lightgbm", "packflow[lightgbm]"),), trained="model.txt"
+    ),
 }
 
 
@@ -107,8 +113,12 @@ def create_project(
         Where to create the folder; the working directory by default.
     template
         ``"blank"`` (a small pipeline to edit), ``"onnx"`` (a prebuilt ONNX classifier
-        with a small model, needs ``packflow[onnx]``) or ``"sklearn"`` (a scikit-learn
-        estimator trained on the spot, needs ``packflow[sklearn]``).
+        with a small model, needs ``packflow[onnx]``), ``"sklearn"`` (a scikit-learn
+        estimator trained on the spot, needs ``packflow[sklearn]``), ``"xgboost"`` or
+        ``"lightgbm"`` (a booster trained on the spot, saved in the library's own format;
+        needs ``packflow[xgboost]`` or ``packflow[lightgbm]``). ``requirements.txt`` pins
+        this library exactly (``packflow==<version>``): the ``packflow`` on PyPI is
+        another project, which a looser requirement would install.
     force
         Write into a folder that already exists (even an empty one is refused without
         it); files that already exist there are kept as they are, only the missing ones

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_LATENCY_MS",
+    "AsyncRunner",
     "BatchOptions",
     "Instance",
     "Runner",
@@ -78,6 +79,24 @@ class Runner(Protocol):
 
 
 @runtime_checkable
+class AsyncRunner(Runner, Protocol):
+    """A :class:`Runner` that can also be awaited: what the async batcher runs on the loop.
+
+    ``is_async`` says whether it has ``async def`` steps (else the async batcher runs
+    it in a worker thread); ``arun_rows`` is ``run_rows`` for async code, crediting the
+    metrics of the run to the awaiting task.
+    """
+
+    is_async: bool
+
+    async def arun_rows(
+        self, records: list[Any], *, first_index: int = 0, mark: Mark | None = None
+    ) -> list[Any]:
+        """``run_rows`` awaited on the running loop."""
+        ...
+
+
+@runtime_checkable
 class Instance(Runner, Protocol):
     """A ready instance: a :class:`Runner` that can also be called and asked about.
 
@@ -90,6 +109,10 @@ class Instance(Runner, Protocol):
 
     def __call__(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
         """One record (a dict) or a batch (a list) in, its output(s) out."""
+        ...
+
+    async def acall(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
+        """``__call__`` for async code: async stages awaited on the running loop."""
         ...
 
     def ready(self) -> bool:

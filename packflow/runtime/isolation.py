@@ -18,7 +18,7 @@ as it would be with ``on_error="raise"``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -36,6 +36,7 @@ __all__ = [
     "ErrorRow",
     "Mark",
     "OnError",
+    "aisolate",
     "check_on_error",
     "error_row",
     "is_error_row",
@@ -274,6 +275,58 @@ def isolate(
         :func:`is_record_error`).
     """
     size = len(batch)
+    search = _search(size, indices, mark, failed_with)
+    try:
+        lo, hi = next(search)
+        while True:
+            try:
+                result = attempt(batch if hi - lo == size else batch[lo:hi])
+            except Exception as exc:
+                lo, hi = search.throw(exc)
+            else:
+                lo, hi = search.send(result)
+    except StopIteration as done:
+        found: tuple[list[Any], int] = done.value
+        return found
+
+
+async def aisolate(
+    attempt: Callable[[list[Any]], Awaitable[list[Any]]],
+    batch: list[Any],
+    indices: Sequence[int],
+    *,
+    mark: Mark = _mark_row,
+    failed_with: Exception | None = None,
+) -> tuple[list[Any], int]:
+    """:func:`isolate` for an ``attempt`` that is awaited (a pipeline with async steps).
+
+    The same search, the same attempts in the same order; each attempt is awaited in
+    turn.
+    """
+    size = len(batch)
+    search = _search(size, indices, mark, failed_with)
+    try:
+        lo, hi = next(search)
+        while True:
+            try:
+                result = await attempt(batch if hi - lo == size else batch[lo:hi])
+            except Exception as exc:
+                lo, hi = search.throw(exc)
+            else:
+                lo, hi = search.send(result)
+    except StopIteration as done:
+        found: tuple[list[Any], int] = done.value
+        return found
+
+
+def _search(
+    size: int, indices: Sequence[int], mark: Mark, failed_with: Exception | None
+) -> Generator[tuple[int, int], Any, tuple[list[Any], int]]:
+    """The search, apart from running: yields each range to attempt, and is sent its
+    outputs or thrown what it raised; returns the outputs and the number of errors.
+
+    Written once for :func:`isolate` and :func:`aisolate`.
+    """
     outputs: list[Any] = [None] * size
     errors = 0
     # Ranges still to run, the leftmost on top, so that records run in their order.
@@ -284,7 +337,7 @@ def isolate(
             if failed_with is not None:
                 first, failed_with = failed_with, None
                 raise first
-            outputs[lo:hi] = attempt(batch if hi - lo == size else batch[lo:hi])
+            outputs[lo:hi] = yield lo, hi
         except Exception as exc:
             if not is_record_error(exc):
                 raise

@@ -2,8 +2,10 @@
 
 ``build(resources={"model": fake})`` hands test doubles in: the fake stands in for the
 initializer's result, that initializer does not run, and neither do the initializers
-that only fed it. The fake is checked against the initializer's return annotation, so a
-double that does not look like the real thing fails at build time, by name.
+that only fed it. An ``async def`` initializer is run to completion when the pipeline is
+built, on packflow's event loop (see :mod:`packflow.runtime.aio`). The fake is checked
+against the initializer's return annotation, so a double that does not look like the
+real thing fails at build time, by name.
 """
 
 from __future__ import annotations
@@ -142,6 +144,12 @@ def run_initializers(
 def _call_initializer(init: Initializer, available: Mapping[str, Any], pipeline: str) -> Any:
     kwargs = {name: available[name] for name in init.requires}
     try:
+        if init.info.is_async:
+            from packflow.runtime.aio import run_blocking
+
+            # On packflow's loop, where the plain calls' async steps run too, so that a
+            # client it makes serves them (see packflow.runtime.aio).
+            return run_blocking(init.func(**kwargs))
         return init.func(**kwargs)
     except Exception as exc:
         raise InferenceBackendInitializationError(

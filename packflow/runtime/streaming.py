@@ -12,7 +12,8 @@ trickle of events is never held back waiting for a full batch:
   :class:`concurrent.futures.Future` of its own output; one worker thread runs the
   batches.
 - :class:`AsyncBatcher` (``built.async_batcher()``): ``await submit(event)`` from many
-  asyncio tasks; the pipeline call runs in a worker thread, off the event loop.
+  asyncio tasks; a pipeline with ``async def`` stages is awaited on the loop, any other
+  runs in a worker thread, off the event loop.
 
 The batchers always isolate failures per event (each caller gets its own output or its
 own exception, see :mod:`packflow.runtime.isolation`): with ``on_error="raise"`` the
@@ -24,16 +25,19 @@ thread or task describes the batch that served it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from packflow.runtime.contracts import BatchOptions, Runner, runner_name
+from packflow.exceptions import InferenceBackendRuntimeError
+from packflow.metrics import QUEUE_WAITS, queue_waits_wanted, run_waited
+from packflow.runtime.contracts import AsyncRunner, BatchOptions, Runner, runner_name
 from packflow.runtime.isolation import OnError
 
 if TYPE_CHECKING:
@@ -125,8 +129,11 @@ class _BatchQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def take(self) -> list[Any] | None:
-        """The next batch, or ``None`` when the queue is closed and empty."""
+    def take(self, waits: list[float] | None = None) -> list[Any] | None:
+        """The next batch, or ``None`` when the queue is closed and empty.
+
+        ``waits``, when given, receives the seconds each item of the batch waited.
+        """
         with self._cond:
             items = self._items
             while not items:
@@ -141,7 +148,13 @@ class _BatchQueue:
                         break
                     self._cond.wait(remaining)
             count = min(self._size, len(items))
-            batch = [items.popleft()[1] for _ in range(count)]
+            if waits is None:
+                batch = [items.popleft()[1] for _ in range(count)]
+            else:
+                now = monotonic()
+                taken = [items.popleft() for _ in range(count)]
+                waits.extend(now - since for since, _ in taken)
+                batch = [item for _, item in taken]
             if self._capacity is not None:
                 self._cond.notify_all()  # a producer may be waiting for room
             return batch
@@ -206,12 +219,17 @@ def _batches_of_queue(
     on_error = options.on_error
     try:
         while True:
-            batch = queue.take()
+            waits: list[float] | None = [] if queue_waits_wanted() else None
+            batch = queue.take(waits)
             if batch is None:
                 break
             first = progress.received
             progress.received += len(batch)
-            yield _run(runner, on_error, batch, first)
+            if waits is None:
+                yield _run(runner, on_error, batch, first)
+            else:
+                run = functools.partial(_run, runner, on_error, batch, first)
+                yield run_waited(waits, run)
     finally:
         queue.close()
     if progress.source_error is not None:
@@ -390,16 +408,20 @@ class Batcher:
 
     def _work(self) -> None:
         while True:
-            taken = self._queue.take()
+            waits: list[float] | None = [] if queue_waits_wanted() else None
+            taken = self._queue.take(waits)
             if taken is None:
                 return
             live = [(e, answer) for e, answer in taken if answer.set_running_or_notify_cancel()]
             if live:
-                self._serve(live)
+                self._serve(live, waits)
 
-    def _serve(self, live: list[tuple[Any, _Answer]]) -> None:
+    def _serve(self, live: list[tuple[Any, _Answer]], waits: list[float] | None = None) -> None:
+        run = functools.partial(
+            _run_for_callers, self._runner, [event for event, _ in live], self._on_error
+        )
         try:
-            outputs = _run_for_callers(self._runner, [event for event, _ in live], self._on_error)
+            outputs: list[Any] = run_waited(waits, run)
         except BaseException as exc:  # about the whole batch: every caller gets it
             for _, answer in live:
                 answer.set_exception(exc)
@@ -434,10 +456,13 @@ class AsyncBatcher:
     """Batches events awaited by many asyncio tasks into one pipeline call per batch.
 
     Made by ``built.async_batcher(...)``. ``await submit(event)`` returns the event's
-    own output (or raises its own exception; an error row with ``on_error="row"``). The
-    pipeline runs in a worker thread, never on the event loop. Cancelling one caller
-    drops its event if its batch has not started, and never affects the other callers.
-    ``await aclose()``, or leaving an ``async with`` block, runs what is pending.
+    own output (or raises its own exception; an error row with ``on_error="row"``). A
+    runner with ``async def`` steps (``is_async``) is awaited on the event loop, with no
+    thread hop (its plain stages run in worker threads, see :meth:`BuiltPipeline.acall`);
+    any other runs in a worker thread, never on the event loop. Cancelling one caller
+    drops its event if its batch has not started, and never affects the other callers:
+    the batch's pipeline call is not cancelled. ``await aclose()``, or leaving an
+    ``async with`` block, runs what is pending.
     """
 
     def __init__(self, runner: Runner, options: BatchOptions | None = None) -> None:
@@ -445,31 +470,46 @@ class AsyncBatcher:
         self._size, self._latency = options.max_batch_size, options.latency_s
         self._on_error = options.on_error
         self._runner = runner
+        self._credit = runner.credit_metrics
         self._name = runner_name(runner)
-        self._pending: deque[tuple[float, Any, asyncio.Future[Any]]] = deque()
-        self._wake: asyncio.Event | None = None
+        self._on_loop: AsyncRunner | None = (
+            runner if isinstance(runner, AsyncRunner) and runner.is_async is True else None
+        )
+        # A list: the collector takes a batch as one slice (one loop thread, no lock).
+        self._pending: list[_Pending] = []
+        # What submit compares, once per event: the loop it runs on, as returned by
+        # ``self._running()``, against the loop the batcher is bound to. Before the first
+        # submit and after aclose() they differ whatever the loop, so that _start runs.
+        self._running: Callable[[], object] = _unstarted
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._create_future: Callable[[], asyncio.Future[Any]] = _unstarted_future
+        self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        #: How many submits ended without an output (see submit).
+        self._given_up = 0
 
-    def _start(self) -> asyncio.AbstractEventLoop:
+    def _start(self) -> None:
+        """Bind to the running loop on first use; refuse a closed batcher or another loop."""
         import asyncio
 
+        if self._closed:
+            raise RuntimeError(f"async batcher of pipeline {self._name!r} is closed")
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-            self._wake = asyncio.Event()
-            self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"packflow-async-{self._name}"
-            )
-            self._task = loop.create_task(self._collect())
-        elif self._loop is not loop:
+        if self._task is not None:
             raise RuntimeError(
                 f"async batcher of pipeline {self._name!r} is bound to another event "
                 "loop; make one batcher per loop"
             )
-        return loop
+        self._loop = loop
+        self._running = asyncio.get_running_loop
+        self._create_future = loop.create_future
+        if self._on_loop is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"packflow-async-{self._name}"
+            )
+        self._task = loop.create_task(self._collect(loop))
 
     async def submit(self, event: Any) -> Any:
         """Queue one event and wait for its output.
@@ -481,85 +521,131 @@ class AsyncBatcher:
         Exception
             The event's own error, with ``on_error="raise"``.
         """
-        if self._closed:
-            raise RuntimeError(f"async batcher of pipeline {self._name!r} is closed")
-        loop = self._start()
-        answer: asyncio.Future[Any] = loop.create_future()
+        if self._running() is not self._loop:
+            self._start()
+        answer = self._create_future()
         pending = self._pending
-        pending.append((loop.time(), event, answer))
-        if len(pending) == 1 or len(pending) >= self._size:
-            assert self._wake is not None
-            self._wake.set()
-        output, raw = await answer
-        if raw is not None:
-            self._runner.credit_metrics(raw)
+        pending.append((monotonic(), event, answer))
+        waiting = len(pending)
+        # The collector waits only while fewer than a batch are pending, and the list
+        # grows one by one: the first event and the one that fills a batch wake it.
+        if waiting == 1 or waiting == self._size:
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        try:
+            output, raw = await answer
+        except BaseException:
+            # Cancelled, or the whole batch failed: the collector then looks for
+            # answers already given up on (it need not look otherwise).
+            self._given_up += 1
+            raise
+        self._credit(raw)
         if type(output) is _Failed:
             raise output.error
         return output
 
-    async def _collect(self) -> None:
-        import asyncio
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
+        """Until submit or aclose wakes the collector, or ``deadline`` (monotonic) passes."""
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = None
+        if deadline is not None:
+            # loop.time() is time.monotonic(), the clock of the arrival times.
+            timer = loop.call_at(loop.time() + (deadline - monotonic()), _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
-        assert self._loop is not None and self._wake is not None
-        loop, wake, pending = self._loop, self._wake, self._pending
-        # Batches handed to the worker and not answered yet. Two may be in flight: while
-        # the worker runs one, the loop answers the callers of the one before and
-        # collects the next (the single worker thread keeps them in order).
+    async def _collect(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending, size, latency = self._pending, self._size, self._latency
+        # Batches being run and not answered yet. With a worker thread, two: while it
+        # runs one, the loop answers the callers of the one before and collects the next
+        # (the single thread keeps them in order). On the loop, more may await their I/O
+        # together.
+        limit = _IN_FLIGHT if self._on_loop is None else _IN_FLIGHT_ON_LOOP
+        serve = self._serve_in_thread if self._on_loop is None else self._serve_on_loop
         in_flight: deque[asyncio.Task[None]] = deque()
+        seen = 0
         while True:
-            while not pending:
+            if not pending:
                 if self._closed:
                     for task in in_flight:
                         await task
                     return
-                wake.clear()
-                await wake.wait()
-            if len(pending) < self._size and not self._closed:
-                deadline = pending[0][0] + self._latency
-                while len(pending) < self._size and not self._closed:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    wake.clear()
-                    try:
-                        await asyncio.wait_for(wake.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        break
-            count = min(self._size, len(pending))
-            taken = [pending.popleft() for _ in range(count)]
-            live = [(event, answer) for _, event, answer in taken if not answer.done()]
+                await self._wait(loop, None)
+                continue
+            if len(pending) < size and not self._closed:
+                deadline = pending[0][0] + latency
+                if monotonic() < deadline:
+                    await self._wait(loop, deadline)
+                    if len(pending) < size and not self._closed and monotonic() < deadline:
+                        continue  # woken by an event that did not fill the batch
+            live = pending[:size]
+            del pending[:size]
+            waits = None
+            if queue_waits_wanted():  # how long each event waited, for the metrics
+                now = monotonic()  # the clock of the arrival times
+                waits = [now - since for since, _, _ in live]
+            if self._given_up != seen:
+                # A cancelled caller's event is not run, if its batch has not started.
+                seen = self._given_up
+                live = [item for item in live if not item[2].done()]
             if live:
-                in_flight.append(loop.create_task(self._serve(loop, live)))
-                if len(in_flight) >= _IN_FLIGHT:
+                in_flight.append(loop.create_task(serve(live, waits)))
+                if len(in_flight) >= limit:
                     await in_flight.popleft()
                 while in_flight and in_flight[0].done():
                     in_flight.popleft()
 
-    async def _serve(
-        self, loop: asyncio.AbstractEventLoop, live: list[tuple[Any, asyncio.Future[Any]]]
-    ) -> None:
-        events = [event for event, _ in live]
+    async def _serve_on_loop(self, live: list[_Pending], waits: list[float] | None) -> None:
+        runner = self._on_loop
+        assert runner is not None
+        events = [event for _, event, _ in live]
+        if waits is not None:
+            QUEUE_WAITS.set(waits)  # this task's own context: the call below reads it
+        try:
+            if self._on_error == "row":
+                outputs = await runner.arun_rows(events)
+            else:
+                outputs = await runner.arun_rows(events, mark=_keep_error)
+        except BaseException as exc:  # about the whole batch: every caller gets it
+            _fail_all(live, exc, self._name)
+            if _propagates(exc):
+                raise
+            return
+        _answer_all(live, outputs, runner.last_metrics())
+
+    async def _serve_in_thread(self, live: list[_Pending], waits: list[float] | None) -> None:
+        import asyncio
+
+        events = [event for _, event, _ in live]
+        runner, on_error = self._runner, self._on_error
 
         def run() -> tuple[list[Any], RawMetrics | None]:
-            outputs = _run_for_callers(self._runner, events, self._on_error)
-            return outputs, self._runner.last_metrics()
+            call = functools.partial(_run_for_callers, runner, events, on_error)
+            outputs: list[Any] = run_waited(waits, call)
+            return outputs, runner.last_metrics()
 
         try:
-            outputs, raw = await loop.run_in_executor(self._executor, run)
-        except Exception as exc:  # about the whole batch: every caller gets it
-            for _, answer in live:
-                if not answer.done():
-                    answer.set_exception(exc)
+            outputs, raw = await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except BaseException as exc:  # about the whole batch: every caller gets it
+            _fail_all(live, exc, self._name)
+            if _propagates(exc):
+                raise
             return
-        for (_, answer), output in zip(live, outputs, strict=True):
-            if not answer.done():  # its caller may have been cancelled meanwhile
-                answer.set_result((output, raw))
+        _answer_all(live, outputs, raw)
 
     async def aclose(self) -> None:
         """Run what is pending, then stop; later ``submit`` calls raise ``RuntimeError``."""
         self._closed = True
-        if self._wake is not None:
-            self._wake.set()
+        self._loop = None  # the next submit goes through _start, which refuses it
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if self._task is not None:
             await self._task
         if self._executor is not None:
@@ -575,3 +661,67 @@ class AsyncBatcher:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+#: An event waiting in the async batcher: when it arrived, the event, its caller's answer.
+_Pending = tuple[float, Any, "asyncio.Future[Any]"]
+
+#: How many batches an async batcher may run at once on the loop (an async pipeline).
+_IN_FLIGHT_ON_LOOP = 16
+
+
+def _unstarted() -> object:
+    return _UNSTARTED
+
+
+def _unstarted_future() -> asyncio.Future[Any]:
+    raise AssertionError("unreachable: submit starts the batcher first")  # pragma: no cover
+
+
+_UNSTARTED = object()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _propagates(exc: BaseException) -> bool:
+    """Whether a batch's error must also end the batcher's own task: a cancellation of
+    that task, ``KeyboardInterrupt``, ``SystemExit``; not a stage's own
+    ``CancelledError``, which its callers got as an error."""
+    if isinstance(exc, Exception):
+        return False
+    from packflow.runtime.aio import CancelledError, own_cancellation
+
+    return not isinstance(exc, CancelledError) or own_cancellation()
+
+
+def _answer_all(live: list[_Pending], outputs: list[Any], raw: RawMetrics | None) -> None:
+    from asyncio import InvalidStateError
+
+    for (_, _, answer), output in zip(live, outputs, strict=True):
+        # A try costs nothing until it catches; contextlib.suppress would, per event.
+        try:  # noqa: SIM105
+            answer.set_result((output, raw))
+        except InvalidStateError:  # its caller was cancelled meanwhile
+            pass
+
+
+def _fail_all(live: list[_Pending], exc: BaseException, name: str) -> None:
+    """Give every caller of a batch the error about the whole batch.
+
+    A ``CancelledError`` (a stage run in the worker thread raised one, or the batcher's
+    own task was cancelled) would read as if each caller had been cancelled: they get an
+    error that says what happened instead, never silence.
+    """
+    error: BaseException = exc
+    if not isinstance(exc, Exception):
+        error = InferenceBackendRuntimeError(
+            f"async batcher of pipeline {name!r}: the batch was interrupted by "
+            f"{type(exc).__name__}: {exc}"
+        )
+        error.__cause__ = exc
+    for _, _, answer in live:
+        if not answer.done():
+            answer.set_exception(error)

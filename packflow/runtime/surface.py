@@ -1,9 +1,9 @@
 """The call surface, written once: what every runnable packflow object answers to.
 
 :class:`Runtime` is the surface: ``__call__``, ``run_batch``, ``stream``, ``batcher``,
-``async_batcher``, ``validate`` (and its 0.4.1 name ``check_io``), ``get_metrics`` and
-``ready``, each written here once over ``self._runtime()``, the ready instance that
-serves the calls, so that every runtime object is also a
+``async_batcher``, ``validate`` (and its 0.4.1 name ``check_io``), ``get_metrics``,
+``ready`` and ``acall``, each written here once over ``self._runtime()``, the ready
+instance that serves the calls, so that every runtime object is also a
 :class:`~packflow.runtime.contracts.Runner`:
 
 - a :class:`~packflow.runtime.BuiltPipeline` is its own ready instance, and overrides
@@ -62,6 +62,14 @@ class Runtime(abc.ABC):
         See :meth:`packflow.BuiltPipeline.__call__`.
         """
         return self._runtime()(inputs, on_error=on_error)
+
+    async def acall(self, inputs: Any, *, on_error: OnError = "raise") -> Any:
+        """``await pipe.acall(inputs)``: a call from async code.
+
+        ``async def`` stages are awaited on the running loop, plain ones run in a worker
+        thread; see :meth:`packflow.BuiltPipeline.acall`.
+        """
+        return await self._runtime().acall(inputs, on_error=on_error)
 
     def run_batch(self, records: list[Any], *, on_error: OnError = "raise") -> list[Any]:
         """Run a list of records; see :meth:`packflow.BuiltPipeline.run_batch`."""
@@ -154,9 +162,10 @@ class Runtime(abc.ABC):
     ) -> AsyncBatcher:
         """An asyncio batcher: ``await submit(event)`` returns the event's output.
 
-        Like :meth:`batcher`, for coroutines: the pipeline call runs in a worker thread,
-        off the event loop; cancelling one caller does not affect the others. Use it in
-        an ``async with`` block, or ``await aclose()``.
+        Like :meth:`batcher`, for coroutines: a pipeline with ``async def`` stages is
+        awaited on the loop (plain stages in a worker thread); one without runs in a
+        worker thread, off the event loop. Cancelling one caller does not affect the
+        others. Use it in an ``async with`` block, or ``await aclose()``.
         """
         from packflow.runtime.streaming import AsyncBatcher
 

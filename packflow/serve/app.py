@@ -209,6 +209,7 @@ class _Service:
             logger.error("could not build pipeline %r: %s: %s", self.name, type(exc).__name__, exc)
             raise
         self.built = instance
+        _export_metrics(instance)
         self.batcher = Dispatcher(instance, self.options.batching)
         logger.info("pipeline %r built; serving", self.name)
 
@@ -654,12 +655,17 @@ def _routes(service: _Service) -> list[Route]:
         return Response(service.document("openapi"), media_type="application/json")
 
     async def metrics(request: Request) -> Response:
-        message = (
-            "Prometheus metrics are not exported by this version of packflow serve yet; "
-            "get_metrics() of the pipeline and the access log (logger 'packflow.serve', "
-            "INFO) have per-call figures meanwhile"
-        )
-        return _json(404, {"error": {"type": "NotFound", "message": message}})
+        if not _metrics_installed():
+            message = (
+                "Prometheus metrics need prometheus-client: pip install 'packflow[metrics]' "
+                "(see docs/metrics-export.md)"
+            )
+            return _json(404, {"error": {"type": "NotFound", "message": message}})
+        from packflow.observe.prometheus import prometheus_exposition
+
+        # This worker's own registry, or every worker's files with PROMETHEUS_MULTIPROC_DIR.
+        body, content_type = prometheus_exposition(accept=request.headers.get("accept"))
+        return Response(body, headers={"content-type": content_type})
 
     predict = _Predict(service)
     return [
@@ -672,6 +678,21 @@ def _routes(service: _Service) -> list[Route]:
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+
+
+def _metrics_installed() -> bool:
+    """Whether prometheus-client (the ``metrics`` extra) is there, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
+def _export_metrics(instance: Any) -> None:
+    """Record the served pipeline's calls in Prometheus metrics, when they can be served."""
+    if _metrics_installed():
+        from packflow.observe.prometheus import enable_prometheus
+
+        enable_prometheus(instance)
 
 
 def _not_built(service: _Service) -> Response | None:

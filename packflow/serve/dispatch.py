@@ -21,11 +21,13 @@ error row numbered from the start of the record's own request.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from packflow.runtime.contracts import BatchOptions, Runner, runner_name
+from packflow.metrics import QUEUE_WAITS, queue_waits_wanted, run_waited
+from packflow.runtime.contracts import AsyncRunner, BatchOptions, Runner, runner_name
 from packflow.runtime.isolation import ErrorRow
 
 __all__ = ["Dispatcher", "Failed"]
@@ -52,9 +54,12 @@ def _keep(exc: BaseException, index: int, attempted: int | None) -> Any:
 
 
 class _Request:
-    __slots__ = ("future", "left", "records", "results", "taken")
+    __slots__ = ("future", "left", "records", "results", "since", "taken")
 
-    def __init__(self, records: list[Any], future: asyncio.Future[list[Any]]) -> None:
+    def __init__(
+        self, records: list[Any], future: asyncio.Future[list[Any]], since: float
+    ) -> None:
+        self.since = since  # when it was queued (the event loop's clock)
         self.records = records
         self.future = future
         self.results: list[Any] = [None] * len(records)
@@ -100,7 +105,7 @@ class Dispatcher:
             )
             self._task = loop.create_task(self._collect())
         future: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append(_Request(records, future))
+        self._pending.append(_Request(records, future, loop.time()))
         self.queued += len(records)
         assert self._wake is not None
         self._wake.set()
@@ -129,12 +134,30 @@ class Dispatcher:
                 pending.popleft()
         return batch, parts
 
-    def _run(self, batch: list[Any]) -> list[Any]:
+    def _run(self, batch: list[Any], waits: list[float] | None = None) -> list[Any]:
         try:
-            return self._runner.run_rows(batch, mark=_keep)
+            run = functools.partial(self._runner.run_rows, batch, mark=_keep)
+            outputs: list[Any] = run_waited(waits, run)
+            return outputs
+        except BaseException as exc:  # about the whole batch: every record gets it
+            # BaseException too: a stage's CancelledError or SystemExit must not end the
+            # collector and leave every waiting request unanswered.
+            return [Failed(exc, None)] * len(batch)
+
+    async def _arun(
+        self, runner: AsyncRunner, batch: list[Any], waits: list[float] | None = None
+    ) -> list[Any]:
+        """An async pipeline, awaited on the loop: no thread hop."""
+        # A stage's own CancelledError comes back as a StageError; one that reaches here
+        # cancels the collector itself (the server is being torn down) and goes on up.
+        token = QUEUE_WAITS.set(waits) if waits is not None else None
+        try:
+            return await runner.arun_rows(batch, mark=_keep)
         except Exception as exc:  # about the whole batch: every record gets it
-            failed = Failed(exc, None)
-            return [failed] * len(batch)
+            return [Failed(exc, None)] * len(batch)
+        finally:
+            if token is not None:
+                QUEUE_WAITS.reset(token)
 
     async def _collect(self) -> None:
         assert self._wake is not None and self._executor is not None
@@ -148,7 +171,15 @@ class Dispatcher:
             batch, parts = self._take()
             if not batch:
                 continue
-            outputs = await loop.run_in_executor(self._executor, self._run, batch)
+            waits = None
+            if queue_waits_wanted():  # how long each record waited, for the metrics
+                now = loop.time()
+                waits = [now - r.since for r, _, count in parts for _ in range(count)]
+            runner = self._runner
+            if isinstance(runner, AsyncRunner) and runner.is_async:
+                outputs = await self._arun(runner, batch, waits)
+            else:
+                outputs = await loop.run_in_executor(self._executor, self._run, batch, waits)
             position = 0
             for request, start, count in parts:
                 request.results[start : start + count] = outputs[position : position + count]

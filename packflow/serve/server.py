@@ -5,6 +5,10 @@ many processes that share the listening socket; each imports the pipeline and bu
 once, at startup (the settings travel in the environment variable
 :data:`SETTINGS_ENV_VAR`, read by :func:`app_from_env`).
 
+With several workers and prometheus-client installed, every worker writes its
+Prometheus figures to one directory (``PROMETHEUS_MULTIPROC_DIR``: a temporary one made
+for the run unless it is set), so that ``GET /metrics`` on any worker answers for all.
+
 SIGTERM stops accepting connections, answers every request already accepted (a
 streaming NDJSON response included), runs what the batcher holds, and returns, so the
 command exits 0.
@@ -12,11 +16,15 @@ command exits 0.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
 import os
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -150,9 +158,32 @@ def serve(
             return
         settings = {"path": path, "options": attrs.asdict(options), "log_level": level}
         os.environ[SETTINGS_ENV_VAR] = json.dumps(settings)
-        uvicorn.run("packflow.serve.server:app_from_env", factory=True, workers=workers, **common)
+        with _metrics_directory():
+            uvicorn.run(
+                "packflow.serve.server:app_from_env", factory=True, workers=workers, **common
+            )
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """For several workers: one empty directory for all their Prometheus figures.
+
+    Made (and removed after the run) unless ``PROMETHEUS_MULTIPROC_DIR`` names one
+    already, or prometheus-client is not installed. The workers inherit it.
+    """
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ or not importlib.util.find_spec(
+        "prometheus_client"
+    ):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="packflow-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from packflow.streams.connect import open_sink, open_source
 from packflow.streams.consume import DeadLetter, StreamSummary, run_stream
 from packflow.streams.messages import DEFAULT_MAX_MESSAGE_BYTES, Message, Outgoing, Sink, Source
-from packflow.streams.urls import StreamURL, open_sink, open_source, parse_url
+from packflow.streams.urls import StreamURL, parse_url
 
 if TYPE_CHECKING:
     from packflow.streams.kafka_topics import KafkaSink, KafkaSource

@@ -411,7 +411,7 @@ def run_stream(
         raise TypeError(
             f"run_stream runs a built pipeline (or a Runner), got {type(runner).__name__}"
         )
-    from packflow.streams.urls import open_sink, open_source
+    from packflow.streams.connect import open_sink, open_source
 
     opened: list[Source | Sink] = []
     try:

@@ -36,13 +36,20 @@ from packflow.exceptions import (
 from packflow.streams.messages import Message, Outgoing
 from packflow.streams.urls import StreamURL, parse_url
 
-__all__ = ["KafkaSink", "KafkaSource"]
+__all__ = ["KafkaSink", "KafkaSource", "kafka_module"]
 
 #: How long one ``write`` waits for deliveries before it reports the wait.
 _DELIVERY_REPORT_AFTER = 5.0
 
 
-def _kafka() -> ModuleType:
+def kafka_module() -> ModuleType:
+    """confluent-kafka, imported now.
+
+    Raises
+    ------
+    MissingExtraError
+        When it is not installed, naming the extra ``kafka``.
+    """
     try:
         import confluent_kafka
     except ImportError as exc:
@@ -89,7 +96,7 @@ class KafkaSource:
     """
 
     def __init__(self, url: StreamURL | str, *, group: str, consumer: str) -> None:
-        kafka = _kafka()
+        kafka = kafka_module()
         self._url = _kafka_url(url)
         self.url = self._url.shown
         self.topic = self._url.name
@@ -126,7 +133,7 @@ class KafkaSource:
         raise StreamUnavailableError(f"{self.url}: {problem.str()}", url=self.url)
 
     def _keep(self, messages: list[Any]) -> list[Message]:
-        kafka = _kafka()
+        kafka = kafka_module()
         kept: list[Message] = []
         for message in messages:
             error = message.error()
@@ -168,7 +175,7 @@ class KafkaSource:
         A partition that moved to another consumer meanwhile is skipped: its new owner
         gets the batch again (the at-most-one-batch duplicates of a rebalance).
         """
-        kafka = _kafka()
+        kafka = kafka_module()
         last: dict[tuple[str, int], int] = {}
         for message in messages:
             where = (message.origin["topic"], message.origin["partition"])
@@ -208,7 +215,7 @@ class KafkaSink:
     """
 
     def __init__(self, url: StreamURL | str) -> None:
-        kafka = _kafka()
+        kafka = kafka_module()
         self._url = _kafka_url(url)
         self.url = self._url.shown
         self.topic = self._url.name
@@ -240,7 +247,7 @@ class KafkaSink:
             self._failures.append(error)
 
     def _produce(self, items: Sequence[Outgoing]) -> None:
-        kafka = _kafka()
+        kafka = kafka_module()
         self._failures = []
         producer = self._producer
         for item in items:
@@ -285,7 +292,7 @@ class KafkaSink:
         self._sending = None
         if self._failures:
             error = self._failures[0]
-            if error.retriable() or error.code() == _kafka().KafkaError._MSG_TIMED_OUT:
+            if error.retriable() or error.code() == kafka_module().KafkaError._MSG_TIMED_OUT:
                 raise StreamUnavailableError(
                     f"{self.url}: delivery failed: {error.str()}", url=self.url
                 )

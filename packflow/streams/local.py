@@ -147,9 +147,9 @@ def mock_kafka_cluster(brokers: int = 3, *, timeout: float = 10.0) -> Iterator[s
     MissingExtraError
         When confluent-kafka is not installed.
     """
-    from packflow.streams.kafka_topics import _kafka
+    from packflow.streams.kafka_topics import kafka_module
 
-    kafka = _kafka()
+    kafka = kafka_module()
     host = kafka.Producer(
         {"test.mock.num.brokers": brokers, "log_level": 3, "log.connection.close": False}
     )

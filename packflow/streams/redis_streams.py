@@ -30,7 +30,7 @@ from packflow.exceptions import (
 from packflow.streams.messages import Message, Outgoing
 from packflow.streams.urls import StreamURL, parse_url
 
-__all__ = ["DEFAULT_CLAIM_IDLE_MS", "RedisSink", "RedisSource"]
+__all__ = ["DEFAULT_CLAIM_IDLE_MS", "RedisSink", "RedisSource", "redis_module"]
 
 #: How long an entry stays pending with a consumer before another one may claim it.
 DEFAULT_CLAIM_IDLE_MS = 60_000
@@ -38,7 +38,14 @@ DEFAULT_CLAIM_IDLE_MS = 60_000
 _T = TypeVar("_T")
 
 
-def _redis() -> ModuleType:
+def redis_module() -> ModuleType:
+    """redis-py, imported now.
+
+    Raises
+    ------
+    MissingExtraError
+        When it is not installed, naming the extra ``redis``.
+    """
     try:
         import redis
     except ImportError as exc:
@@ -52,7 +59,7 @@ def _redis() -> ModuleType:
 
 
 def _client(url: StreamURL) -> Any:
-    redis = _redis()
+    redis = redis_module()
     (host, port), *_ = url.hosts
     return redis.Redis(
         host=host,
@@ -69,7 +76,7 @@ def _client(url: StreamURL) -> Any:
 
 def _call(url: StreamURL, what: str, operation: Callable[[], _T], *, sink: bool = False) -> _T:
     """``operation()``, its redis-py errors turned into packflow's."""
-    redis = _redis()
+    redis = redis_module()
     try:
         return operation()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -122,7 +129,7 @@ class RedisSource:
     def _ensure_group(self) -> None:
         if self._group_ready:
             return
-        redis = _redis()
+        redis = redis_module()
 
         def create() -> None:
             try:
@@ -149,7 +156,7 @@ class RedisSource:
         return Message(entry_id, payload, origin=origin)
 
     def _read_group(self, start: str, count: int, block_ms: int | None) -> list[Any]:
-        redis = _redis()
+        redis = redis_module()
 
         def read() -> Any:
             try:

@@ -20,9 +20,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import attrs
 
 from packflow.exceptions import StreamError
-from packflow.streams.messages import Sink, Source
 
-__all__ = ["StreamURL", "default_consumer", "open_sink", "open_source", "parse_url"]
+__all__ = ["StreamURL", "default_consumer", "parse_url"]
 
 Scheme = Literal["redis", "kafka"]
 _DEFAULT_PORTS: dict[str, int] = {"redis": 6379, "kafka": 9092}
@@ -140,44 +139,3 @@ def _host_port(item: str, default: int, shown: str) -> tuple[str, int]:
 def default_consumer() -> str:
     """This process's consumer name when none is given: ``host-pid``."""
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def open_source(url: str, *, group: str = "packflow", consumer: str | None = None) -> Source:
-    """The consumer-group reader for ``url`` (a :class:`RedisSource` or :class:`KafkaSource`).
-
-    Raises
-    ------
-    StreamError
-        For a bad URL.
-    MissingExtraError
-        When redis-py or confluent-kafka is not installed.
-    """
-    parsed = parse_url(url)
-    name = consumer or default_consumer()
-    if parsed.scheme == "redis":
-        from packflow.streams.redis_streams import RedisSource
-
-        return RedisSource(parsed, group=group, consumer=name)
-    from packflow.streams.kafka_topics import KafkaSource
-
-    return KafkaSource(parsed, group=group, consumer=name)
-
-
-def open_sink(url: str) -> Sink:
-    """The writer for ``url`` (a :class:`RedisSink` or :class:`KafkaSink`).
-
-    Raises
-    ------
-    StreamError
-        For a bad URL.
-    MissingExtraError
-        When redis-py or confluent-kafka is not installed.
-    """
-    parsed = parse_url(url)
-    if parsed.scheme == "redis":
-        from packflow.streams.redis_streams import RedisSink
-
-        return RedisSink(parsed)
-    from packflow.streams.kafka_topics import KafkaSink
-
-    return KafkaSink(parsed)
