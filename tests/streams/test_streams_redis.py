@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -437,3 +438,41 @@ def test_packflow_run_refuses_a_stream_usage_mistake(
 ) -> None:
     assert main(["run", "stream_pipelines:doubler", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_packflow_run_serves_metrics_on_metrics_port_while_it_consumes(
+    redis_server: LocalRedis, client: Any, fresh: str
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = redis_server.url
+    add(client, fresh, [{"x": 1}, {"x": 2}, {"z": 3}])
+    args = [
+        "stream_pipelines:doubler",
+        "--source",
+        f"{url}/{fresh}",
+        "--sink",
+        f"{url}/{fresh}-out",
+    ]
+    process = packflow_run([*args, "--metrics-port", "0"])
+    try:
+        assert process.stderr is not None
+        announced = process.stderr.readline()
+        assert announced.startswith("packflow: metrics at http://127.0.0.1:"), announced
+        wait_for(lambda: client.xlen(fresh + "-out") == 3)
+        metrics = announced.split(" at ", 1)[1].strip()
+        with urllib.request.urlopen(metrics, timeout=10) as response:
+            text = response.read().decode()
+        found = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        ok = ("packflow_records_total", (("outcome", "ok"), ("pipeline", "doubler")))
+        error = ("packflow_records_total", (("outcome", "error"), ("pipeline", "doubler")))
+        assert (found[ok], found[error]) == (2, 1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
