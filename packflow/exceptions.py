@@ -30,7 +30,10 @@ __all__ = [
     "RecordFieldError",
     "RunningLoopError",
     "RuntimeTypeError",
+    "SinkRefusedError",
     "StageError",
+    "StreamError",
+    "StreamUnavailableError",
     "UndeclaredFieldError",
     "UnknownPreprocessorError",
     "UnpicklablePipelineError",
@@ -318,3 +321,29 @@ class UndeclaredFieldError(PackflowError, ValueError):
         self.pipeline = pipeline
         self.field = field
         self.declared = declared
+
+
+class StreamError(PackflowError):
+    """A message stream cannot be used: a bad URL, a missing topic, a broker that refuses.
+
+    ``url`` is the stream's URL as given (``redis://host:6379/scores``), without its
+    password.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class StreamUnavailableError(StreamError):
+    """A broker could not be reached or did not answer in time.
+
+    A stream consumer retries what raised it, with backoff, and reports each outage; it
+    never acknowledges an input while its output is unwritten.
+    """
+
+
+class SinkRefusedError(StreamError):
+    """A sink (or dead-letter destination) answered a write with a refusal (a key of the
+    wrong type, no permission, a message too large): retrying would not help, so the
+    consumer stops without acknowledging the batch it could not write."""

@@ -61,6 +61,7 @@ LAYERS: dict[str, str] = {
     "packflow.loaders": "6",
     "packflow.ray": "6",
     "packflow.serve.*": "6",
+    "packflow.streams.*": "6",
     "packflow.observe.*": "6",
     # 7: projects
     "packflow.projects.*": "7",
