@@ -190,7 +190,7 @@ def test_unknown_paths_and_methods_answer_json_404_and_405(client: Any) -> None:
 
 
 def test_metrics_answer_the_prometheus_exposition(client: Any) -> None:
-    # What the metrics say is tested in tests/test_metrics_export_serve.py.
+    # What the metrics say is tested in tests/observe/test_metrics_export_serve.py.
     client.post("/predict", json={"x": 1})
     response = client.get("/metrics")
     assert response.status_code == 200
